@@ -1,0 +1,16 @@
+//! # bevy_talking_head
+//!
+//! Real-time speech-driven facial animation: audio in, 52 ARKit blendshape
+//! weights out, every frame. The engine-agnostic core (this crate without
+//! the `bevy` feature) holds the audio front-end, the log-mel features, the
+//! model (online causal transformer + one-step distilled diffusion decoder),
+//! checkpoints, the rig conventions and the streaming runtime.
+//!
+//! Papers followed: *Audio Driven Real-Time Facial Animation for Social
+//! Telepresence* (Lee et al., SIGGRAPH Asia 2025) and *StreamingTalker*
+//! (Yang et al., 2025).
+#![warn(missing_docs)]
+
+pub mod features;
+pub mod model;
+pub mod rig;

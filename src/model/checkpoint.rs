@@ -1,0 +1,321 @@
+//! Self-describing checkpoints: safetensors tensors plus metadata holding the
+//! format and its version, the model config, feature and motion
+//! normalisation, the ARKit channel order, the frame rate, style names and
+//! provenance.
+//!
+//! Metadata keys (all strings; JSON where noted):
+//! `format` = [`CHECKPOINT_FORMAT`], `format_version` = [`CHECKPOINT_FORMAT_VERSION`],
+//! `config` (JSON [`ModelConfig`]), `feature_norm` (JSON [`FeatureNorm`]),
+//! `motion_norm` (JSON [`MotionNorm`]), `channels` (JSON list of the 52 ARKit
+//! names), `fps`, `styles` (JSON list), `provenance` (JSON [`Provenance`]).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, SafeTensors, View};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{ModelConfig, ModelError, MotionNorm, Provenance, Sampler, TalkingHeadModel};
+use crate::features::FeatureNorm;
+use crate::rig::ARKIT_BLENDSHAPES;
+
+/// Value of the `format` metadata key.
+pub const CHECKPOINT_FORMAT: &str = "bevy_talking_head";
+/// Checkpoint format version this build writes and reads.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+
+/// Summary of a checkpoint, for `talking-head info`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    /// File path.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// Parameters used by the student path (encoder + student).
+    pub student_parameters: Option<usize>,
+    /// Parameters used by the teacher path (encoder + teacher).
+    pub teacher_parameters: Option<usize>,
+    /// The config.
+    pub config: ModelConfig,
+    /// Provenance.
+    pub provenance: Provenance,
+    /// Algorithmic latency in ms (look-ahead + one frame).
+    pub algorithmic_latency_ms: f64,
+}
+
+struct RawTensor {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &RawTensor {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl TalkingHeadModel {
+    /// Writes the model (all stored tensors as f32) and its metadata.
+    ///
+    /// Errors: [`ModelError::Io`] when the file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        save_checkpoint(
+            path,
+            &self.tensors,
+            &self.config,
+            &self.feature_norm,
+            &self.motion_norm,
+            &self.provenance,
+        )
+    }
+
+    /// Loads a checkpoint written by [`TalkingHeadModel::save`] (or the
+    /// trainer). Every problem is an error naming the file and the tensor or
+    /// metadata key: unreadable file, truncated or non-safetensors data,
+    /// foreign format, other format version, missing/malformed metadata,
+    /// channel order that is not ours, missing tensor, wrong shape, wrong
+    /// dtype, non-finite values.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::load_from_bytes(&bytes, path)
+    }
+
+    /// As [`TalkingHeadModel::load`], from bytes in memory; `path` only
+    /// names the source in errors.
+    pub fn load_from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
+        let p = || path.to_path_buf();
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Corrupt {
+            path: p(),
+            reason: e.to_string(),
+        })?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Corrupt {
+            path: p(),
+            reason: e.to_string(),
+        })?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let format = meta.get("format").cloned();
+        if format.as_deref() != Some(CHECKPOINT_FORMAT) {
+            return Err(ModelError::NotACheckpoint {
+                path: p(),
+                found: format,
+            });
+        }
+        let version = meta.get("format_version").cloned().unwrap_or_default();
+        if version != CHECKPOINT_FORMAT_VERSION.to_string() {
+            return Err(ModelError::UnsupportedVersion {
+                path: p(),
+                found: version,
+                supported: CHECKPOINT_FORMAT_VERSION,
+            });
+        }
+        let config: ModelConfig = json_meta(&meta, "config", path)?;
+        config.validate().map_err(|e| ModelError::BadMetadata {
+            path: p(),
+            key: "config".into(),
+            reason: e.to_string(),
+        })?;
+        let feature_norm: FeatureNorm = json_meta(&meta, "feature_norm", path)?;
+        let motion_norm: MotionNorm = json_meta(&meta, "motion_norm", path)?;
+        let provenance: Provenance = json_meta(&meta, "provenance", path)?;
+        let channels: Vec<String> = json_meta(&meta, "channels", path)?;
+        if channels.len() != ARKIT_BLENDSHAPES.len()
+            || channels
+                .iter()
+                .zip(ARKIT_BLENDSHAPES.iter())
+                .any(|(a, b)| a != b)
+        {
+            return Err(ModelError::BadMetadata {
+                path: p(),
+                key: "channels".into(),
+                reason: "is not the 52 ARKit blendshapes in this crate's canonical order".into(),
+            });
+        }
+
+        // The shapes this config needs, from a shape-only model build.
+        let spec = TalkingHeadModel::init_tensors(&config, 0)?;
+        let present: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        let want_student = present.iter().any(|n| n.starts_with("student."));
+        let want_teacher = present.iter().any(|n| n.starts_with("teacher."));
+        if !want_student && !want_teacher {
+            return Err(ModelError::MissingTensor {
+                path: p(),
+                name: "student.* or teacher.*".into(),
+            });
+        }
+        let mut tensors = BTreeMap::new();
+        for (name, expected) in &spec {
+            let needed = name.starts_with("encoder.")
+                || (want_student && name.starts_with("student."))
+                || (want_teacher && name.starts_with("teacher."));
+            if !needed {
+                continue;
+            }
+            let view = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+                path: p(),
+                name: name.clone(),
+            })?;
+            let expected_shape = expected.dims().to_vec();
+            if view.shape() != expected_shape.as_slice() {
+                return Err(ModelError::WrongShape {
+                    path: p(),
+                    name: name.clone(),
+                    expected: expected_shape,
+                    found: view.shape().to_vec(),
+                });
+            }
+            let t = match view.dtype() {
+                Dtype::F32 => {
+                    let v: Vec<f32> = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    Tensor::from_vec(v, view.shape(), &Device::Cpu)?
+                }
+                Dtype::F16 => {
+                    let v: Vec<half::f16> = view
+                        .data()
+                        .chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                        .collect();
+                    Tensor::from_vec(v, view.shape(), &Device::Cpu)?.to_dtype(DType::F32)?
+                }
+                other => {
+                    return Err(ModelError::BadTensor {
+                        path: p(),
+                        name: name.clone(),
+                        reason: format!("has dtype {other:?}; expected F32 or F16"),
+                    });
+                }
+            };
+            let finite = t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(ModelError::BadTensor {
+                    path: p(),
+                    name: name.clone(),
+                    reason: "holds NaN or infinite values".into(),
+                });
+            }
+            tensors.insert(name.clone(), t);
+        }
+        TalkingHeadModel::from_parts(config, tensors, feature_norm, motion_norm, provenance)
+    }
+
+    /// Reads only what `talking-head info` shows.
+    pub fn info(path: &Path) -> Result<ModelInfo, ModelError> {
+        let model = Self::load(path)?;
+        let file_bytes = std::fs::metadata(path)
+            .map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        Ok(ModelInfo {
+            path: path.to_path_buf(),
+            file_bytes,
+            student_parameters: model
+                .has_student()
+                .then(|| model.parameter_count(Some(Sampler::Student))),
+            teacher_parameters: model.has_teacher().then(|| {
+                model.parameter_count(Some(Sampler::Teacher {
+                    steps: 1,
+                    guidance: 1.0,
+                }))
+            }),
+            algorithmic_latency_ms: model.config.algorithmic_latency_secs() * 1000.0,
+            config: model.config.clone(),
+            provenance: model.provenance.clone(),
+        })
+    }
+}
+
+fn json_meta<T: DeserializeOwned>(
+    meta: &HashMap<String, String>,
+    key: &str,
+    path: &Path,
+) -> Result<T, ModelError> {
+    let raw = meta.get(key).ok_or_else(|| ModelError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.into(),
+        reason: "is missing".into(),
+    })?;
+    serde_json::from_str(raw).map_err(|e| ModelError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.into(),
+        reason: format!("is not valid: {e}"),
+    })
+}
+
+/// Writes named f32 tensors and full metadata; shared by
+/// [`TalkingHeadModel::save`] and the trainer.
+pub fn save_checkpoint(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    config: &ModelConfig,
+    feature_norm: &FeatureNorm,
+    motion_norm: &MotionNorm,
+    provenance: &Provenance,
+) -> Result<(), ModelError> {
+    let mut raw = BTreeMap::new();
+    for (name, t) in tensors {
+        let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        raw.insert(
+            name.clone(),
+            RawTensor {
+                shape: t.dims().to_vec(),
+                bytes,
+            },
+        );
+    }
+    let mut meta = HashMap::new();
+    meta.insert("format".into(), CHECKPOINT_FORMAT.into());
+    meta.insert(
+        "format_version".into(),
+        CHECKPOINT_FORMAT_VERSION.to_string(),
+    );
+    meta.insert("config".into(), to_json(config));
+    meta.insert("feature_norm".into(), to_json(feature_norm));
+    meta.insert("motion_norm".into(), to_json(motion_norm));
+    meta.insert("provenance".into(), to_json(provenance));
+    meta.insert("channels".into(), to_json(&ARKIT_BLENDSHAPES.to_vec()));
+    meta.insert("fps".into(), config.fps.to_string());
+    meta.insert("styles".into(), to_json(&config.styles));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    let data = safetensors::serialize(raw.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
+        .map_err(|e| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    std::fs::write(path, data).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,217 @@
+//! Model configuration (serde), stored in every checkpoint's metadata.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::MelConfig;
+use crate::model::ModelError;
+
+/// Number of emotion weights the model is conditioned on, in [`EMOTIONS`] order.
+pub const EMOTION_COUNT: usize = 7;
+
+/// The seven emotion names, in the order of an emotion vector.
+pub const EMOTIONS: [&str; EMOTION_COUNT] = [
+    "neutral",
+    "happy",
+    "sad",
+    "angry",
+    "surprised",
+    "fearful",
+    "disgusted",
+];
+
+/// Which quantity the denoiser predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    /// The clean frame `x0` (default).
+    #[default]
+    X0,
+    /// The velocity `v = sqrt(a) eps - sqrt(1 - a) x0` (Salimans & Ho 2022).
+    V,
+}
+
+/// Diffusion settings shared by the teacher and the student.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiffusionConfig {
+    /// What the network predicts.
+    pub prediction: Prediction,
+    /// Offset `s` of the cosine schedule `abar(t) = cos^2((t + s) / (1 + s) * pi / 2)`
+    /// (Nichol & Dhariwal 2021), with `t` in [0, 1].
+    pub cosine_offset: f64,
+    /// Default number of DDIM steps of the teacher sampler.
+    pub teacher_steps: usize,
+    /// Default classifier-free guidance scale on emotion for the teacher
+    /// (1 = no guidance).
+    pub guidance_scale: f32,
+    /// Scale of the initial noise at sampling time (1 = the trained prior).
+    pub noise_scale: f32,
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        Self {
+            prediction: Prediction::X0,
+            cosine_offset: 0.008,
+            teacher_steps: 8,
+            guidance_scale: 1.5,
+            noise_scale: 1.0,
+        }
+    }
+}
+
+/// Full model configuration. Defaults are the shipped model size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    /// Log-mel front-end (16 kHz, 80 bins, 25 ms window, 10 ms hop).
+    pub mel: MelConfig,
+    /// Animation frames per second. `mel.sample_rate / fps` must be an
+    /// integer multiple of `mel.hop_length` (50 fps = 320 samples = 2 hops).
+    pub fps: u32,
+    /// Width of the online encoder.
+    pub d_model: usize,
+    /// Attention heads of the encoder (must divide `d_model`, even head size).
+    pub n_heads: usize,
+    /// Transformer layers of the encoder.
+    pub n_layers: usize,
+    /// Hidden width of the encoder's feed-forward blocks.
+    pub d_ff: usize,
+    /// Kernel (in animation frames) of the causal convolution in front of the
+    /// transformer.
+    pub conv_kernel: usize,
+    /// Attention context in animation frames (sliding window / KV cache size).
+    pub context_frames: usize,
+    /// Look-ahead `L` in animation frames, implemented as an output delay:
+    /// frame `t` is produced once audio up to frame `t + L` is in.
+    pub lookahead_frames: usize,
+    /// Frames of the model's own past output given to the denoiser
+    /// (autoregressive motion history, StreamingTalker).
+    pub history_frames: usize,
+    /// Hidden width of the denoiser MLP.
+    pub denoiser_hidden: usize,
+    /// Residual blocks of the denoiser.
+    pub denoiser_blocks: usize,
+    /// Size of the sinusoidal diffusion-time embedding.
+    pub time_embed_dim: usize,
+    /// Style names; a style id is an index into this list.
+    pub styles: Vec<String>,
+    /// Diffusion settings.
+    pub diffusion: DiffusionConfig,
+    /// Frames whose audio (this frame, one before, and the look-ahead) stays
+    /// below this RMS level in dBFS get a closed, neutral mouth. `None`
+    /// disables the gate.
+    pub silence_gate_dbfs: Option<f32>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            mel: MelConfig::default(),
+            fps: 50,
+            d_model: 128,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 512,
+            conv_kernel: 3,
+            context_frames: 128,
+            lookahead_frames: 2,
+            history_frames: 8,
+            denoiser_hidden: 256,
+            denoiser_blocks: 2,
+            time_embed_dim: 32,
+            styles: vec!["phonetic".into(), "facegood".into()],
+            diffusion: DiffusionConfig::default(),
+            silence_gate_dbfs: Some(-70.0),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Audio samples (at `mel.sample_rate`) per animation frame.
+    pub fn samples_per_frame(&self) -> usize {
+        (self.mel.sample_rate / self.fps.max(1)) as usize
+    }
+
+    /// Mel frames stacked into one encoder input frame.
+    pub fn mels_per_frame(&self) -> usize {
+        self.samples_per_frame() / self.mel.hop_length.max(1)
+    }
+
+    /// Width of one encoder input frame (`mels_per_frame * n_mels`).
+    pub fn input_dim(&self) -> usize {
+        self.mels_per_frame() * self.mel.n_mels
+    }
+
+    /// Algorithmic latency in seconds: look-ahead plus one frame.
+    pub fn algorithmic_latency_secs(&self) -> f64 {
+        (self.lookahead_frames + 1) as f64 / self.fps as f64
+    }
+
+    /// Index of a style by name (case-insensitive).
+    pub fn style_id(&self, name: &str) -> Result<usize, ModelError> {
+        self.styles
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(name))
+            .ok_or_else(|| ModelError::UnknownStyle {
+                name: name.to_string(),
+                available: self.styles.clone(),
+            })
+    }
+
+    /// Checks every constraint; a checkpoint with a bad config is refused.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::InvalidConfig(m));
+        self.mel
+            .validate()
+            .map_err(|e| ModelError::InvalidConfig(format!("mel: {e}")))?;
+        if self.fps == 0 || self.mel.sample_rate % self.fps != 0 {
+            return bad(format!(
+                "fps {} must divide the sample rate {}",
+                self.fps, self.mel.sample_rate
+            ));
+        }
+        if self.samples_per_frame() % self.mel.hop_length != 0 {
+            return bad(format!(
+                "samples per frame {} must be a multiple of the hop length {}",
+                self.samples_per_frame(),
+                self.mel.hop_length
+            ));
+        }
+        if self.n_heads == 0
+            || self.d_model % self.n_heads != 0
+            || (self.d_model / self.n_heads) % 2 != 0
+        {
+            return bad(format!(
+                "d_model {} must split into {} heads of even size",
+                self.d_model, self.n_heads
+            ));
+        }
+        for (name, v) in [
+            ("n_layers", self.n_layers),
+            ("d_ff", self.d_ff),
+            ("conv_kernel", self.conv_kernel),
+            ("context_frames", self.context_frames),
+            ("history_frames", self.history_frames),
+            ("denoiser_hidden", self.denoiser_hidden),
+            ("time_embed_dim", self.time_embed_dim),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be > 0"));
+            }
+        }
+        if self.time_embed_dim % 2 != 0 {
+            return bad("time_embed_dim must be even".into());
+        }
+        if self.styles.is_empty() {
+            return bad("at least one style is required".into());
+        }
+        if self.diffusion.teacher_steps == 0 {
+            return bad("diffusion.teacher_steps must be > 0".into());
+        }
+        if !(self.diffusion.guidance_scale.is_finite() && self.diffusion.noise_scale.is_finite()) {
+            return bad("diffusion scales must be finite".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! Streaming == batch parity of every stateful layer, and batching parity.
+
+use super::*;
+use candle_core::{D, IndexOp};
+
+fn small_config() -> ModelConfig {
+    ModelConfig {
+        d_model: 32,
+        n_heads: 4,
+        n_layers: 2,
+        d_ff: 64,
+        context_frames: 12,
+        history_frames: 4,
+        denoiser_hidden: 48,
+        ..ModelConfig::default()
+    }
+}
+
+fn random_input(b: usize, t: usize, dim: usize, seed: u64) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..b * t * dim)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_vec(v, (b, t, dim), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Steps the encoder frame by frame over `x: [1, T, in]`.
+fn step_all(model: &TalkingHeadModel, x: &Tensor) -> Tensor {
+    let t = x.dim(1).unwrap();
+    let mut st = model.encoder.new_state(&Device::Cpu).unwrap();
+    let outs: Vec<Tensor> = (0..t)
+        .map(|i| {
+            model
+                .encoder
+                .step(&x.narrow(1, i, 1).unwrap(), &mut [&mut st])
+                .unwrap()
+        })
+        .collect();
+    Tensor::cat(&outs, 1).unwrap()
+}
+
+#[test]
+fn encoder_step_matches_forward_past_the_window() {
+    // 40 frames through a 12-frame window: the rotating cache wraps 3 times.
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 1).unwrap();
+    let x = random_input(1, 40, cfg.input_dim(), 2);
+    let batch = model.encode(&x).unwrap();
+    let streamed = step_all(&model, &x);
+    let err = max_abs_diff(&batch, &streamed);
+    assert!(err <= 1e-4, "max |step - forward| = {err}");
+}
+
+#[test]
+fn encoder_step_matches_forward_default_size() {
+    let cfg = ModelConfig::default();
+    let model = TalkingHeadModel::random(cfg.clone(), 3).unwrap();
+    let x = random_input(1, cfg.context_frames + 30, cfg.input_dim(), 4);
+    let err = max_abs_diff(&model.encode(&x).unwrap(), &step_all(&model, &x));
+    assert!(err <= 1e-4, "max |step - forward| = {err}");
+}
+
+#[test]
+fn conv_step_matches_forward() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg, 5).unwrap();
+    let conv = &model.encoder.conv;
+    let x = random_input(1, 9, 32, 6);
+    let batch = conv.forward(&x).unwrap();
+    let mut st = conv.new_state(&Device::Cpu).unwrap();
+    let outs: Vec<Tensor> = (0..9)
+        .map(|i| {
+            conv.step(&x.narrow(1, i, 1).unwrap(), &mut [&mut st])
+                .unwrap()
+        })
+        .collect();
+    let err = max_abs_diff(&batch, &Tensor::cat(&outs, 1).unwrap());
+    assert!(err <= 1e-5, "conv err {err}");
+}
+
+#[test]
+fn batched_sessions_match_single_sessions() {
+    // Three sessions at different stream positions stepped as one batch give
+    // what each gives alone.
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 7).unwrap();
+    let dim = cfg.input_dim();
+    let lens = [5usize, 17, 30];
+    let xs: Vec<Tensor> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| random_input(1, l + 1, dim, 10 + i as u64))
+        .collect();
+    let mut solo: Vec<_> = (0..3)
+        .map(|_| model.encoder.new_state(&Device::Cpu).unwrap())
+        .collect();
+    let mut grouped: Vec<_> = (0..3)
+        .map(|_| model.encoder.new_state(&Device::Cpu).unwrap())
+        .collect();
+    for i in 0..3 {
+        for f in 0..lens[i] {
+            let xi = xs[i].narrow(1, f, 1).unwrap();
+            model.encoder.step(&xi, &mut [&mut solo[i]]).unwrap();
+            model.encoder.step(&xi, &mut [&mut grouped[i]]).unwrap();
+        }
+    }
+    let last: Vec<Tensor> = (0..3)
+        .map(|i| xs[i].narrow(1, lens[i], 1).unwrap())
+        .collect();
+    let singles: Vec<Tensor> = (0..3)
+        .map(|i| model.encoder.step(&last[i], &mut [&mut solo[i]]).unwrap())
+        .collect();
+    let batch_in = Tensor::cat(&last, 0).unwrap();
+    let mut refs: Vec<&mut EncoderState> = grouped.iter_mut().collect();
+    let batched = model.encoder.step(&batch_in, &mut refs).unwrap();
+    for (i, s) in singles.iter().enumerate() {
+        let err = max_abs_diff(s, &batched.i(i..i + 1).unwrap());
+        assert!(err <= 1e-5, "session {i}: {err}");
+    }
+}
+
+#[test]
+fn denoiser_fused_matches_differentiable() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 8).unwrap();
+    let net = model.student.as_ref().unwrap();
+    let n = 6;
+    let h = random_input(1, n, cfg.d_model, 1).squeeze(0).unwrap();
+    let hist = random_input(1, n, cfg.history_frames * 52, 2)
+        .squeeze(0)
+        .unwrap();
+    let emo = emotion_input(&vec![NEUTRAL_EMOTION; n], false, &Device::Cpu).unwrap();
+    let style = style_input(&vec![1; n], &Device::Cpu).unwrap();
+    let cond = net.condition(&h, &hist, &emo, &style).unwrap();
+    let x = random_input(1, n, 52, 3).squeeze(0).unwrap();
+    let t = vec![0.3f32; n];
+    let a = net.predict(&x, &t, &cond, true).unwrap();
+    let b = net.predict(&x, &t, &cond, false).unwrap();
+    assert!(max_abs_diff(&a, &b) <= 1e-4);
+    assert_eq!(a.dims(), &[n, 52]);
+    let _ = a.sum(D::Minus1).unwrap();
+}
+
+#[test]
+fn step_outputs_weights_in_range_after_lookahead() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 9).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let feats = vec![-3.0f32; cfg.input_dim()];
+    for i in 0..10 {
+        let out = model
+            .step(
+                &mut [&mut st],
+                &[FrameInput {
+                    log_mel: &feats,
+                    rms_dbfs: -20.0,
+                }],
+                Sampler::Student,
+            )
+            .unwrap();
+        if i < cfg.lookahead_frames {
+            assert!(out[0].is_none());
+        } else {
+            let f = out[0].as_ref().unwrap();
+            assert_eq!(f.index, (i - cfg.lookahead_frames) as u64);
+            assert!(f.weights.iter().all(|w| (0.0..=1.0).contains(w)));
+        }
+    }
+    // The teacher path works too, with guidance.
+    let out = model
+        .step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &feats,
+                rms_dbfs: -20.0,
+            }],
+            Sampler::Teacher {
+                steps: 4,
+                guidance: 2.0,
+            },
+        )
+        .unwrap();
+    assert!(out[0].is_some());
+}
+
+#[test]
+fn silence_gate_closes_the_mouth() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 11).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let feats = vec![-10.0f32; cfg.input_dim()];
+    for _ in 0..8 {
+        let out = model
+            .step(
+                &mut [&mut st],
+                &[FrameInput {
+                    log_mel: &feats,
+                    rms_dbfs: f32::NEG_INFINITY,
+                }],
+                Sampler::Student,
+            )
+            .unwrap();
+        if let Some(f) = &out[0] {
+            assert!(
+                crate::rig::MOUTH_CHANNELS
+                    .iter()
+                    .all(|&c| f.weights[c] == 0.0)
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 12).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let short = vec![0.0f32; 3];
+    assert!(matches!(
+        model.step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &short,
+                rms_dbfs: 0.0
+            }],
+            Sampler::Student
+        ),
+        Err(ModelError::BadInput(_))
+    ));
+    st.style = 99;
+    let ok = vec![0.0f32; cfg.input_dim()];
+    assert!(matches!(
+        model.step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &ok,
+                rms_dbfs: 0.0
+            }],
+            Sampler::Student
+        ),
+        Err(ModelError::UnknownStyle { .. })
+    ));
+    assert!(parse_emotion("happy=2").is_err());
+    assert!(parse_emotion("joy=0.5").is_err());
+    assert_eq!(parse_emotion("").unwrap(), NEUTRAL_EMOTION);
+    assert_eq!(parse_emotion("happy=0.8").unwrap()[1], 0.8);
+}
+
+#[test]
+fn same_seed_same_weights() {
+    let a = TalkingHeadModel::init_tensors(&small_config(), 42).unwrap();
+    let b = TalkingHeadModel::init_tensors(&small_config(), 42).unwrap();
+    for (k, t) in &a {
+        assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
+    }
+}
