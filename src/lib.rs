@@ -11,6 +11,8 @@
 //! (Yang et al., 2025).
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod features;
 pub mod model;
 pub mod rig;
+pub mod runtime;

@@ -1,1 +1,580 @@
-fn main() {}
+//! `talking-head`: bake speech to Live Link Face CSV, inspect and benchmark
+//! models. Run `talking-head --help`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bevy_talking_head::audio::{AudioFormat, load_mono_16k};
+use bevy_talking_head::model::{
+    EMOTIONS, FrameInput, ModelConfig, Sampler, TalkingHeadModel, parse_emotion,
+};
+use bevy_talking_head::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
+use bevy_talking_head::runtime::{ExpressionFrame, Pcm, Session, run_to_end};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+/// Where the shipped model lives, relative to the repository root.
+const DEFAULT_MODEL_REL: &str = "assets/models/default.safetensors";
+
+#[derive(Parser)]
+#[command(
+    name = "talking-head",
+    version,
+    about = "Speech → ARKit-52 facial animation (bevy_talking_head)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Animate audio files and write Live Link Face CSV (one row per output frame).
+    Bake {
+        /// Audio files (WAV, FLAC, AIFF, MP3, OGG; any rate 8–96 kHz, any channel count).
+        #[arg(required = true)]
+        audio: Vec<PathBuf>,
+        /// Output CSV file (one input) or directory (`<stem>.csv` per input).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Output frame rate of the CSV.
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Emotion weights, e.g. `happy=0.8,surprised=0.2` (each in [0, 1]).
+        #[arg(long, default_value = "")]
+        emotion: String,
+        /// Style name (see `talking-head info`); default: the model's first style.
+        #[arg(long)]
+        style: Option<String>,
+        /// Model checkpoint; default: $TALKING_HEAD_MODEL or assets/models/default.safetensors.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Denoising steps: 1 = the distilled student; N > 1 = the N-step DDIM teacher.
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        /// Classifier-free guidance scale on emotion for the teacher (default: the model's).
+        #[arg(long)]
+        guidance: Option<f32>,
+        /// Noise seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Files processed in parallel (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Accept a checkpoint that is marked untrained (tests of the pipeline only:
+        /// its output is not animation).
+        #[arg(long)]
+        allow_untrained: bool,
+    },
+    /// Show a checkpoint's config, parameter count, size, styles and look-ahead.
+    Info {
+        /// Checkpoint (default: the shipped model).
+        model: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure step latency (batch 1/8/32), teacher/student cost, model size and
+    /// real-time factor; the last line printed is one JSON object.
+    Bench {
+        /// Checkpoint (default: the shipped model, else a random model of the default size).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Threads for the tensor kernels (default 1: one core).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Audio file for the real-time factor (default: assets/audio/LJ001-0001.wav).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Timed iterations per measurement.
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Bench { threads, .. } => *threads,
+        _ => 1,
+    };
+    // candle reads RAYON_NUM_THREADS for every matmul. Set it before any other
+    // thread exists: one thread per model step is fastest at these sizes, and
+    // `bake` parallelises across files instead.
+    // SAFETY: no other thread is running yet.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+    let result = match cli.command {
+        Command::Bake {
+            audio,
+            output,
+            fps,
+            emotion,
+            style,
+            model,
+            steps,
+            guidance,
+            seed,
+            jobs,
+            allow_untrained,
+        } => bake(BakeArgs {
+            audio,
+            output,
+            fps,
+            emotion,
+            style,
+            model,
+            steps,
+            guidance,
+            seed,
+            jobs,
+            allow_untrained,
+        }),
+        Command::Info { model, json } => info(model, json),
+        Command::Bench {
+            model,
+            threads,
+            file,
+            iters,
+        } => bench(model, threads, file, iters),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// $TALKING_HEAD_MODEL, else `./assets/models/default.safetensors`, else the
+/// copy in the source tree this binary was built from.
+fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(DEFAULT_MODEL_REL);
+    if local.exists() {
+        return local;
+    }
+    repo_root().join(DEFAULT_MODEL_REL)
+}
+
+fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(default_model_path);
+    if !path.exists() {
+        if explicit {
+            bail!("model file {} does not exist", path.display());
+        }
+        bail!(
+            "no trained model is present: {} does not exist.\n\
+             The default model ships in assets/models/ once it has been trained \
+             (see assets/models/README.md); until then pass --model PATH.",
+            path.display()
+        );
+    }
+    let model = TalkingHeadModel::load(&path)?;
+    Ok((model, path))
+}
+
+struct BakeArgs {
+    audio: Vec<PathBuf>,
+    output: PathBuf,
+    fps: f64,
+    emotion: String,
+    style: Option<String>,
+    model: Option<PathBuf>,
+    steps: usize,
+    guidance: Option<f32>,
+    seed: u64,
+    jobs: Option<usize>,
+    allow_untrained: bool,
+}
+
+/// Samples the 50 fps stream at `k / fps` seconds for `k = 0..n`, linearly
+/// interpolating between frame centres (clamped at the ends).
+fn resample_frames(
+    frames: &[ExpressionFrame],
+    spf: usize,
+    duration_secs: f64,
+    fps: f64,
+) -> Vec<[f32; BLENDSHAPE_COUNT]> {
+    let n = (duration_secs * fps).ceil().max(1.0) as usize;
+    if frames.is_empty() {
+        return vec![[0.0; BLENDSHAPE_COUNT]; n];
+    }
+    let times: Vec<f64> = frames.iter().map(|f| f.time_secs(spf)).collect();
+    (0..n)
+        .map(|k| {
+            let t = k as f64 / fps;
+            let j = times.partition_point(|&x| x <= t);
+            if j == 0 {
+                return frames[0].weights;
+            }
+            if j >= frames.len() {
+                return frames[frames.len() - 1].weights;
+            }
+            let (t0, t1) = (times[j - 1], times[j]);
+            let a = ((t - t0) / (t1 - t0)).clamp(0.0, 1.0) as f32;
+            std::array::from_fn(|c| frames[j - 1].weights[c] * (1.0 - a) + frames[j].weights[c] * a)
+        })
+        .collect()
+}
+
+fn bake(args: BakeArgs) -> Result<()> {
+    if !(args.fps.is_finite() && args.fps > 0.0 && args.fps <= 1000.0) {
+        bail!("--fps must be in (0, 1000], got {}", args.fps);
+    }
+    let (model, model_path) = load_model(args.model.clone())?;
+    if !model.provenance().trained && !args.allow_untrained {
+        bail!(
+            "{} is marked untrained: its output would be noise, not animation. \
+             Use a trained model (pass --allow-untrained only to test the pipeline).",
+            model_path.display()
+        );
+    }
+    let emotion = parse_emotion(&args.emotion)?;
+    let style = match &args.style {
+        Some(name) => model.config().style_id(name)?,
+        None => 0,
+    };
+    let sampler = if args.steps <= 1 {
+        if !model.has_student() {
+            bail!(
+                "{} has no one-step student; pass --steps N (N > 1) for the teacher",
+                model_path.display()
+            );
+        }
+        Sampler::Student
+    } else {
+        if !model.has_teacher() {
+            bail!(
+                "{} has no teacher denoiser; use --steps 1",
+                model_path.display()
+            );
+        }
+        Sampler::Teacher {
+            steps: args.steps,
+            guidance: args
+                .guidance
+                .unwrap_or(model.config().diffusion.guidance_scale),
+        }
+    };
+    let to_dir = args.audio.len() > 1
+        || args.output.is_dir()
+        || args.output.to_string_lossy().ends_with('/')
+        || args.output.extension().is_none();
+    if to_dir {
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("creating output directory {}", args.output.display()))?;
+    } else if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
+    let bars = MultiProgress::new();
+    let style_bar = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {percent:>3}% {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let model = Arc::new(model);
+    let spf = model.config().samples_per_frame();
+    let results: Vec<(PathBuf, Result<PathBuf>)> = pool.install(|| {
+        args.audio
+            .par_iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let out = if to_dir {
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("clip{i}"));
+                    args.output.join(format!("{stem}.csv"))
+                } else {
+                    args.output.clone()
+                };
+                let r = (|| -> Result<PathBuf> {
+                    let (samples, report) = load_mono_16k(path)?;
+                    if report.nonfinite_samples > 0 {
+                        bars.suspend(|| {
+                            eprintln!(
+                                "warning: {}: {} non-finite samples (NaN/Inf) were replaced by silence",
+                                path.display(),
+                                report.nonfinite_samples
+                            )
+                        });
+                    }
+                    let bar = bars.add(ProgressBar::new(samples.len() as u64));
+                    bar.set_style(style_bar.clone());
+                    bar.set_prefix(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+                    let mut session = Session::new(&model, AudioFormat::MODEL, args.seed)?;
+                    session.set_emotion(emotion);
+                    session.set_style(style);
+                    let frames = run_to_end(&model, &mut session, Pcm::F32(&samples), sampler, |n| bar.inc(n))?;
+                    bar.finish_and_clear();
+                    let duration = samples.len() as f64 / AudioFormat::MODEL.sample_rate as f64;
+                    let rows = resample_frames(&frames, spf, duration, args.fps);
+                    let take = LiveLinkFaceTake::from_weights(&rows, args.fps, 0.0)?;
+                    take.write_file(&out)?;
+                    Ok(out)
+                })();
+                (path.clone(), r)
+            })
+            .collect()
+    });
+    let mut failed = 0;
+    for (input, r) in results {
+        match r {
+            Ok(out) => println!("{} -> {}", input.display(), out.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", input.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", args.audio.len());
+    }
+    Ok(())
+}
+
+fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
+    let path = model.unwrap_or_else(default_model_path);
+    if !path.exists() {
+        bail!(
+            "no model at {} (the default model ships once trained; pass a path)",
+            path.display()
+        );
+    }
+    let info = TalkingHeadModel::info(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    let c = &info.config;
+    println!("model:            {}", info.path.display());
+    println!(
+        "file size:        {} bytes ({:.2} MB)",
+        info.file_bytes,
+        info.file_bytes as f64 / 1e6
+    );
+    println!("trained:          {}", info.provenance.trained);
+    if !info.provenance.description.is_empty() {
+        println!("description:      {}", info.provenance.description);
+    }
+    if let Some(p) = info.student_parameters {
+        println!("student params:   {p} (encoder + one-step student)");
+    }
+    if let Some(p) = info.teacher_parameters {
+        println!("teacher params:   {p} (encoder + DDIM teacher)");
+    }
+    println!(
+        "frame rate:       {} fps ({} samples per frame at {} Hz)",
+        c.fps,
+        c.samples_per_frame(),
+        c.mel.sample_rate
+    );
+    println!(
+        "look-ahead:       {} frames; algorithmic latency {:.0} ms",
+        c.lookahead_frames, info.algorithmic_latency_ms
+    );
+    println!(
+        "encoder:          d_model {}, {} layers, {} heads, ffn {}, context {} frames ({:.2} s), conv kernel {}",
+        c.d_model,
+        c.n_layers,
+        c.n_heads,
+        c.d_ff,
+        c.context_frames,
+        c.context_frames as f64 / c.fps as f64,
+        c.conv_kernel
+    );
+    println!(
+        "denoiser:         hidden {}, {} blocks, history {} frames, {:?}-prediction",
+        c.denoiser_hidden, c.denoiser_blocks, c.history_frames, c.diffusion.prediction
+    );
+    println!(
+        "teacher sampler:  {} DDIM steps, guidance {}",
+        c.diffusion.teacher_steps, c.diffusion.guidance_scale
+    );
+    println!(
+        "features:         {} log-mel bins, window {} / hop {} samples",
+        c.mel.n_mels, c.mel.win_length, c.mel.hop_length
+    );
+    println!("styles:           {}", c.styles.join(", "));
+    println!("emotions:         {}", EMOTIONS.join(", "));
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// Median ms of one batched step of `b` sessions with `sampler`.
+fn time_steps(model: &TalkingHeadModel, b: usize, sampler: Sampler, iters: usize) -> Result<f64> {
+    let cfg = model.config();
+    let mut states = (0..b)
+        .map(|i| model.new_state(i as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    let feats: Vec<Vec<f32>> = (0..b)
+        .map(|i| {
+            (0..cfg.input_dim())
+                .map(|j| ((i * 31 + j * 7) % 17) as f32 * 0.3 - 4.0)
+                .collect()
+        })
+        .collect();
+    let inputs: Vec<FrameInput<'_>> = feats
+        .iter()
+        .map(|f| FrameInput {
+            log_mel: f,
+            rms_dbfs: -20.0,
+        })
+        .collect();
+    // Warm up past the look-ahead and fill part of the context.
+    let warm = (cfg.lookahead_frames + 16).min(cfg.context_frames + cfg.lookahead_frames);
+    for _ in 0..warm {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        model.step(&mut refs, &inputs, sampler)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        let t = Instant::now();
+        model.step(&mut refs, &inputs, sampler)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(times))
+}
+
+fn bench(
+    model_path: Option<PathBuf>,
+    threads: usize,
+    file: Option<PathBuf>,
+    iters: usize,
+) -> Result<()> {
+    let explicit = model_path.is_some();
+    let path = model_path.unwrap_or_else(default_model_path);
+    let (model, which, model_bytes) = if path.exists() {
+        let m = TalkingHeadModel::load(&path)?;
+        let bytes = std::fs::metadata(&path)?.len();
+        let which = if m.provenance().trained {
+            "trained"
+        } else {
+            "untrained checkpoint"
+        };
+        (m, format!("{which} {}", path.display()), bytes)
+    } else {
+        if explicit {
+            bail!("model file {} does not exist", path.display());
+        }
+        let m = TalkingHeadModel::random(ModelConfig::default(), 0)?;
+        // Size of the checkpoint the shipped student would have (encoder + student).
+        let dir = std::env::temp_dir().join(format!("talking-head-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join("random.safetensors");
+        let student_only: std::collections::BTreeMap<_, _> = m
+            .tensors()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("teacher."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        bevy_talking_head::model::save_checkpoint(
+            &tmp,
+            &student_only,
+            m.config(),
+            m.feature_norm(),
+            m.motion_norm(),
+            m.provenance(),
+        )?;
+        let bytes = std::fs::metadata(&tmp)?.len();
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            m,
+            "random default-size model (no trained model present)".to_string(),
+            bytes,
+        )
+    };
+    println!("model: {which}");
+    println!("threads: {threads}");
+    let student = if model.has_student() {
+        Sampler::Student
+    } else {
+        bail!("the model has no student to benchmark")
+    };
+    let mut medians = serde_json::Map::new();
+    for b in [1usize, 8, 32] {
+        let n = if b == 1 { iters } else { (iters / 4).max(10) };
+        let ms = time_steps(&model, b, student, n)?;
+        println!(
+            "student step, batch {b:>2}: median {ms:.3} ms ({:.3} ms per session)",
+            ms / b as f64
+        );
+        medians.insert(b.to_string(), serde_json::json!(round3(ms)));
+    }
+    let cfg = model.config();
+    let teacher_steps = cfg.diffusion.teacher_steps;
+    let teacher_sampler = Sampler::Teacher {
+        steps: teacher_steps,
+        guidance: cfg.diffusion.guidance_scale,
+    };
+    let (ratio, teacher_ms) = if model.has_teacher() {
+        let s = time_steps(&model, 1, student, iters)?;
+        let t = time_steps(&model, 1, teacher_sampler, (iters / 4).max(10))?;
+        println!(
+            "teacher step ({teacher_steps} DDIM steps, guidance {}): median {t:.3} ms = {:.1}x the student",
+            cfg.diffusion.guidance_scale,
+            t / s
+        );
+        (Some(round3(t / s)), Some(round3(t)))
+    } else {
+        println!("teacher: not in this checkpoint");
+        (None, None)
+    };
+    let audio = file.unwrap_or_else(|| repo_root().join("assets/audio/LJ001-0001.wav"));
+    let t0 = Instant::now();
+    let (samples, _) =
+        load_mono_16k(&audio).with_context(|| format!("bench audio {}", audio.display()))?;
+    let mut session = Session::new(&model, AudioFormat::MODEL, 0)?;
+    let frames = run_to_end(&model, &mut session, Pcm::F32(&samples), student, |_| {})?;
+    let compute = t0.elapsed().as_secs_f64();
+    let audio_secs = samples.len() as f64 / 16_000.0;
+    let rtf = audio_secs / compute;
+    println!(
+        "real-time factor: {rtf:.1}x ({audio_secs:.2} s of audio, {} frames, in {compute:.3} s, decode included) — {}",
+        frames.len(),
+        audio.display()
+    );
+    println!(
+        "model file: {model_bytes} bytes; algorithmic latency {:.0} ms",
+        cfg.algorithmic_latency_secs() * 1e3
+    );
+    let json = serde_json::json!({
+        "step_ms_median": medians,
+        "teacher_student_ratio": ratio,
+        "teacher_step_ms_median": teacher_ms,
+        "teacher_steps": teacher_steps,
+        "model_bytes": model_bytes,
+        "realtime_factor": round3(rtf),
+        "algorithmic_latency_ms": cfg.algorithmic_latency_secs() * 1e3,
+        "student_parameters": model.parameter_count(Some(Sampler::Student)),
+        "threads": threads,
+        "model": which,
+        "audio": audio.display().to_string(),
+    });
+    println!("{json}");
+    Ok(())
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

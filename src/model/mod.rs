@@ -33,7 +33,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, ModelInfo};
+pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, ModelInfo, save_checkpoint};
 pub use config::{DiffusionConfig, EMOTION_COUNT, EMOTIONS, ModelConfig, Prediction};
 pub use denoiser::alpha_bar;
 

@@ -1,0 +1,409 @@
+//! One speaker's stream: audio front-end (downmix/resample → log-mel →
+//! animation-frame assembly) plus the model's [`StreamState`].
+
+use std::collections::VecDeque;
+
+use crate::audio::{AudioConditioner, AudioError, AudioFormat, MODEL_SAMPLE_RATE};
+use crate::features::LogMelStreamer;
+use crate::model::{
+    EMOTION_COUNT, FrameInput, ModelConfig, ModelError, OutputFrame, Sampler, StreamState,
+    TalkingHeadModel,
+};
+use crate::rig::BLENDSHAPE_COUNT;
+
+/// PCM samples in one of the two accepted sample formats, interleaved when
+/// multichannel.
+#[derive(Clone, Copy, Debug)]
+pub enum Pcm<'a> {
+    /// Floating point, nominal range [-1, 1].
+    F32(&'a [f32]),
+    /// 16-bit integers.
+    I16(&'a [i16]),
+}
+
+/// An expression frame stamped with the audio time it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpressionFrame {
+    /// Frame index in the stream (0, 1, 2, ...).
+    pub index: u64,
+    /// First sample of the frame's audio span, at 16 kHz. The span is
+    /// `[sample, sample + samples_per_frame)`; the weights describe the face
+    /// at the span's centre.
+    pub sample: u64,
+    /// 52 ARKit weights in [0, 1], canonical order.
+    pub weights: [f32; BLENDSHAPE_COUNT],
+}
+
+impl ExpressionFrame {
+    /// Centre of the frame's span in seconds of stream audio.
+    pub fn time_secs(&self, samples_per_frame: usize) -> f64 {
+        (self.sample as f64 + samples_per_frame as f64 / 2.0) / MODEL_SAMPLE_RATE as f64
+    }
+}
+
+/// Front-end output for one animation frame, waiting for the model.
+#[derive(Clone, Debug)]
+struct ReadyFrame {
+    log_mel: Vec<f32>,
+    rms_dbfs: f32,
+}
+
+/// One speaker's streaming state: audio front-end, pending frames, model
+/// state (KV caches, motion history), audio clock. All buffers are bounded
+/// by the config except the queue of frames waiting for the model, which
+/// the caller drains by stepping ([`Session::pending_frames`]).
+#[derive(Debug)]
+pub struct Session {
+    conditioner: AudioConditioner,
+    mel: LogMelStreamer,
+    mel_buf: Vec<f32>,
+    frame_pcm: Vec<f32>,
+    pcm_16k: Vec<f32>,
+    ready: VecDeque<ReadyFrame>,
+    state: StreamState,
+    samples_16k: u64,
+    samples_per_frame: usize,
+    mels_per_frame: usize,
+    n_mels: usize,
+    lookahead: usize,
+    finished: bool,
+    frames_assembled: u64,
+    frame_base: u64,
+}
+
+fn rms_dbfs(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let ms = x.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / x.len() as f64;
+    if ms <= 0.0 {
+        f32::NEG_INFINITY
+    } else {
+        (10.0 * ms.log10()) as f32
+    }
+}
+
+/// Errors of a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The audio format is not accepted.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Audio pushed after [`Session::finish`].
+    #[error("audio pushed after the stream was finished; reset the session first")]
+    Finished,
+}
+
+impl Session {
+    /// A new session for audio in `format`, noise seeded with `seed`.
+    ///
+    /// Errors: [`SessionError::Audio`] for an unsupported rate or channel
+    /// count (8–96 kHz, 1–32 channels).
+    pub fn new(
+        model: &TalkingHeadModel,
+        format: AudioFormat,
+        seed: u64,
+    ) -> Result<Self, SessionError> {
+        let cfg: &ModelConfig = model.config();
+        Ok(Self {
+            conditioner: AudioConditioner::new(format)?,
+            mel: LogMelStreamer::new(cfg.mel.clone())
+                .map_err(|e| ModelError::InvalidConfig(e.to_string()))?,
+            mel_buf: Vec::new(),
+            frame_pcm: Vec::with_capacity(cfg.samples_per_frame()),
+            pcm_16k: Vec::new(),
+            ready: VecDeque::new(),
+            state: model.new_state(seed)?,
+            samples_16k: 0,
+            samples_per_frame: cfg.samples_per_frame(),
+            mels_per_frame: cfg.mels_per_frame(),
+            n_mels: cfg.mel.n_mels,
+            lookahead: cfg.lookahead_frames,
+            finished: false,
+            frames_assembled: 0,
+            frame_base: 0,
+        })
+    }
+
+    /// The input audio format.
+    pub fn format(&self) -> AudioFormat {
+        self.conditioner.format()
+    }
+
+    /// Sets the emotion weights (each clamped to [0, 1] when used).
+    pub fn set_emotion(&mut self, emotion: [f32; EMOTION_COUNT]) {
+        self.state.emotion = emotion;
+    }
+
+    /// The current emotion weights.
+    pub fn emotion(&self) -> [f32; EMOTION_COUNT] {
+        self.state.emotion
+    }
+
+    /// Sets the style id (checked against the model at the next step).
+    pub fn set_style(&mut self, style: usize) {
+        self.state.style = style;
+    }
+
+    /// Non-finite input samples replaced by 0 so far.
+    pub fn nonfinite_samples(&self) -> u64 {
+        self.conditioner.nonfinite_count()
+    }
+
+    /// 16 kHz samples received so far (the session's audio clock).
+    pub fn samples_received(&self) -> u64 {
+        self.samples_16k
+    }
+
+    /// Frames produced so far.
+    pub fn frames_out(&self) -> u64 {
+        self.state.frames_out()
+    }
+
+    /// Frames assembled by the front-end and waiting for a model step.
+    pub fn pending_frames(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether [`Session::finish`] was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Bytes held by the session's state and buffers (capacity, not length):
+    /// constant over a stream when the caller keeps stepping.
+    pub fn memory_bytes(&self) -> usize {
+        self.state.state_bytes()
+            + 4 * (self.mel_buf.capacity() + self.frame_pcm.capacity() + self.pcm_16k.capacity())
+            + self.ready.capacity() * std::mem::size_of::<ReadyFrame>()
+            + self
+                .ready
+                .iter()
+                .map(|r| r.log_mel.capacity() * 4)
+                .sum::<usize>()
+    }
+
+    /// Feeds audio in the session's format (any chunk size).
+    ///
+    /// Errors: [`SessionError::Finished`] after [`Session::finish`].
+    pub fn push(&mut self, pcm: Pcm<'_>) -> Result<(), SessionError> {
+        if self.finished {
+            return Err(SessionError::Finished);
+        }
+        let mut out = std::mem::take(&mut self.pcm_16k);
+        out.clear();
+        match pcm {
+            Pcm::F32(x) => self.conditioner.push_f32(x, &mut out),
+            Pcm::I16(x) => self.conditioner.push_i16(x, &mut out),
+        }
+        self.ingest_16k(&out);
+        self.pcm_16k = out;
+        Ok(())
+    }
+
+    /// Feeds audio already at 16 kHz mono (the model rate), bypassing the
+    /// conditioner (used by the trainer). Non-finite samples become 0.
+    pub fn push_16k(&mut self, samples: &[f32]) -> Result<(), SessionError> {
+        if self.finished {
+            return Err(SessionError::Finished);
+        }
+        let clean: Vec<f32> = samples
+            .iter()
+            .map(|v| {
+                if v.is_finite() {
+                    v.clamp(-1.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        self.ingest_16k(&clean);
+        Ok(())
+    }
+
+    fn ingest_16k(&mut self, x: &[f32]) {
+        self.samples_16k += x.len() as u64;
+        self.mel.push(x, &mut self.mel_buf);
+        let mut rest = x;
+        while !rest.is_empty() {
+            let take = (self.samples_per_frame - self.frame_pcm.len()).min(rest.len());
+            self.frame_pcm.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.frame_pcm.len() == self.samples_per_frame {
+                let need = self.mels_per_frame * self.n_mels;
+                // The mel frames of this animation frame end with its last sample,
+                // so they are always complete here.
+                let log_mel: Vec<f32> =
+                    self.mel_buf.drain(..need.min(self.mel_buf.len())).collect();
+                self.ready.push_back(ReadyFrame {
+                    log_mel,
+                    rms_dbfs: rms_dbfs(&self.frame_pcm),
+                });
+                self.frame_pcm.clear();
+                self.frames_assembled += 1;
+            }
+        }
+    }
+
+    /// Ends the stream: flushes the resampler, completes the last partial
+    /// frame with silence and appends `lookahead` frames of silence so every
+    /// frame of real audio is produced by the following steps.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut out = Vec::new();
+        self.conditioner.finish(&mut out);
+        self.ingest_16k(&out);
+        let real = self.samples_16k;
+        let mut pad = 0;
+        if !self.frame_pcm.is_empty() {
+            pad += self.samples_per_frame - self.frame_pcm.len();
+        }
+        if real > 0 {
+            pad += self.lookahead * self.samples_per_frame;
+        }
+        let zeros = vec![0.0; pad];
+        self.ingest_16k(&zeros);
+        self.samples_16k = real;
+        self.finished = true;
+    }
+
+    /// Back to the start of a stream (emotion and style kept).
+    pub fn reset(&mut self, model: &TalkingHeadModel) -> Result<(), SessionError> {
+        self.conditioner.reset();
+        self.mel.reset();
+        self.mel_buf.clear();
+        self.frame_pcm.clear();
+        self.ready.clear();
+        model.reset_state(&mut self.state)?;
+        self.samples_16k = 0;
+        self.finished = false;
+        self.frames_assembled = 0;
+        self.frame_base = 0;
+        Ok(())
+    }
+
+    /// Recovers after a failed step: clears the model state and pending
+    /// audio but keeps the audio clock, so later frames keep their true
+    /// timestamps. The partial frame in progress is dropped (the next audio
+    /// starts a new frame), and the look-ahead refills before output resumes.
+    pub fn recover(&mut self, model: &TalkingHeadModel) -> Result<(), SessionError> {
+        let assembled = self.frames_assembled + u64::from(!self.frame_pcm.is_empty());
+        let samples = self.samples_16k;
+        let finished = self.finished;
+        self.reset(model)?;
+        self.frame_base = assembled;
+        self.frames_assembled = assembled;
+        self.samples_16k = samples;
+        self.finished = finished;
+        Ok(())
+    }
+}
+
+/// Steps every session that has a pending frame, all in ONE batch, once.
+/// Returns `(session index, frame)` for the frames completed.
+pub fn step_batch(
+    model: &TalkingHeadModel,
+    sessions: &mut [&mut Session],
+    sampler: Sampler,
+) -> Result<Vec<(usize, ExpressionFrame)>, ModelError> {
+    let due: Vec<usize> = (0..sessions.len())
+        .filter(|&i| !sessions[i].ready.is_empty())
+        .collect();
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let frames: Vec<ReadyFrame> = due
+        .iter()
+        .map(|&i| {
+            sessions[i]
+                .ready
+                .pop_front()
+                .unwrap_or_else(|| unreachable!())
+        })
+        .collect();
+    let inputs: Vec<FrameInput<'_>> = frames
+        .iter()
+        .map(|f| FrameInput {
+            log_mel: &f.log_mel,
+            rms_dbfs: f.rms_dbfs,
+        })
+        .collect();
+    let spf = model.config().samples_per_frame() as u64;
+    let mut states: Vec<&mut StreamState> = Vec::with_capacity(due.len());
+    {
+        let mut rest: &mut [&mut Session] = sessions;
+        let mut base = 0;
+        for &i in &due {
+            let (_, tail) = rest.split_at_mut(i - base);
+            let (head, tail) = tail.split_at_mut(1);
+            states.push(&mut head[0].state);
+            rest = tail;
+            base = i + 1;
+        }
+    }
+    let out = model.step(&mut states, &inputs, sampler)?;
+    Ok(out
+        .into_iter()
+        .zip(&due)
+        .filter_map(|(f, &i)| {
+            f.map(|f: OutputFrame| {
+                let index = sessions[i].frame_base + f.index;
+                (
+                    i,
+                    ExpressionFrame {
+                        index,
+                        sample: index * spf,
+                        weights: f.weights,
+                    },
+                )
+            })
+        })
+        .collect())
+}
+
+/// Runs one session to the end over a whole buffer of audio: the path of
+/// `talking-head bake`. Feeds audio in 1-second chunks and steps in between,
+/// so memory stays bounded. Returns every frame of the stream, in order.
+pub fn run_to_end(
+    model: &TalkingHeadModel,
+    session: &mut Session,
+    pcm: Pcm<'_>,
+    sampler: Sampler,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<ExpressionFrame>, SessionError> {
+    let fmt = session.format();
+    let chunk = fmt.sample_rate as usize * fmt.channels as usize;
+    let mut frames = Vec::new();
+    let drain = |s: &mut Session, frames: &mut Vec<ExpressionFrame>| -> Result<(), SessionError> {
+        while s.pending_frames() > 0 {
+            for (_, f) in step_batch(model, &mut [&mut *s], sampler)? {
+                frames.push(f);
+            }
+        }
+        Ok(())
+    };
+    match pcm {
+        Pcm::F32(x) => {
+            for c in x.chunks(chunk.max(1)) {
+                session.push(Pcm::F32(c))?;
+                drain(session, &mut frames)?;
+                progress(c.len() as u64);
+            }
+        }
+        Pcm::I16(x) => {
+            for c in x.chunks(chunk.max(1)) {
+                session.push(Pcm::I16(c))?;
+                drain(session, &mut frames)?;
+                progress(c.len() as u64);
+            }
+        }
+    }
+    session.finish();
+    drain(session, &mut frames)?;
+    Ok(frames)
+}

@@ -1,0 +1,400 @@
+//! Runtime: chunking parity through the whole pipeline, worker batching,
+//! panic recovery, bounded memory over a long stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bevy_talking_head::audio::AudioFormat;
+use bevy_talking_head::model::{ModelConfig, NEUTRAL_EMOTION, Sampler, TalkingHeadModel};
+use bevy_talking_head::runtime::{
+    ExpressionFrame, Pcm, Session, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerEvent,
+    run_to_end, step_batch,
+};
+use rand::{Rng, SeedableRng};
+
+fn small() -> ModelConfig {
+    ModelConfig {
+        d_model: 32,
+        n_heads: 2,
+        n_layers: 1,
+        d_ff: 64,
+        context_frames: 16,
+        history_frames: 4,
+        denoiser_hidden: 32,
+        denoiser_blocks: 1,
+        ..ModelConfig::default()
+    }
+}
+
+/// A speech-like test signal: voiced harmonics with a syllable envelope.
+fn speechy(rate: u32, secs: f64, channels: usize) -> Vec<f32> {
+    let n = (rate as f64 * secs) as usize;
+    let mut out = Vec::with_capacity(n * channels);
+    for i in 0..n {
+        let t = i as f64 / rate as f64;
+        let env = (t * 2.0 * std::f64::consts::PI * 3.0).sin().max(0.0);
+        let f0 = 120.0 + 20.0 * (t * 1.3).sin();
+        let v: f64 = (1..8)
+            .map(|h| (t * 2.0 * std::f64::consts::PI * f0 * h as f64).sin() / h as f64)
+            .sum();
+        for c in 0..channels {
+            out.push((0.3 * env * v * if c == 0 { 1.0 } else { 0.8 }) as f32);
+        }
+    }
+    out
+}
+
+fn frames_for(
+    model: &TalkingHeadModel,
+    fmt: AudioFormat,
+    pcm: &[f32],
+    chunks: &[usize],
+) -> Vec<ExpressionFrame> {
+    let mut s = Session::new(model, fmt, 9).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut k = 0;
+    while pos < pcm.len() {
+        let len = chunks[k % chunks.len()].min(pcm.len() - pos);
+        s.push(Pcm::F32(&pcm[pos..pos + len])).unwrap();
+        pos += len;
+        k += 1;
+        while s.pending_frames() > 0 {
+            out.extend(
+                step_batch(model, &mut [&mut s], Sampler::Student)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(_, f)| f),
+            );
+        }
+    }
+    s.finish();
+    while s.pending_frames() > 0 {
+        out.extend(
+            step_batch(model, &mut [&mut s], Sampler::Student)
+                .unwrap()
+                .into_iter()
+                .map(|(_, f)| f),
+        );
+    }
+    out
+}
+
+#[test]
+fn any_chunking_gives_the_same_frames() {
+    let model = TalkingHeadModel::random(small(), 1).unwrap();
+    for (rate, ch) in [(16_000u32, 1usize), (44_100, 2), (8_000, 1)] {
+        let fmt = AudioFormat {
+            sample_rate: rate,
+            channels: ch as u16,
+        };
+        let pcm = speechy(rate, 1.3, ch);
+        let whole = frames_for(&model, fmt, &pcm, &[pcm.len()]);
+        let expected = (1.3f64 * 50.0).ceil() as usize;
+        assert!(
+            (whole.len() as i64 - expected as i64).abs() <= 1,
+            "{rate} Hz: {} frames, expected {expected}",
+            whole.len()
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rate as u64);
+        let random: Vec<usize> = (0..64).map(|_| rng.random_range(1..2000)).collect();
+        for chunks in [vec![1usize, 7, 333], random, vec![160 * ch], vec![3]] {
+            let got = frames_for(&model, fmt, &pcm, &chunks);
+            assert_eq!(
+                got.len(),
+                whole.len(),
+                "{rate} Hz chunks {:?}",
+                &chunks[..3]
+            );
+            for (a, b) in got.iter().zip(&whole) {
+                assert_eq!(a.index, b.index);
+                assert_eq!(a.sample, b.sample);
+                let err = a
+                    .weights
+                    .iter()
+                    .zip(&b.weights)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err <= 1e-4, "{rate} Hz frame {}: {err}", a.index);
+            }
+        }
+    }
+}
+
+#[test]
+fn frames_are_stamped_with_their_audio_time() {
+    let model = TalkingHeadModel::random(small(), 1).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    let frames = frames_for(&model, fmt, &speechy(16_000, 0.5, 1), &[1000]);
+    assert_eq!(frames.len(), 25);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.index, i as u64);
+        assert_eq!(f.sample, i as u64 * 320);
+        assert!((f.time_secs(320) - (i as f64 + 0.5) / 50.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn silence_gives_a_closed_mouth() {
+    let model = TalkingHeadModel::random(small(), 1).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    let frames = frames_for(&model, fmt, &vec![0.0; 16_000], &[4096]);
+    assert_eq!(frames.len(), 50);
+    for f in &frames {
+        for &c in bevy_talking_head::rig::MOUTH_CHANNELS.iter() {
+            assert_eq!(f.weights[c], 0.0);
+        }
+    }
+}
+
+fn collect_frames(
+    worker: &Worker,
+    want: usize,
+    timeout: Duration,
+) -> (Vec<(SessionId, ExpressionFrame)>, Vec<WorkerEvent>) {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut frames = Vec::new();
+    let mut other = Vec::new();
+    while frames.len() < want && std::time::Instant::now() < deadline {
+        if let Ok(ev) = worker.events().recv_timeout(Duration::from_millis(100)) {
+            match ev {
+                WorkerEvent::Frame { session, frame } => frames.push((session, frame)),
+                e => other.push(e),
+            }
+        }
+    }
+    (frames, other)
+}
+
+#[test]
+fn worker_batches_sessions_and_matches_offline_results() {
+    let model = Arc::new(TalkingHeadModel::random(small(), 2).unwrap());
+    let worker = Worker::spawn(model.clone(), WorkerConfig::default()).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    let pcm = speechy(16_000, 0.6, 1);
+    for id in 0..8u64 {
+        worker
+            .send_blocking(WorkerCommand::AddSession {
+                id: SessionId(id),
+                format: fmt,
+                emotion: NEUTRAL_EMOTION,
+                style: 0,
+                seed: 9,
+            })
+            .unwrap();
+    }
+    for chunk in pcm.chunks(800) {
+        for id in 0..8u64 {
+            worker
+                .send_blocking(WorkerCommand::Audio(SessionId(id), chunk.to_vec()))
+                .unwrap();
+        }
+    }
+    for id in 0..8u64 {
+        worker
+            .send_blocking(WorkerCommand::Finish(SessionId(id)))
+            .unwrap();
+    }
+    let (frames, other) = collect_frames(&worker, 8 * 30, Duration::from_secs(60));
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(frames.len(), 8 * 30);
+    let offline = frames_for(&model, fmt, &pcm, &[800]);
+    for id in 0..8u64 {
+        let mine: Vec<_> = frames
+            .iter()
+            .filter(|(s, _)| *s == SessionId(id))
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(mine.len(), offline.len());
+        for (a, b) in mine.iter().zip(&offline) {
+            assert_eq!(a.index, b.index);
+            let err = a
+                .weights
+                .iter()
+                .zip(&b.weights)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err <= 1e-4, "session {id} frame {}: {err}", a.index);
+        }
+    }
+    let stats = worker.stats();
+    assert!(stats.last_batch >= 1);
+    // Sessions were batched: far fewer steps than frames.
+    assert!(stats.steps < stats.frames, "{stats:?}");
+}
+
+#[test]
+fn worker_survives_an_injected_panic() {
+    let model = Arc::new(TalkingHeadModel::random(small(), 3).unwrap());
+    let worker = Worker::spawn(model, WorkerConfig::default()).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    let id = SessionId(7);
+    worker
+        .send_blocking(WorkerCommand::AddSession {
+            id,
+            format: fmt,
+            emotion: NEUTRAL_EMOTION,
+            style: 0,
+            seed: 1,
+        })
+        .unwrap();
+    worker
+        .send_blocking(WorkerCommand::Audio(id, speechy(16_000, 0.2, 1)))
+        .unwrap();
+    let (before, _) = collect_frames(&worker, 8, Duration::from_secs(30));
+    assert_eq!(before.len(), 8);
+    worker
+        .send_blocking(WorkerCommand::InjectPanic(id))
+        .unwrap();
+    worker
+        .send_blocking(WorkerCommand::Audio(id, speechy(16_000, 0.2, 1)))
+        .unwrap();
+    // The panic is reported as a reset; then new audio animates again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut reset = None;
+    while reset.is_none() && std::time::Instant::now() < deadline {
+        if let Ok(WorkerEvent::SessionReset { session, reason }) =
+            worker.events().recv_timeout(Duration::from_millis(100))
+        {
+            reset = Some((session, reason));
+        }
+    }
+    let (session, reason) = reset.expect("a SessionReset event");
+    assert_eq!(session, id);
+    assert!(reason.contains("panic"), "{reason}");
+    assert!(worker.is_running());
+    worker
+        .send_blocking(WorkerCommand::Audio(id, speechy(16_000, 0.4, 1)))
+        .unwrap();
+    let (after, _) = collect_frames(&worker, 5, Duration::from_secs(30));
+    assert_eq!(after.len(), 5);
+    // The audio clock continued: later frames are stamped after the first ones.
+    assert!(after[0].1.sample > before.last().unwrap().1.sample);
+    assert_eq!(worker.stats().panics, 1);
+}
+
+#[test]
+fn unknown_session_and_bad_format_are_reported() {
+    let model = Arc::new(TalkingHeadModel::random(small(), 3).unwrap());
+    let worker = Worker::spawn(model, WorkerConfig::default()).unwrap();
+    worker
+        .send_blocking(WorkerCommand::Audio(SessionId(1), vec![0.0; 10]))
+        .unwrap();
+    worker
+        .send_blocking(WorkerCommand::AddSession {
+            id: SessionId(2),
+            format: AudioFormat {
+                sample_rate: 1_000,
+                channels: 1,
+            },
+            emotion: NEUTRAL_EMOTION,
+            style: 0,
+            seed: 0,
+        })
+        .unwrap();
+    let mut errors = 0;
+    while let Ok(ev) = worker.events().recv_timeout(Duration::from_secs(5)) {
+        if let WorkerEvent::Error { .. } = ev {
+            errors += 1;
+            if errors == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(errors, 2);
+}
+
+#[test]
+fn nonfinite_samples_are_zeroed_and_counted() {
+    let model = TalkingHeadModel::random(small(), 4).unwrap();
+    let mut pcm = speechy(16_000, 0.3, 1);
+    pcm[100] = f32::NAN;
+    pcm[200] = f32::INFINITY;
+    pcm[300] = f32::NEG_INFINITY;
+    let mut s = Session::new(
+        &model,
+        AudioFormat {
+            sample_rate: 16_000,
+            channels: 1,
+        },
+        0,
+    )
+    .unwrap();
+    let frames = run_to_end(&model, &mut s, Pcm::F32(&pcm), Sampler::Student, |_| {}).unwrap();
+    assert_eq!(s.nonfinite_samples(), 3);
+    assert_eq!(frames.len(), 15);
+    assert!(frames.iter().all(|f| {
+        f.weights
+            .iter()
+            .all(|w| w.is_finite() && (0.0..=1.0).contains(w))
+    }));
+}
+
+/// A one-hour stream holds the memory of a ten-second one: the session's
+/// state and buffers stop growing once the attention window is full.
+#[test]
+fn memory_is_bounded_over_a_one_hour_stream() {
+    // 10 fps keeps the test short (36 000 steps); the memory bound is
+    // structural, not a matter of frame rate.
+    let cfg = ModelConfig {
+        fps: 10,
+        d_model: 16,
+        n_heads: 2,
+        n_layers: 1,
+        d_ff: 16,
+        history_frames: 2,
+        denoiser_hidden: 16,
+        denoiser_blocks: 1,
+        ..ModelConfig::default() // default 128-frame context
+    };
+    let model = TalkingHeadModel::random(cfg, 5).unwrap();
+    let mut s = Session::new(
+        &model,
+        AudioFormat {
+            sample_rate: 16_000,
+            channels: 1,
+        },
+        0,
+    )
+    .unwrap();
+    let chunk: Vec<f32> = speechy(16_000, 1.0, 1);
+    let mut at_10s = 0;
+    let mut frames = 0u64;
+    // One compute thread, as in the worker.
+    let pool = rayon_core::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for sec in 0..3600 {
+            s.push(Pcm::F32(&chunk)).unwrap();
+            while s.pending_frames() > 0 {
+                frames += step_batch(&model, &mut [&mut s], Sampler::Student)
+                    .unwrap()
+                    .len() as u64;
+            }
+            if sec == 9 {
+                at_10s = s.memory_bytes();
+            }
+        }
+    });
+    let at_1h = s.memory_bytes();
+    assert!(frames >= 3600 * 10 - 5, "{frames}");
+    assert_eq!(s.samples_received(), 3600 * 16_000);
+    assert!(
+        at_1h <= at_10s + 1024,
+        "10 s: {at_10s} bytes, 1 h: {at_1h} bytes"
+    );
+}
