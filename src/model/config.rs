@@ -165,13 +165,13 @@ impl ModelConfig {
         self.mel
             .validate()
             .map_err(|e| ModelError::InvalidConfig(format!("mel: {e}")))?;
-        if self.fps == 0 || self.mel.sample_rate % self.fps != 0 {
+        if self.fps == 0 || !self.mel.sample_rate.is_multiple_of(self.fps) {
             return bad(format!(
                 "fps {} must divide the sample rate {}",
                 self.fps, self.mel.sample_rate
             ));
         }
-        if self.samples_per_frame() % self.mel.hop_length != 0 {
+        if !self.samples_per_frame().is_multiple_of(self.mel.hop_length) {
             return bad(format!(
                 "samples per frame {} must be a multiple of the hop length {}",
                 self.samples_per_frame(),
@@ -179,8 +179,8 @@ impl ModelConfig {
             ));
         }
         if self.n_heads == 0
-            || self.d_model % self.n_heads != 0
-            || (self.d_model / self.n_heads) % 2 != 0
+            || !self.d_model.is_multiple_of(self.n_heads)
+            || !(self.d_model / self.n_heads).is_multiple_of(2)
         {
             return bad(format!(
                 "d_model {} must split into {} heads of even size",
@@ -200,7 +200,7 @@ impl ModelConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if self.time_embed_dim % 2 != 0 {
+        if !self.time_embed_dim.is_multiple_of(2) {
             return bad("time_embed_dim must be even".into());
         }
         if self.styles.is_empty() {
