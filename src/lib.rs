@@ -16,3 +16,8 @@ pub mod features;
 pub mod model;
 pub mod rig;
 pub mod runtime;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

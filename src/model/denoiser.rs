@@ -73,10 +73,7 @@ impl Denoiser {
         let blocks = (0..cfg.denoiser_blocks)
             .map(|i| {
                 let vb = vb.pp(format!("blocks.{i}"));
-                Ok((
-                    Norm::new(h, vb.pp("ln"))?,
-                    Mlp::new(h, 2 * h, vb.pp("mlp"))?,
-                ))
+                Ok((Norm::new(h, vb.pp("ln"))?, Mlp::new(h, h, vb.pp("mlp"))?))
             })
             .collect::<Result<_>>()?;
         let style = vb.get_with_hints(

@@ -705,7 +705,11 @@ impl TalkingHeadModel {
             }
             // Silence gate: this frame, the one before and the look-ahead all
             // below the threshold (NaN levels count as silent).
-            let silent = |th: f32| s.levels.iter().all(|l| l.partial_cmp(&th) != Some(std::cmp::Ordering::Greater));
+            let silent = |th: f32| {
+                s.levels
+                    .iter()
+                    .all(|l| l.partial_cmp(&th) != Some(std::cmp::Ordering::Greater))
+            };
             if gate_db.is_some_and(silent) {
                 for &c in MOUTH_CHANNELS.iter() {
                     w[c] = 0.0;
