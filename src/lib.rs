@@ -16,6 +16,9 @@ pub mod features;
 pub mod model;
 pub mod rig;
 pub mod runtime;
+#[cfg(feature = "train")]
+pub mod train;
+pub mod upper_face;
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(doctest)]

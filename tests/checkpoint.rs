@@ -11,17 +11,7 @@ use bevy_talking_head::model::{
 use candle_core::Tensor;
 
 fn small() -> ModelConfig {
-    ModelConfig {
-        d_model: 32,
-        n_heads: 2,
-        n_layers: 1,
-        d_ff: 64,
-        context_frames: 16,
-        history_frames: 4,
-        denoiser_hidden: 32,
-        denoiser_blocks: 1,
-        ..ModelConfig::default()
-    }
+    ModelConfig::tiny()
 }
 
 fn run(model: &TalkingHeadModel) -> Vec<[f32; 52]> {

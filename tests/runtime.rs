@@ -13,17 +13,7 @@ use bevy_talking_head::runtime::{
 use rand::{Rng, SeedableRng};
 
 fn small() -> ModelConfig {
-    ModelConfig {
-        d_model: 32,
-        n_heads: 2,
-        n_layers: 1,
-        d_ff: 64,
-        context_frames: 16,
-        history_frames: 4,
-        denoiser_hidden: 32,
-        denoiser_blocks: 1,
-        ..ModelConfig::default()
-    }
+    ModelConfig::tiny()
 }
 
 /// A speech-like test signal: voiced harmonics with a syllable envelope.

@@ -172,8 +172,8 @@ fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
         }
         bail!(
             "no trained model is present: {} does not exist.\n\
-             The default model ships in assets/models/ once it has been trained \
-             (see assets/models/README.md); until then pass --model PATH.",
+             The default model is trained by this repository's trainer and shipped in \
+             assets/models/; until it is, pass --model PATH.",
             path.display()
         );
     }

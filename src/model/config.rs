@@ -128,6 +128,22 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// A tiny configuration (d_model 32, one layer, 16-frame context) for
+    /// tests and examples that need a model quickly; not for animation.
+    pub fn tiny() -> Self {
+        Self {
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 1,
+            d_ff: 64,
+            context_frames: 16,
+            history_frames: 4,
+            denoiser_hidden: 32,
+            denoiser_blocks: 1,
+            ..Self::default()
+        }
+    }
+
     /// Audio samples (at `mel.sample_rate`) per animation frame.
     pub fn samples_per_frame(&self) -> usize {
         (self.mel.sample_rate / self.fps.max(1)) as usize

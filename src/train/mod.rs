@@ -1,0 +1,10 @@
+//! Training-side tools (feature `train`): datasets, labelers, corpus
+//! builder. Never needed at run time.
+//!
+//! External programs (Debian packages, installed by `.ci/run`):
+//! `pocketsphinx` + `pocketsphinx-en-us` (phone timings), `espeak-ng` and
+//! `flite` (speech synthesis), `sox` (audio effects).
+
+pub mod facegood;
+pub mod phonetic;
+pub mod sphinx;
