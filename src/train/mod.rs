@@ -5,6 +5,9 @@
 //! `pocketsphinx` + `pocketsphinx-en-us` (phone timings), `espeak-ng` and
 //! `flite` (speech synthesis), `sox` (audio effects).
 
+pub mod corpus;
+pub mod emotion;
 pub mod facegood;
 pub mod phonetic;
 pub mod sphinx;
+pub mod tts;
