@@ -289,17 +289,38 @@ fn bake(args: BakeArgs) -> Result<()> {
         .progress_chars("=> ");
     let model = Arc::new(model);
     let spf = model.config().samples_per_frame();
+    let outputs: Vec<PathBuf> = args
+        .audio
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            if to_dir {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| format!("clip{i}"));
+                args.output.join(format!("{stem}.csv"))
+            } else {
+                args.output.clone()
+            }
+        })
+        .collect();
+    for (i, a) in outputs.iter().enumerate() {
+        if let Some(j) = outputs[..i].iter().position(|b| b == a) {
+            bail!(
+                "{} and {} would both be written to {}; bake them into different directories",
+                args.audio[j].display(),
+                args.audio[i].display(),
+                a.display()
+            );
+        }
+    }
     let results: Vec<(PathBuf, Result<PathBuf>)> = pool.install(|| {
         args.audio
             .par_iter()
             .enumerate()
             .map(|(i, path)| {
-                let out = if to_dir {
-                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("clip{i}"));
-                    args.output.join(format!("{stem}.csv"))
-                } else {
-                    args.output.clone()
-                };
+                let out = outputs[i].clone();
                 let r = (|| -> Result<PathBuf> {
                     let (samples, report) = load_mono_16k(path)?;
                     if report.nonfinite_samples > 0 {
