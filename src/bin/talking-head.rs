@@ -93,12 +93,48 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         iters: usize,
     },
+    /// Train the encoder and the diffusion teacher on a corpus (feature `train`).
+    #[cfg(feature = "train")]
+    Train {
+        /// Corpus directory (from `talking-head corpus build`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Output checkpoint (written every --checkpoint-every steps).
+        #[arg(long)]
+        out: PathBuf,
+        /// JSON file with a ModelConfig (`model`) and/or TrainConfig (`train`); defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Optimiser steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Windows per batch (overrides the config).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Seed (overrides the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue from --out if it exists.
+        #[arg(long)]
+        resume: bool,
+        /// Use at most this many training clips (quick runs).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Compute threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let threads = match &cli.command {
         Command::Bench { threads, .. } => *threads,
+        #[cfg(feature = "train")]
+        Command::Train { threads, .. } => threads.unwrap_or(cores),
         _ => 1,
     };
     // candle reads RAYON_NUM_THREADS for every matmul. Set it before any other
@@ -139,6 +175,18 @@ fn main() {
             file,
             iters,
         } => bench(model, threads, file, iters),
+        #[cfg(feature = "train")]
+        Command::Train {
+            corpus,
+            out,
+            config,
+            steps,
+            batch,
+            seed,
+            resume,
+            limit,
+            threads: _,
+        } => train_cmd(corpus, out, config, steps, batch, seed, resume, limit),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -598,4 +646,132 @@ fn bench(
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(feature = "train")]
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct TrainFile {
+    model: Option<ModelConfig>,
+    train: Option<bevy_talking_head::train::trainer::TrainConfig>,
+}
+
+#[cfg(feature = "train")]
+#[allow(clippy::too_many_arguments)]
+fn train_cmd(
+    corpus: PathBuf,
+    out: PathBuf,
+    config: Option<PathBuf>,
+    steps: Option<usize>,
+    batch: Option<usize>,
+    seed: Option<u64>,
+    resume: bool,
+    limit: Option<usize>,
+) -> Result<()> {
+    use bevy_talking_head::model::MotionNorm;
+    use bevy_talking_head::train::dataset::{feature_norm, load_split, motion_stats};
+    use bevy_talking_head::train::manifest::Split;
+    use bevy_talking_head::train::trainer::Trainer;
+    use std::io::Write;
+
+    let file: TrainFile = match &config {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => TrainFile::default(),
+    };
+    let model_cfg = file.model.unwrap_or_default();
+    let mut tcfg = file.train.unwrap_or_default();
+    if let Some(s) = steps {
+        tcfg.steps = s;
+    }
+    if let Some(b) = batch {
+        tcfg.batch = b;
+    }
+    if let Some(s) = seed {
+        tcfg.seed = s;
+    }
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("loading");
+    let train = load_split(&corpus, Split::Train, &model_cfg, limit, |i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    })?;
+    let val = load_split(&corpus, Split::Val, &model_cfg, Some(400), |_, _| {})?;
+    bar.finish_and_clear();
+    let frames: usize = train.iter().map(|c| c.frames()).sum();
+    eprintln!(
+        "training clips: {} ({:.2} h); validation clips: {}",
+        train.len(),
+        frames as f64 / model_cfg.fps as f64 / 3600.0,
+        val.len()
+    );
+    let mut trainer = if resume && out.exists() {
+        let t = Trainer::resume(&out, tcfg.clone())?;
+        eprintln!("resuming {} at step {}", out.display(), t.step);
+        t
+    } else {
+        let fnorm = feature_norm(&train, model_cfg.mel.n_mels);
+        let (mean, std) = motion_stats(&train);
+        Trainer::new(model_cfg, tcfg.clone(), fnorm, MotionNorm { mean, std })?
+    };
+    let log_path = out.with_extension("log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let pb = ProgressBar::new(tcfg.steps as u64).with_style(
+        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_position(trainer.step as u64);
+    let mut ema: Option<(f32, f32, f32)> = None;
+    let every = tcfg.checkpoint_every.max(1);
+    let mut pending: Vec<(usize, f64, bevy_talking_head::train::trainer::Losses)> = Vec::new();
+    let t0 = Instant::now();
+    trainer.train(&train, &out, |step, lr, l| {
+        let e = ema.get_or_insert((l.diffusion, l.phone, l.phone_accuracy));
+        e.0 = 0.98 * e.0 + 0.02 * l.diffusion;
+        e.1 = 0.98 * e.1 + 0.02 * l.phone;
+        e.2 = 0.98 * e.2 + 0.02 * l.phone_accuracy;
+        pb.set_position(step as u64);
+        pb.set_message(format!("diff {:.4} phone {:.3} acc {:.2} lr {lr:.2e}", e.0, e.1, e.2));
+        pending.push((step, lr, *l));
+        if step % every == 0 {
+            for (s, lr, l) in pending.drain(..) {
+                let _ = writeln!(log, "{}", serde_json::json!({"step": s, "lr": lr, "diffusion": l.diffusion, "phone": l.phone, "phone_accuracy": l.phone_accuracy}));
+            }
+        }
+    })?;
+    pb.finish_and_clear();
+    let v = trainer.validate(&val, 8)?;
+    let _ = writeln!(
+        log,
+        "{}",
+        serde_json::json!({"step": trainer.step, "val_diffusion": v.diffusion, "val_phone": v.phone, "val_phone_accuracy": v.phone_accuracy})
+    );
+    trainer.save(
+        &out,
+        &format!(
+            "validation diffusion {:.4}, phone accuracy {:.3}",
+            v.diffusion, v.phone_accuracy
+        ),
+    )?;
+    println!(
+        "trained to step {} in {:.0} s; validation: diffusion loss {:.4}, phone loss {:.3}, phone accuracy {:.3}; wrote {}",
+        trainer.step,
+        t0.elapsed().as_secs_f64(),
+        v.diffusion,
+        v.phone,
+        v.phone_accuracy,
+        out.display()
+    );
+    Ok(())
 }

@@ -6,8 +6,11 @@
 //! `flite` (speech synthesis), `sox` (audio effects).
 
 pub mod corpus;
+pub mod dataset;
 pub mod emotion;
 pub mod facegood;
+pub mod manifest;
 pub mod phonetic;
 pub mod sphinx;
+pub mod trainer;
 pub mod tts;

@@ -1,0 +1,508 @@
+//! Teacher training (`talking-head train`): the online encoder and the
+//! diffusion denoiser trained jointly as a conditional diffusion model on the
+//! corpus, plus an auxiliary phone-classification loss on the encoder.
+//!
+//! Recipe (per step): random windows of `window` frames; the encoder runs
+//! over the window's normalised log-mel stacks; with look-ahead `L` the state
+//! at frame `t` predicts label frame `t - L`. The denoiser gets the label
+//! frame noised to a random diffusion time `tau ~ U(0, 1)` (cosine schedule),
+//! the encoder state, the `H` previous label frames (teacher forcing) with
+//! Gaussian noise of a random scale so the streaming rollout does not drift
+//! (StreamingTalker), the emotion vector — dropped to the "unconditional"
+//! flag with probability `emotion_dropout`, which classifier-free guidance
+//! needs — and the style embedding. Loss: x0 MSE in normalised motion space
+//! (mouth channels weighted `mouth_weight`) + `phone_weight` × cross-entropy
+//! of a linear phone classifier on the encoder state (targets: the corpus
+//! phone timings of frame `t - L`), which pushes the encoder towards
+//! speaker-independent phonetic features as the seeds get from wav2vec2.
+//! AdamW with linear warm-up and cosine decay.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::features::FeatureNorm;
+use crate::model::denoiser::{Denoiser, style_input};
+use crate::model::encoder::OnlineEncoder;
+use crate::model::{
+    ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
+};
+use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
+use crate::train::dataset::{ClipData, PHONE_CLASSES, sample_window};
+
+/// Trainer settings (serde; stored in the checkpoint's provenance).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Windows per batch.
+    pub batch: usize,
+    /// Frames per window (the encoder sees this much context).
+    pub window: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: usize,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Probability of replacing the emotion by the unconditional flag.
+    pub emotion_dropout: f64,
+    /// Maximum std of the noise added to the motion history (normalised units).
+    pub history_noise: f32,
+    /// Weight of the auxiliary phone loss.
+    pub phone_weight: f64,
+    /// Loss weight of the mouth channels relative to the rest.
+    pub mouth_weight: f32,
+    /// Seed.
+    pub seed: u64,
+    /// Save a checkpoint every this many steps.
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 20_000,
+            batch: 16,
+            window: 160,
+            lr: 1e-3,
+            warmup: 500,
+            min_lr: 2e-5,
+            weight_decay: 0.01,
+            emotion_dropout: 0.15,
+            history_noise: 0.3,
+            phone_weight: 0.3,
+            mouth_weight: 2.0,
+            seed: 0,
+            checkpoint_every: 500,
+        }
+    }
+}
+
+/// Loss figures of one step or of a validation pass.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Losses {
+    /// Weighted x0 MSE (normalised motion space).
+    pub diffusion: f32,
+    /// Phone cross-entropy.
+    pub phone: f32,
+    /// Phone classification accuracy on frames with a known phone.
+    pub phone_accuracy: f32,
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to `min_lr`.
+pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
+    if step < cfg.warmup {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    }
+    let p = ((step - cfg.warmup) as f64 / (cfg.steps.saturating_sub(cfg.warmup)).max(1) as f64)
+        .min(1.0);
+    cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// The networks being trained.
+pub struct Trainer {
+    /// Model config.
+    pub model_cfg: ModelConfig,
+    /// Trainer config.
+    pub cfg: TrainConfig,
+    varmap: VarMap,
+    encoder: OnlineEncoder,
+    teacher: Denoiser,
+    phone_head: Linear,
+    feature_norm: FeatureNorm,
+    motion_norm: MotionNorm,
+    /// Steps done (restored on resume).
+    pub step: usize,
+    rng: StdRng,
+    device: Device,
+}
+
+fn build(
+    varmap: &VarMap,
+    cfg: &ModelConfig,
+) -> Result<(OnlineEncoder, Denoiser, Linear), ModelError> {
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+    let encoder = OnlineEncoder::new(cfg, vb.pp("encoder"))?;
+    let teacher = Denoiser::new(cfg, vb.pp("teacher"))?;
+    let phone_head = candle_nn::linear(cfg.d_model, PHONE_CLASSES.len(), vb.pp("aux.phone"))?;
+    Ok((encoder, teacher, phone_head))
+}
+
+fn insert_vars(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>) -> Result<(), ModelError> {
+    let mut data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+    for (k, t) in tensors {
+        data.insert(k.clone(), Var::from_tensor(t)?);
+    }
+    Ok(())
+}
+
+impl Trainer {
+    /// A fresh trainer: seeded initial weights, normalisation from the data.
+    pub fn new(
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        feature_norm: FeatureNorm,
+        motion_norm: MotionNorm,
+    ) -> Result<Self, ModelError> {
+        model_cfg.validate()?;
+        let mut init: BTreeMap<String, Tensor> =
+            TalkingHeadModel::init_tensors(&model_cfg, cfg.seed)?
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("student."))
+                .collect();
+        let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xa0c);
+        let n = PHONE_CLASSES.len() * model_cfg.d_model;
+        let w: Vec<f32> = (0..n)
+            .map(|_| {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                0.02 * z
+            })
+            .collect();
+        init.insert(
+            "aux.phone.weight".into(),
+            Tensor::from_vec(w, (PHONE_CLASSES.len(), model_cfg.d_model), &Device::Cpu)?,
+        );
+        init.insert(
+            "aux.phone.bias".into(),
+            Tensor::zeros(PHONE_CLASSES.len(), DType::F32, &Device::Cpu)?,
+        );
+        Self::from_tensors(model_cfg, cfg, init, feature_norm, motion_norm, 0)
+    }
+
+    fn from_tensors(
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        tensors: BTreeMap<String, Tensor>,
+        feature_norm: FeatureNorm,
+        motion_norm: MotionNorm,
+        step: usize,
+    ) -> Result<Self, ModelError> {
+        let varmap = VarMap::new();
+        insert_vars(&varmap, &tensors)?;
+        let (encoder, teacher, phone_head) = build(&varmap, &model_cfg)?;
+        let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step as u64 * 7919));
+        Ok(Self {
+            model_cfg,
+            cfg,
+            varmap,
+            encoder,
+            teacher,
+            phone_head,
+            feature_norm,
+            motion_norm,
+            step,
+            rng,
+            device: Device::Cpu,
+        })
+    }
+
+    /// Resumes from a checkpoint written by [`Trainer::save`] (weights,
+    /// normalisation and step count; optimiser moments restart).
+    pub fn resume(path: &Path, cfg: TrainConfig) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let model = TalkingHeadModel::load_from_bytes(&bytes, path)?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let mut tensors: BTreeMap<String, Tensor> = model
+            .tensors()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("student."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for name in ["aux.phone.weight", "aux.phone.bias"] {
+            let v = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.into(),
+            })?;
+            let data: Vec<f32> = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            tensors.insert(
+                name.into(),
+                Tensor::from_vec(data, v.shape(), &Device::Cpu)?,
+            );
+        }
+        let step = model
+            .provenance()
+            .description
+            .split("step=")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self::from_tensors(
+            model.config().clone(),
+            cfg,
+            tensors,
+            model.feature_norm().clone(),
+            model.motion_norm().clone(),
+            step,
+        )
+    }
+
+    /// Writes a checkpoint (encoder, teacher and the auxiliary head),
+    /// marked trained, with the recipe and step in its provenance.
+    pub fn save(&self, path: &Path, note: &str) -> Result<(), ModelError> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+        let tensors: BTreeMap<String, Tensor> = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let provenance = Provenance {
+            trained: true,
+            description: format!(
+                "teacher trained by `talking-head train`; step={}; {note}; train config {}",
+                self.step,
+                serde_json::to_string(&self.cfg).unwrap_or_default()
+            ),
+        };
+        save_checkpoint(
+            path,
+            &tensors,
+            &self.model_cfg,
+            &self.feature_norm,
+            &self.motion_norm,
+            &provenance,
+        )
+    }
+
+    /// Builds one batch and returns the total loss tensor and its parts.
+    fn batch_loss(
+        &mut self,
+        clips: &[ClipData],
+        train: bool,
+    ) -> Result<(Tensor, Losses), ModelError> {
+        let cfg = &self.model_cfg;
+        let (b, t, l, h) = (
+            self.cfg.batch,
+            self.cfg.window,
+            cfg.lookahead_frames,
+            cfg.history_frames,
+        );
+        let dim = cfg.input_dim();
+        let n_out = t - l;
+        let c = BLENDSHAPE_COUNT;
+        let silence = {
+            let mut s = vec![-10.0f32; dim];
+            self.feature_norm.apply(&mut s);
+            s
+        };
+        let neutral = self.motion_norm.normalize(&[0.0; BLENDSHAPE_COUNT]);
+        let mut feats = Vec::with_capacity(b * t * dim);
+        let mut y = Vec::with_capacity(b * n_out * c);
+        let mut hist = Vec::with_capacity(b * n_out * h * c);
+        let mut mask = Vec::with_capacity(b * n_out);
+        let mut phones = Vec::with_capacity(b * n_out);
+        let mut emotions = Vec::with_capacity(b * n_out);
+        let mut uncond = Vec::with_capacity(b * n_out);
+        let mut styles = Vec::with_capacity(b * n_out);
+        for _ in 0..b {
+            let (ci, start) = sample_window(clips, t, &mut self.rng);
+            let clip = &clips[ci];
+            let nf = clip.frames();
+            for k in 0..t {
+                let f = start + k;
+                if f < nf {
+                    let mut row = clip.features[f * dim..(f + 1) * dim].to_vec();
+                    self.feature_norm.apply(&mut row);
+                    feats.extend_from_slice(&row);
+                } else {
+                    feats.extend_from_slice(&silence);
+                }
+            }
+            let drop = train && self.rng.random_bool(self.cfg.emotion_dropout);
+            let sigma: f32 = if train {
+                self.rng.random_range(0.0..=self.cfg.history_noise)
+            } else {
+                0.0
+            };
+            let label = |f: isize| -> [f32; BLENDSHAPE_COUNT] {
+                if f < 0 || f as usize >= nf {
+                    neutral
+                } else {
+                    self.motion_norm.normalize(&clip.labels[f as usize])
+                }
+            };
+            for j in 0..n_out {
+                let f = (start + j) as isize;
+                y.extend_from_slice(&label(f));
+                for k in (1..=h).rev() {
+                    let past = label(f - k as isize);
+                    for v in past {
+                        let n: f32 = if sigma > 0.0 {
+                            StandardNormal.sample(&mut self.rng)
+                        } else {
+                            0.0
+                        };
+                        hist.push(v + sigma * n);
+                    }
+                }
+                mask.push(if (f as usize) < nf { 1.0f32 } else { 0.0 });
+                phones.push(if (f as usize) < nf {
+                    clip.phones[f as usize]
+                } else {
+                    u32::MAX
+                });
+                emotions.push(clip.meta.emotion);
+                uncond.push(drop);
+                styles.push(clip.style);
+            }
+        }
+        let dev = &self.device;
+        let x = Tensor::from_vec(feats, (b, t, dim), dev)?;
+        let enc = self.encoder.forward(&x)?; // [B, T, d]
+        let enc_used = enc.narrow(1, l, n_out)?.reshape((b * n_out, cfg.d_model))?;
+        let n = b * n_out;
+        let y = Tensor::from_vec(y, (n, c), dev)?;
+        let hist = Tensor::from_vec(hist, (n, h * c), dev)?;
+        let emo_rows: Vec<f32> = emotions
+            .iter()
+            .zip(&uncond)
+            .flat_map(|(e, &u)| {
+                let mut r = if u { vec![0.0; e.len()] } else { e.to_vec() };
+                r.push(if u { 1.0 } else { 0.0 });
+                r
+            })
+            .collect();
+        let emo = Tensor::from_vec(emo_rows, (n, crate::model::EMOTION_COUNT + 1), dev)?;
+        let style = style_input(&styles, dev)?;
+        let taus: Vec<f32> = (0..n).map(|_| self.rng.random_range(0.0..1.0f32)).collect();
+        let (sa, sb): (Vec<f32>, Vec<f32>) = taus
+            .iter()
+            .map(|&tau| {
+                let ab = alpha_bar(tau as f64, cfg.diffusion.cosine_offset);
+                (ab.sqrt() as f32, (1.0 - ab).sqrt() as f32)
+            })
+            .unzip();
+        let eps: Vec<f32> = (0..n * c)
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect();
+        let eps = Tensor::from_vec(eps, (n, c), dev)?;
+        let sa = Tensor::from_vec(sa, (n, 1), dev)?;
+        let sb = Tensor::from_vec(sb, (n, 1), dev)?;
+        let x_t = (y.broadcast_mul(&sa)? + eps.broadcast_mul(&sb)?)?;
+        let cond = self.teacher.condition(&enc_used, &hist, &emo, &style)?;
+        let x0 = self.teacher.predict_x0(&x_t, &taus, &cond, false)?;
+        let mut cw = vec![1.0f32; c];
+        for &m in MOUTH_CHANNELS.iter() {
+            cw[m] = self.cfg.mouth_weight;
+        }
+        let cw_sum: f32 = cw.iter().sum();
+        let cw = Tensor::from_vec(
+            cw.iter().map(|w| w / cw_sum).collect::<Vec<_>>(),
+            (1, c),
+            dev,
+        )?;
+        let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
+        let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
+        let se = (x0 - &y)?
+            .sqr()?
+            .broadcast_mul(&cw)?
+            .broadcast_mul(&mask_t)?;
+        let diff_loss = (se.sum_all()? / mask_sum as f64)?;
+        // Phone loss on frames with a known phone.
+        let known: Vec<u32> = (0..n as u32)
+            .filter(|&i| phones[i as usize] != u32::MAX)
+            .collect();
+        let (phone_loss, acc) = if known.is_empty() {
+            (Tensor::new(0f32, dev)?, 0.0)
+        } else {
+            let idx = Tensor::from_vec(known.clone(), known.len(), dev)?;
+            let targets: Vec<u32> = known.iter().map(|&i| phones[i as usize]).collect();
+            let tgt = Tensor::from_vec(targets.clone(), targets.len(), dev)?;
+            let logits = self.phone_head.forward(&enc_used.index_select(&idx, 0)?)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &tgt)?;
+            let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+            let correct = pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
+            (loss, correct as f32 / targets.len() as f32)
+        };
+        let total = (&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?;
+        Ok((
+            total,
+            Losses {
+                diffusion: diff_loss.to_scalar()?,
+                phone: phone_loss.to_scalar()?,
+                phone_accuracy: acc,
+            },
+        ))
+    }
+
+    /// Runs training to `cfg.steps`, calling `on_step(step, lr, losses)` and
+    /// writing a checkpoint to `out` every `checkpoint_every` steps and at the end.
+    pub fn train(
+        &mut self,
+        train: &[ClipData],
+        out: &Path,
+        mut on_step: impl FnMut(usize, f64, &Losses),
+    ) -> Result<(), ModelError> {
+        if train.is_empty() {
+            return Err(ModelError::BadInput("no training clips".into()));
+        }
+        let params = ParamsAdamW {
+            lr: learning_rate(&self.cfg, self.step),
+            weight_decay: self.cfg.weight_decay,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(self.varmap.all_vars(), params)?;
+        while self.step < self.cfg.steps {
+            let lr = learning_rate(&self.cfg, self.step);
+            opt.set_learning_rate(lr);
+            let (loss, parts) = self.batch_loss(train, true)?;
+            opt.backward_step(&loss)?;
+            self.step += 1;
+            on_step(self.step, lr, &parts);
+            if self.step % self.cfg.checkpoint_every.max(1) == 0 || self.step == self.cfg.steps {
+                self.save(out, "in progress")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean losses over `batches` validation batches (no gradient, no dropout).
+    pub fn validate(&mut self, val: &[ClipData], batches: usize) -> Result<Losses, ModelError> {
+        let mut acc = Losses::default();
+        if val.is_empty() {
+            return Ok(acc);
+        }
+        let saved = self.rng.clone();
+        self.rng = StdRng::seed_from_u64(12345);
+        for _ in 0..batches.max(1) {
+            let (_, l) = self.batch_loss(val, false)?;
+            acc.diffusion += l.diffusion / batches.max(1) as f32;
+            acc.phone += l.phone / batches.max(1) as f32;
+            acc.phone_accuracy += l.phone_accuracy / batches.max(1) as f32;
+        }
+        self.rng = saved;
+        Ok(acc)
+    }
+}
+
+/// Where `train` writes by default.
+pub fn default_teacher_path() -> PathBuf {
+    PathBuf::from("assets/models/teacher.safetensors")
+}
