@@ -7,6 +7,7 @@ use std::path::Path;
 use bevy_talking_head::model::{EMOTION_COUNT, ModelConfig, MotionNorm, TalkingHeadModel};
 use bevy_talking_head::rig::{Blendshape, LiveLinkFaceTake};
 use bevy_talking_head::train::dataset::{feature_norm, load_split, motion_stats};
+use bevy_talking_head::train::distill::{DistillConfig, Distiller};
 use bevy_talking_head::train::manifest::{CORPUS_VERSION, ClipMeta, CorpusManifest, Split};
 use bevy_talking_head::train::trainer::{TrainConfig, Trainer};
 
@@ -132,4 +133,23 @@ fn trainer_learns_and_checkpoints_resume() {
     // Resuming restores the step count and continues.
     let r = Trainer::resume(&out, TrainConfig { steps: 160, ..tcfg }).unwrap();
     assert_eq!(r.step, 150);
+
+    // Distillation: the one-step student approaches the guided 8-step teacher.
+    let dcfg = DistillConfig {
+        steps: 60,
+        batch: 4,
+        window: 40,
+        warmup: 5,
+        lr: 2e-3,
+        checkpoint_every: 30,
+        ..DistillConfig::default()
+    };
+    let mut d = Distiller::new(m, dcfg).unwrap();
+    let before = d.validate(&train, 3).unwrap();
+    let student_path = dir.path().join("student.safetensors");
+    d.run(&train, &student_path, |_, _, _| {}).unwrap();
+    let after = d.validate(&train, 3).unwrap();
+    assert!(after < before, "distillation loss {before} -> {after}");
+    let s = TalkingHeadModel::load(&student_path).unwrap();
+    assert!(s.has_student() && !s.has_teacher() && s.provenance().trained);
 }

@@ -124,6 +124,31 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Distil the N-step guided teacher into the one-step student (feature `train`).
+    #[cfg(feature = "train")]
+    Distill {
+        /// Teacher checkpoint (from `talking-head train`).
+        #[arg(long)]
+        teacher: PathBuf,
+        /// Output student checkpoint (encoder + student).
+        #[arg(long)]
+        out: PathBuf,
+        /// Corpus directory.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// JSON file with a DistillConfig; defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Optimiser steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Use at most this many training clips.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Compute threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() {
@@ -134,7 +159,9 @@ fn main() {
     let threads = match &cli.command {
         Command::Bench { threads, .. } => *threads,
         #[cfg(feature = "train")]
-        Command::Train { threads, .. } => threads.unwrap_or(cores),
+        Command::Train { threads, .. } | Command::Distill { threads, .. } => {
+            threads.unwrap_or(cores)
+        }
         _ => 1,
     };
     // candle reads RAYON_NUM_THREADS for every matmul. Set it before any other
@@ -187,6 +214,16 @@ fn main() {
             limit,
             threads: _,
         } => train_cmd(corpus, out, config, steps, batch, seed, resume, limit),
+        #[cfg(feature = "train")]
+        Command::Distill {
+            teacher,
+            out,
+            corpus,
+            config,
+            steps,
+            limit,
+            threads: _,
+        } => distill_cmd(teacher, out, corpus, config, steps, limit),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -771,6 +808,87 @@ fn train_cmd(
         v.diffusion,
         v.phone,
         v.phone_accuracy,
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn distill_cmd(
+    teacher: PathBuf,
+    out: PathBuf,
+    corpus: PathBuf,
+    config: Option<PathBuf>,
+    steps: Option<usize>,
+    limit: Option<usize>,
+) -> Result<()> {
+    use bevy_talking_head::train::dataset::load_split;
+    use bevy_talking_head::train::distill::{DistillConfig, Distiller};
+    use bevy_talking_head::train::manifest::Split;
+    use std::io::Write;
+
+    let mut cfg: DistillConfig = match &config {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => DistillConfig::default(),
+    };
+    if let Some(s) = steps {
+        cfg.steps = s;
+    }
+    let model = TalkingHeadModel::load(&teacher)?;
+    if !model.has_teacher() {
+        bail!("{} has no teacher denoiser to distil", teacher.display());
+    }
+    let train = load_split(&corpus, Split::Train, model.config(), limit, |_, _| {})?;
+    let val = load_split(&corpus, Split::Val, model.config(), Some(400), |_, _| {})?;
+    eprintln!(
+        "distilling on {} training clips ({} validation clips)",
+        train.len(),
+        val.len()
+    );
+    let total = cfg.steps as u64;
+    let mut d = Distiller::new(model, cfg)?;
+    let pb = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let log_path = out.with_extension("log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut ema: Option<f32> = None;
+    let t0 = Instant::now();
+    d.run(&train, &out, |step, lr, loss| {
+        let e = ema.get_or_insert(loss);
+        *e = 0.98 * *e + 0.02 * loss;
+        pb.set_position(step as u64);
+        pb.set_message(format!("loss {:.5} lr {lr:.2e}", *e));
+        let _ = writeln!(
+            log,
+            "{}",
+            serde_json::json!({"step": step, "lr": lr, "distill": loss})
+        );
+    })?;
+    pb.finish_and_clear();
+    let v = if val.is_empty() {
+        f32::NAN
+    } else {
+        d.validate(&val, 4)?
+    };
+    let _ = writeln!(
+        log,
+        "{}",
+        serde_json::json!({"step": d.step, "val_distill": v})
+    );
+    println!(
+        "distilled {} steps in {:.0} s; validation student-vs-teacher loss {v:.5}; wrote {}",
+        d.step,
+        t0.elapsed().as_secs_f64(),
         out.display()
     );
     Ok(())

@@ -487,6 +487,16 @@ impl TalkingHeadModel {
         &self.tensors
     }
 
+    /// The encoder network (crate-internal: trainer and distillation).
+    pub(crate) fn encoder_net(&self) -> &OnlineEncoder {
+        &self.encoder
+    }
+
+    /// The teacher network, if present (crate-internal: distillation).
+    pub(crate) fn teacher_net(&self) -> Option<&Denoiser> {
+        self.teacher.as_ref()
+    }
+
     /// Whether the single-step student is present.
     pub fn has_student(&self) -> bool {
         self.student.is_some()

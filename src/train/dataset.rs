@@ -190,3 +190,124 @@ pub fn sample_window(clips: &[ClipData], len: usize, rng: &mut impl Rng) -> (usi
 pub fn clip_emotion(c: &ClipData) -> [f32; EMOTION_COUNT] {
     c.meta.emotion
 }
+
+/// A batch of `b` random windows of `t` frames, normalised, with the label
+/// frames the model must produce under look-ahead `L` (`n_out = t - L` per
+/// window) and the `H` label frames before each window (motion history seed).
+#[derive(Clone, Debug)]
+pub struct WindowBatch {
+    /// Windows.
+    pub b: usize,
+    /// Frames per window (encoder input).
+    pub t: usize,
+    /// Output frames per window (`t - lookahead`).
+    pub n_out: usize,
+    /// `[b, t, input_dim]` normalised log-mel stacks (silence after a clip's end).
+    pub features: Vec<f32>,
+    /// `[b * n_out]` normalised label frames (neutral after a clip's end).
+    pub labels: Vec<[f32; BLENDSHAPE_COUNT]>,
+    /// `[b * history]` normalised label frames just before each window.
+    pub before: Vec<[f32; BLENDSHAPE_COUNT]>,
+    /// `[b * n_out]` 1 for real frames, 0 for padding.
+    pub mask: Vec<f32>,
+    /// `[b * n_out]` phone class of each output frame (`u32::MAX` unknown).
+    pub phones: Vec<u32>,
+    /// `[b]` emotion of each window's clip.
+    pub emotions: Vec<[f32; EMOTION_COUNT]>,
+    /// `[b]` style id of each window's clip.
+    pub styles: Vec<usize>,
+}
+
+/// Draws a [`WindowBatch`].
+pub fn make_batch(
+    clips: &[ClipData],
+    cfg: &ModelConfig,
+    b: usize,
+    t: usize,
+    feature_norm: &FeatureNorm,
+    motion_norm: &crate::model::MotionNorm,
+    rng: &mut impl Rng,
+) -> WindowBatch {
+    let dim = cfg.input_dim();
+    let (l, h) = (cfg.lookahead_frames, cfg.history_frames);
+    let n_out = t.saturating_sub(l);
+    let mut silence = vec![-10.0f32; dim];
+    feature_norm.apply(&mut silence);
+    let neutral = motion_norm.normalize(&[0.0; BLENDSHAPE_COUNT]);
+    let mut wb = WindowBatch {
+        b,
+        t,
+        n_out,
+        features: Vec::with_capacity(b * t * dim),
+        labels: Vec::with_capacity(b * n_out),
+        before: Vec::with_capacity(b * h),
+        mask: Vec::with_capacity(b * n_out),
+        phones: Vec::with_capacity(b * n_out),
+        emotions: Vec::with_capacity(b),
+        styles: Vec::with_capacity(b),
+    };
+    for _ in 0..b {
+        let (ci, start) = sample_window(clips, t, rng);
+        let clip = &clips[ci];
+        let nf = clip.frames();
+        for f in start..start + t {
+            if f < nf {
+                let s = wb.features.len();
+                wb.features
+                    .extend_from_slice(&clip.features[f * dim..(f + 1) * dim]);
+                feature_norm.apply(&mut wb.features[s..]);
+            } else {
+                wb.features.extend_from_slice(&silence);
+            }
+        }
+        let label = |f: isize| {
+            if f < 0 || f as usize >= nf {
+                neutral
+            } else {
+                motion_norm.normalize(&clip.labels[f as usize])
+            }
+        };
+        for k in (1..=h).rev() {
+            wb.before.push(label(start as isize - k as isize));
+        }
+        for f in start..start + n_out {
+            wb.labels.push(label(f as isize));
+            wb.mask.push(if f < nf { 1.0 } else { 0.0 });
+            wb.phones
+                .push(if f < nf { clip.phones[f] } else { u32::MAX });
+        }
+        wb.emotions.push(clip.meta.emotion);
+        wb.styles.push(clip.style);
+    }
+    wb
+}
+
+impl WindowBatch {
+    /// Teacher-forced motion history `[b * n_out, H * 52]`: for output frame
+    /// `j` the `H` label frames before it, plus Gaussian noise of std
+    /// `sigma[w]` per window `w`.
+    pub fn history(&self, h: usize, sigma: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+        use rand_distr::{Distribution, StandardNormal};
+        let mut out = Vec::with_capacity(self.b * self.n_out * h * BLENDSHAPE_COUNT);
+        for w in 0..self.b {
+            for j in 0..self.n_out {
+                for k in (1..=h).rev() {
+                    let frame = if j >= k {
+                        &self.labels[w * self.n_out + j - k]
+                    } else {
+                        &self.before[w * h + h - (k - j)]
+                    };
+                    for &v in frame {
+                        let n: f32 = if sigma[w] > 0.0 {
+                            StandardNormal.sample(rng)
+                        } else {
+                            0.0
+                        };
+                        out.push(v + sigma[w] * n);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod corpus;
 pub mod dataset;
+pub mod distill;
 pub mod emotion;
 pub mod facegood;
 pub mod manifest;

@@ -34,7 +34,7 @@ use crate::model::{
     ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
 };
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
-use crate::train::dataset::{ClipData, PHONE_CLASSES, sample_window};
+use crate::train::dataset::{ClipData, PHONE_CLASSES, make_batch};
 
 /// Trainer settings (serde; stored in the checkpoint's provenance).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -305,74 +305,46 @@ impl Trainer {
             cfg.history_frames,
         );
         let dim = cfg.input_dim();
-        let n_out = t - l;
         let c = BLENDSHAPE_COUNT;
-        let silence = {
-            let mut s = vec![-10.0f32; dim];
-            self.feature_norm.apply(&mut s);
-            s
-        };
-        let neutral = self.motion_norm.normalize(&[0.0; BLENDSHAPE_COUNT]);
-        let mut feats = Vec::with_capacity(b * t * dim);
-        let mut y = Vec::with_capacity(b * n_out * c);
-        let mut hist = Vec::with_capacity(b * n_out * h * c);
-        let mut mask = Vec::with_capacity(b * n_out);
-        let mut phones = Vec::with_capacity(b * n_out);
-        let mut emotions = Vec::with_capacity(b * n_out);
-        let mut uncond = Vec::with_capacity(b * n_out);
+        let wb = make_batch(
+            clips,
+            cfg,
+            b,
+            t,
+            &self.feature_norm,
+            &self.motion_norm,
+            &mut self.rng,
+        );
+        let n_out = wb.n_out;
+        let sigma: Vec<f32> = (0..b)
+            .map(|_| {
+                if train {
+                    self.rng.random_range(0.0..=self.cfg.history_noise)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let hist = wb.history(h, &sigma, &mut self.rng);
+        let drop: Vec<bool> = (0..b)
+            .map(|_| train && self.rng.random_bool(self.cfg.emotion_dropout))
+            .collect();
+        let mut emo_rows = Vec::with_capacity(b * n_out * (crate::model::EMOTION_COUNT + 1));
         let mut styles = Vec::with_capacity(b * n_out);
-        for _ in 0..b {
-            let (ci, start) = sample_window(clips, t, &mut self.rng);
-            let clip = &clips[ci];
-            let nf = clip.frames();
-            for k in 0..t {
-                let f = start + k;
-                if f < nf {
-                    let mut row = clip.features[f * dim..(f + 1) * dim].to_vec();
-                    self.feature_norm.apply(&mut row);
-                    feats.extend_from_slice(&row);
+        for w in 0..b {
+            for _ in 0..n_out {
+                if drop[w] {
+                    emo_rows.extend_from_slice(&[0.0; crate::model::EMOTION_COUNT]);
+                    emo_rows.push(1.0);
                 } else {
-                    feats.extend_from_slice(&silence);
+                    emo_rows.extend_from_slice(&wb.emotions[w]);
+                    emo_rows.push(0.0);
                 }
-            }
-            let drop = train && self.rng.random_bool(self.cfg.emotion_dropout);
-            let sigma: f32 = if train {
-                self.rng.random_range(0.0..=self.cfg.history_noise)
-            } else {
-                0.0
-            };
-            let label = |f: isize| -> [f32; BLENDSHAPE_COUNT] {
-                if f < 0 || f as usize >= nf {
-                    neutral
-                } else {
-                    self.motion_norm.normalize(&clip.labels[f as usize])
-                }
-            };
-            for j in 0..n_out {
-                let f = (start + j) as isize;
-                y.extend_from_slice(&label(f));
-                for k in (1..=h).rev() {
-                    let past = label(f - k as isize);
-                    for v in past {
-                        let n: f32 = if sigma > 0.0 {
-                            StandardNormal.sample(&mut self.rng)
-                        } else {
-                            0.0
-                        };
-                        hist.push(v + sigma * n);
-                    }
-                }
-                mask.push(if (f as usize) < nf { 1.0f32 } else { 0.0 });
-                phones.push(if (f as usize) < nf {
-                    clip.phones[f as usize]
-                } else {
-                    u32::MAX
-                });
-                emotions.push(clip.meta.emotion);
-                uncond.push(drop);
-                styles.push(clip.style);
+                styles.push(wb.styles[w]);
             }
         }
+        let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
+        let (feats, mask, phones) = (wb.features, wb.mask, wb.phones);
         let dev = &self.device;
         let x = Tensor::from_vec(feats, (b, t, dim), dev)?;
         let enc = self.encoder.forward(&x)?; // [B, T, d]
@@ -380,15 +352,6 @@ impl Trainer {
         let n = b * n_out;
         let y = Tensor::from_vec(y, (n, c), dev)?;
         let hist = Tensor::from_vec(hist, (n, h * c), dev)?;
-        let emo_rows: Vec<f32> = emotions
-            .iter()
-            .zip(&uncond)
-            .flat_map(|(e, &u)| {
-                let mut r = if u { vec![0.0; e.len()] } else { e.to_vec() };
-                r.push(if u { 1.0 } else { 0.0 });
-                r
-            })
-            .collect();
         let emo = Tensor::from_vec(emo_rows, (n, crate::model::EMOTION_COUNT + 1), dev)?;
         let style = style_input(&styles, dev)?;
         let taus: Vec<f32> = (0..n).map(|_| self.rng.random_range(0.0..1.0f32)).collect();
