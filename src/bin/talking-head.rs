@@ -124,6 +124,25 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Evaluate a model and baselines on the corpus validation split (feature `train`).
+    #[cfg(feature = "train")]
+    Eval {
+        /// Model (student) checkpoint; default: the shipped model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Teacher checkpoint, when the model file has none.
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// Corpus directory.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Where to write eval.md and eval.json (default: next to the model).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// At most this many validation clips.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Distil the N-step guided teacher into the one-step student (feature `train`).
     #[cfg(feature = "train")]
     Distill {
@@ -224,6 +243,14 @@ fn main() {
             limit,
             threads: _,
         } => distill_cmd(teacher, out, corpus, config, steps, limit),
+        #[cfg(feature = "train")]
+        Command::Eval {
+            model,
+            teacher,
+            corpus,
+            out,
+            limit,
+        } => eval_cmd(model, teacher, corpus, out, limit),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -890,6 +917,51 @@ fn distill_cmd(
         d.step,
         t0.elapsed().as_secs_f64(),
         out.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn eval_cmd(
+    model: Option<PathBuf>,
+    teacher: Option<PathBuf>,
+    corpus: PathBuf,
+    out: Option<PathBuf>,
+    limit: Option<usize>,
+) -> Result<()> {
+    use bevy_talking_head::train::eval::evaluate;
+    let (m, path) = load_model(model)?;
+    let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
+    let pb = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = evaluate(
+        &m,
+        &path.display().to_string(),
+        t.as_ref(),
+        &corpus,
+        limit,
+        |i, n| {
+            pb.set_length(n as u64);
+            pb.set_position(i as u64);
+        },
+    )?;
+    pb.finish_and_clear();
+    let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let md = report.markdown();
+    std::fs::write(dir.join("eval.md"), &md)?;
+    std::fs::write(
+        dir.join("eval.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{md}");
+    println!(
+        "wrote {} and {}",
+        dir.join("eval.md").display(),
+        dir.join("eval.json").display()
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod distill;
 pub mod emotion;
+pub mod eval;
 pub mod facegood;
 pub mod manifest;
 pub mod phonetic;
