@@ -30,6 +30,36 @@ struct Cli {
     command: Command,
 }
 
+#[cfg(feature = "train")]
+#[derive(Subcommand)]
+enum CorpusAction {
+    /// Build the corpus: real paired data, pseudo-labelled real and synthetic speech,
+    /// augmentation, splits, report.
+    Build {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Shared data directory.
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Minutes of synthesised speech.
+        #[arg(long, default_value_t = 110.0)]
+        tts_minutes: f64,
+        /// Augmented copies per training clip (fractional allowed).
+        #[arg(long, default_value_t = 1.0)]
+        augment: f64,
+        /// At most this many clips per source (quick subset).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Parallel jobs (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Animate audio files and write Live Link Face CSV (one row per output frame).
@@ -123,6 +153,32 @@ enum Command {
         /// Compute threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Phonetic labeler: pocketsphinx phone timings → visemes → ARKit curves
+    /// with coarticulation, written as Live Link Face CSV (feature `train`).
+    #[cfg(feature = "train")]
+    Label {
+        /// Audio files.
+        #[arg(required = true)]
+        audio: Vec<PathBuf>,
+        /// Output CSV file (one input) or directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Output frame rate.
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Transcript for forced alignment (one input only); default: allphone recognition.
+        #[arg(long)]
+        transcript: Option<String>,
+        /// Files processed in parallel (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Build the training corpus (feature `train`).
+    #[cfg(feature = "train")]
+    Corpus {
+        #[command(subcommand)]
+        action: CorpusAction,
     },
     /// Evaluate a model and baselines on the corpus validation split (feature `train`).
     #[cfg(feature = "train")]
@@ -243,6 +299,27 @@ fn main() {
             limit,
             threads: _,
         } => distill_cmd(teacher, out, corpus, config, steps, limit),
+        #[cfg(feature = "train")]
+        Command::Label {
+            audio,
+            output,
+            fps,
+            transcript,
+            jobs,
+        } => label_cmd(audio, output, fps, transcript, jobs),
+        #[cfg(feature = "train")]
+        Command::Corpus {
+            action:
+                CorpusAction::Build {
+                    out,
+                    data,
+                    seed,
+                    tts_minutes,
+                    augment,
+                    limit,
+                    jobs,
+                },
+        } => corpus_cmd(out, data, seed, tts_minutes, augment, limit, jobs),
         #[cfg(feature = "train")]
         Command::Eval {
             model,
@@ -962,6 +1039,130 @@ fn eval_cmd(
         "wrote {} and {}",
         dir.join("eval.md").display(),
         dir.join("eval.json").display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn label_cmd(
+    audio: Vec<PathBuf>,
+    output: PathBuf,
+    fps: f64,
+    transcript: Option<String>,
+    jobs: Option<usize>,
+) -> Result<()> {
+    use bevy_talking_head::train::phonetic::PhoneticLabeler;
+    if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+        bail!("--fps must be in (0, 1000], got {fps}");
+    }
+    if transcript.is_some() && audio.len() > 1 {
+        bail!("--transcript applies to one input file only");
+    }
+    let to_dir = audio.len() > 1 || output.is_dir() || output.extension().is_none();
+    if to_dir {
+        std::fs::create_dir_all(&output)
+            .with_context(|| format!("creating {}", output.display()))?;
+    }
+    let labeler = PhoneticLabeler::default();
+    let jobs = jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
+    let results: Vec<(PathBuf, Result<PathBuf>)> = pool.install(|| {
+        audio
+            .par_iter()
+            .map(|path| {
+                let out = if to_dir {
+                    output.join(format!(
+                        "{}.csv",
+                        path.file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ))
+                } else {
+                    output.clone()
+                };
+                let r = (|| -> Result<PathBuf> {
+                    let (samples, _) = load_mono_16k(path)?;
+                    // Weights at frame k describe time k / fps (Live Link Face rows are instants).
+                    let (frames, _) = labeler.label_audio(&samples, transcript.as_deref(), fps)?;
+                    LiveLinkFaceTake::from_weights(&frames, fps, 0.0)?.write_file(&out)?;
+                    Ok(out)
+                })();
+                (path.clone(), r)
+            })
+            .collect()
+    });
+    let mut failed = 0;
+    for (input, r) in results {
+        match r {
+            Ok(out) => println!("{} -> {}", input.display(), out.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", input.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", audio.len());
+    }
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn corpus_cmd(
+    out: PathBuf,
+    data: PathBuf,
+    seed: u64,
+    tts_minutes: f64,
+    augment: f64,
+    limit: Option<usize>,
+    jobs: Option<usize>,
+) -> Result<()> {
+    use bevy_talking_head::train::corpus::{CorpusConfig, build};
+    let texts = repo_root().join("assets/corpus/texts");
+    let mut cfg = CorpusConfig::new(data.clone(), texts, out.clone());
+    cfg.seed = seed;
+    cfg.tts_minutes = tts_minutes;
+    cfg.augment_per_clip = augment;
+    cfg.limit_per_source = limit;
+    if !data.join("facegood").exists() {
+        bail!(
+            "{} does not look like the shared data directory (no facegood/); pass --data",
+            data.display()
+        );
+    }
+    let jobs = jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pb = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("corpus [{bar:30}] {pos}/{len} clips {elapsed}/{eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let report = build(&cfg, jobs, |d, n| {
+        pb.set_length(n);
+        pb.set_position(d);
+    })?;
+    pb.finish_and_clear();
+    println!(
+        "corpus in {}: {:.2} h total ({:.2} h original), {} voices, {} languages, {} failures, built in {:.0} s; see report.md",
+        out.display(),
+        report.hours_total,
+        report.hours_original,
+        report.voices,
+        report.languages,
+        report.failures.len(),
+        t0.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use rand::Rng;
 use crate::features::{FeatureNorm, log_mel};
 use crate::model::{EMOTION_COUNT, ModelConfig};
 use crate::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
-use crate::train::manifest::{ClipMeta, CorpusError, CorpusManifest, Split};
+use crate::train::manifest::{ClipMeta, CorpusError, CorpusManifest, Split, with_ext};
 
 /// The 39 ARPAbet phones of CMUdict plus `SIL`: the classes of the
 /// encoder's auxiliary phone-classification loss.
@@ -53,7 +53,7 @@ impl ClipData {
 /// mel settings and frame rate (frames = labels, truncated to the shorter).
 pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipData, CorpusError> {
     let base = dir.join("clips").join(&meta.id);
-    let wav = base.with_extension("wav");
+    let wav = with_ext(&base, "wav");
     let (audio, _) = crate::audio::load_mono_16k(&wav)
         .map_err(|e| CorpusError::Format(wav.clone(), e.to_string()))?;
     let spf = cfg.samples_per_frame();
@@ -63,7 +63,7 @@ pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipD
     let mel =
         log_mel(&cfg.mel, &padded).map_err(|e| CorpusError::Format(wav.clone(), e.to_string()))?;
     let dim = cfg.input_dim();
-    let csv = base.with_extension("csv");
+    let csv = with_ext(&base, "csv");
     let take = LiveLinkFaceTake::read_file(&csv)
         .map_err(|e| CorpusError::Format(csv.clone(), e.to_string()))?;
     let n = n_audio.min(take.frames.len()).min(mel.len() / dim);
@@ -72,7 +72,7 @@ pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipD
         .map(|f| std::array::from_fn(|c| f.blendshapes[c].clamp(0.0, 1.0)))
         .collect();
     let mut phones = vec![u32::MAX; n];
-    let tsv = base.with_extension("phones.tsv");
+    let tsv = with_ext(&base, "phones.tsv");
     if meta.has_phones {
         if let Ok(s) = std::fs::read_to_string(&tsv) {
             for line in s.lines().skip(1) {

@@ -386,7 +386,7 @@ pub fn evaluate(
     use crate::model::Sampler;
     use crate::rig::LiveLinkFaceTake;
     use crate::runtime::{Pcm, Session, run_to_end};
-    use crate::train::manifest::{CorpusError, CorpusManifest, Split};
+    use crate::train::manifest::{CorpusError, CorpusManifest, Split, with_ext};
     use std::collections::BTreeMap;
 
     let manifest = CorpusManifest::load(dir)?;
@@ -405,10 +405,10 @@ pub fn evaluate(
         .take(150)
     {
         let base = dir.join("clips").join(&c.id);
-        let Ok((audio, _)) = crate::audio::load_mono_16k(&base.with_extension("wav")) else {
+        let Ok((audio, _)) = crate::audio::load_mono_16k(&with_ext(&base, "wav")) else {
             continue;
         };
-        let Ok(take) = LiveLinkFaceTake::read_file(&base.with_extension("csv")) else {
+        let Ok(take) = LiveLinkFaceTake::read_file(&with_ext(&base, "csv")) else {
             continue;
         };
         let n = take.frames.len();
@@ -451,15 +451,15 @@ pub fn evaluate(
     };
     for (i, c) in val.iter().enumerate() {
         let base = dir.join("clips").join(&c.id);
-        let (audio, _) = crate::audio::load_mono_16k(&base.with_extension("wav"))
+        let (audio, _) = crate::audio::load_mono_16k(&with_ext(&base, "wav"))
             .map_err(|e| err(&c.id, e.to_string()))?;
-        let take = LiveLinkFaceTake::read_file(&base.with_extension("csv"))
+        let take = LiveLinkFaceTake::read_file(&with_ext(&base, "csv"))
             .map_err(|e| err(&c.id, e.to_string()))?;
         let reference: Vec<[f32; BLENDSHAPE_COUNT]> =
             take.frames.iter().map(|f| f.blendshapes).collect();
         let n = reference.len();
         let phones: Option<Vec<(String, f64, f64)>> =
-            std::fs::read_to_string(base.with_extension("phones.tsv"))
+            std::fs::read_to_string(with_ext(&base, "phones.tsv"))
                 .ok()
                 .map(|s| {
                     s.lines()

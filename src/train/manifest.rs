@@ -96,3 +96,26 @@ pub enum CorpusError {
         reason: String,
     },
 }
+
+/// `base` + `.` + `ext`, keeping any dots already in `base` (clip ids may
+/// contain them, so `Path::with_extension` would cut the id).
+pub fn with_ext(base: &Path, ext: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// A clip id made safe for file names: anything but ASCII letters, digits,
+/// `-` and `_` becomes `_`.
+pub fn sanitize_id(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
