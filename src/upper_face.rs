@@ -1200,8 +1200,10 @@ struct BlinkEvent {
     amplitude: f64,
     /// Mask range (inclusive) in frames, before padding.
     extent: (usize, usize),
-    /// Per-eye: (lag R−L s, peak R−L, both eyes above on).
+    /// Per eye: (right-minus-left 50 % onset time in seconds,
+    /// right-minus-left peak excess), when both onsets are found.
     eyes: Option<(f64, f64)>,
+    /// Both eyes' excess reached `blink_on`.
     both: bool,
 }
 
@@ -1539,7 +1541,6 @@ fn detect_brow_raises(
     s: &DetectorSettings,
 ) -> Vec<BrowRaise> {
     let rate = s.analysis_rate_hz;
-    let n = r.len();
     let mut out = Vec::new();
     let mut lo_bound = 0;
     for (a, b) in hysteresis_runs(r, s.brow_on, s.brow_off) {
@@ -1560,7 +1561,6 @@ fn detect_brow_raises(
         let s10 = rise_cross(r, peak, bound, 0.1 * amp);
         let e10 = fall_cross(r, peak, 0.1 * amp);
         let pre = a.saturating_sub(1);
-        let _ = n;
         out.push(BrowRaise {
             onset_idx: a,
             amplitude: amp,

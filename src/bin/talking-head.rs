@@ -228,6 +228,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    #[cfg(feature = "train")]
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

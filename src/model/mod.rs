@@ -488,11 +488,13 @@ impl TalkingHeadModel {
     }
 
     /// The encoder network (crate-internal: trainer and distillation).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn encoder_net(&self) -> &OnlineEncoder {
         &self.encoder
     }
 
     /// The teacher network, if present (crate-internal: distillation).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn teacher_net(&self) -> Option<&Denoiser> {
         self.teacher.as_ref()
     }

@@ -582,7 +582,7 @@ fn write_clip(clip: &Clip, dir: &Path, fps: u32) -> Result<(), String> {
     write_wav(&with_ext(&base, "wav"), &clip.audio)?;
     let take =
         LiveLinkFaceTake::from_weights(&clip.frames, fps as f64, 0.0).map_err(|e| e.to_string())?;
-    take.write_file(&with_ext(&base, "csv"))
+    take.write_file(with_ext(&base, "csv"))
         .map_err(|e| e.to_string())?;
     if let Some(phones) = &clip.phones {
         let mut s = String::from("phone\tstart\tend\n");

@@ -73,24 +73,24 @@ pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipD
         .collect();
     let mut phones = vec![u32::MAX; n];
     let tsv = with_ext(&base, "phones.tsv");
-    if meta.has_phones {
-        if let Ok(s) = std::fs::read_to_string(&tsv) {
-            for line in s.lines().skip(1) {
-                let mut it = line.split('\t');
-                let (Some(p), Some(a), Some(b)) = (it.next(), it.next(), it.next()) else {
-                    continue;
-                };
-                let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>()) else {
-                    continue;
-                };
-                let Some(class) = phone_class(p) else {
-                    continue;
-                };
-                let fa = (a * cfg.fps as f64).floor().max(0.0) as usize;
-                let fb = ((b * cfg.fps as f64).ceil() as usize).min(n);
-                for slot in phones.iter_mut().take(fb).skip(fa) {
-                    *slot = class;
-                }
+    if meta.has_phones
+        && let Ok(s) = std::fs::read_to_string(&tsv)
+    {
+        for line in s.lines().skip(1) {
+            let mut it = line.split('\t');
+            let (Some(p), Some(a), Some(b)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>()) else {
+                continue;
+            };
+            let Some(class) = phone_class(p) else {
+                continue;
+            };
+            let fa = (a * cfg.fps as f64).floor().max(0.0) as usize;
+            let fb = ((b * cfg.fps as f64).ceil() as usize).min(n);
+            for slot in phones.iter_mut().take(fb).skip(fa) {
+                *slot = class;
             }
         }
     }
@@ -286,6 +286,7 @@ impl WindowBatch {
     /// Teacher-forced motion history `[b * n_out, H * 52]`: for output frame
     /// `j` the `H` label frames before it, plus Gaussian noise of std
     /// `sigma[w]` per window `w`.
+    #[allow(clippy::needless_range_loop)] // window/frame index arithmetic
     pub fn history(&self, h: usize, sigma: &[f32], rng: &mut impl Rng) -> Vec<f32> {
         use rand_distr::{Distribution, StandardNormal};
         let mut out = Vec::with_capacity(self.b * self.n_out * h * BLENDSHAPE_COUNT);

@@ -302,7 +302,9 @@ impl Distiller {
             opt.backward_step(&loss)?;
             self.step += 1;
             on_step(self.step, lr, v);
-            if self.step % self.cfg.checkpoint_every.max(1) == 0 || self.step == self.cfg.steps {
+            if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1))
+                || self.step == self.cfg.steps
+            {
                 self.save(out)?;
             }
         }

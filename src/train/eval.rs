@@ -408,7 +408,7 @@ pub fn evaluate(
         let Ok((audio, _)) = crate::audio::load_mono_16k(&with_ext(&base, "wav")) else {
             continue;
         };
-        let Ok(take) = LiveLinkFaceTake::read_file(&with_ext(&base, "csv")) else {
+        let Ok(take) = LiveLinkFaceTake::read_file(with_ext(&base, "csv")) else {
             continue;
         };
         let n = take.frames.len();
@@ -453,7 +453,7 @@ pub fn evaluate(
         let base = dir.join("clips").join(&c.id);
         let (audio, _) = crate::audio::load_mono_16k(&with_ext(&base, "wav"))
             .map_err(|e| err(&c.id, e.to_string()))?;
-        let take = LiveLinkFaceTake::read_file(&with_ext(&base, "csv"))
+        let take = LiveLinkFaceTake::read_file(with_ext(&base, "csv"))
             .map_err(|e| err(&c.id, e.to_string()))?;
         let reference: Vec<[f32; BLENDSHAPE_COUNT]> =
             take.frames.iter().map(|f| f.blendshapes).collect();
@@ -508,13 +508,13 @@ pub fn evaluate(
             })
             .collect();
         add("loudness baseline", &loud);
-        if c.labels == "animator" {
-            if let Ok(ph) = crate::train::sphinx::allphone(&audio) {
-                // Label at frame centres: odd frames at twice the rate.
-                let lab = labeler.label(&audio, &ph, 2 * n, 2.0 * fps);
-                let lab: Vec<_> = lab.into_iter().skip(1).step_by(2).collect();
-                add("phonetic labeler", &lab);
-            }
+        if c.labels == "animator"
+            && let Ok(ph) = crate::train::sphinx::allphone(&audio)
+        {
+            // Label at frame centres: odd frames at twice the rate.
+            let lab = labeler.label(&audio, &ph, 2 * n, 2.0 * fps);
+            let lab: Vec<_> = lab.into_iter().skip(1).step_by(2).collect();
+            add("phonetic labeler", &lab);
         }
         progress(i + 1, val.len());
     }

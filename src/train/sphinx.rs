@@ -26,18 +26,23 @@
 //! Voice-activity detection is off (`-remove_silence no`) so each file is
 //! one utterance and the times cover the whole input.
 //!
-//! # Long audio
-//! PocketSphinx 5prealpha's allphone search returns a broken backtrace on
-//! long utterances: measured, one phone spans from 41 s to the end of a
-//! 110 s FACEGOOD clip, and from 12 s to the end of three LJSpeech clips
-//! concatenated (28.9 s). [`allphone`] therefore decodes at most
-//! [`SphinxConfig::max_chunk_secs`] (8 s) at a time, cutting at the
-//! quietest 10 ms frame of the last [`SphinxConfig::cut_search_secs`] (3 s)
-//! of each chunk, and re-decodes a chunk in two halves if it still contains
-//! a non-silence phone longer than [`SphinxConfig::max_phone_secs`] (the
-//! symptom of the failure). The forced alignment (finite-state grammar
-//! search) does not have the problem (29 s aligned correctly) and is run on
-//! the whole input.
+//! # Long audio and search failures
+//! With the narrow beams, PocketSphinx 5prealpha's allphone search
+//! sometimes loses its way and returns a backtrace in which one phone lasts
+//! until the end of the utterance (measured: an `EH` from 41.2 s to the end
+//! of a 110 s FACEGOOD clip; a `W` from 12 s to the end of three LJSpeech
+//! clips concatenated). It depends on the context, not only on the length
+//! (the same 4 s around 41 s fails on its own and decodes when started
+//! 0.8 s later), and the chance grows with the length. [`allphone`]
+//! therefore decodes at most [`SphinxConfig::max_chunk_secs`] (8 s) at a
+//! time, cutting at the quietest 10 ms frame of the last
+//! [`SphinxConfig::cut_search_secs`] (3 s) of each chunk. A chunk that still
+//! contains a non-silence phone longer than
+//! [`SphinxConfig::max_phone_secs`] (the symptom) is decoded again with the
+//! wider [`SphinxConfig::retry_beam`] (`1e-20`, which fixes the 41 s case),
+//! then, if need be, in two halves. The forced alignment (finite-state
+//! grammar search, default beams) does not show the problem (29 s aligned
+//! correctly) and runs on the whole input.
 //!
 //! # Speed
 //! Measured on this project's build machine (one core of a shared 2-core
@@ -167,6 +172,9 @@ pub struct SphinxConfig {
     pub max_phone_secs: f64,
     /// Allphone state beam (`-beam`) and phone beam (`-pbeam`).
     pub beam: f64,
+    /// Wider beam for a second attempt on a chunk whose backtrace is
+    /// broken (≈ 2.3× slower; it fixes most of them).
+    pub retry_beam: f64,
     /// Allphone language weight (`-lw`).
     pub lw: f64,
 }
@@ -178,8 +186,9 @@ impl Default for SphinxConfig {
             model_dir: PathBuf::from(DEFAULT_MODEL_DIR),
             max_chunk_secs: 8.0,
             cut_search_secs: 3.0,
-            max_phone_secs: 1.5,
+            max_phone_secs: 1.0,
             beam: 1e-10,
+            retry_beam: 1e-20,
             lw: 2.0,
         }
     }
@@ -261,17 +270,15 @@ pub fn allphone_with(cfg: &SphinxConfig, audio_16k: &[f32]) -> Result<Vec<Phone>
     Ok(normalise(out, audio_16k.len() as f64 / sr as f64))
 }
 
-/// Decodes `audio[lo..hi]`, appending phones (absolute times) to `out`;
-/// splits in two and retries when the backtrace looks broken.
-fn decode_allphone_chunk(
+/// Runs allphone on `audio[lo..hi]` with state/phone beam `beam`; phones
+/// in seconds from `lo`, and whether the backtrace looks broken.
+fn run_allphone(
     cfg: &SphinxConfig,
     audio: &[f32],
     lo: usize,
     hi: usize,
-    out: &mut Vec<Phone>,
-) -> Result<(), SphinxError> {
-    let sr = f64::from(MODEL_SAMPLE_RATE);
-    let offset = lo as f64 / sr;
+    beam: f64,
+) -> Result<(Vec<Phone>, bool), SphinxError> {
     let wav = TempWav::write(&audio[lo..hi])?;
     let mut cmd = Command::new(&cfg.binary);
     cmd.arg("-infile")
@@ -282,8 +289,8 @@ fn decode_allphone_chunk(
         .arg(cfg.phone_lm())
         .arg("-dict")
         .arg(cfg.dict())
-        .args(["-beam", &format!("{:e}", cfg.beam)])
-        .args(["-pbeam", &format!("{:e}", cfg.beam)])
+        .args(["-beam", &format!("{beam:e}")])
+        .args(["-pbeam", &format!("{beam:e}")])
         .args(["-lw", &cfg.lw.to_string()])
         .args(["-time", "yes", "-remove_silence", "no"]);
     let stdout = run(cfg, &mut cmd)?;
@@ -291,12 +298,32 @@ fn decode_allphone_chunk(
     let broken = phones
         .iter()
         .any(|p| !p.is_silence() && p.duration() > cfg.max_phone_secs);
+    Ok((phones, broken))
+}
+
+/// Decodes `audio[lo..hi]`, appending phones (absolute times) to `out`.
+/// A broken backtrace is decoded again with `cfg.retry_beam`, and if still
+/// broken, in two halves cut at the quietest frame of the middle third
+/// (down to 2 s pieces; a piece that stays broken is kept as is).
+fn decode_allphone_chunk(
+    cfg: &SphinxConfig,
+    audio: &[f32],
+    lo: usize,
+    hi: usize,
+    out: &mut Vec<Phone>,
+) -> Result<(), SphinxError> {
+    let sr = f64::from(MODEL_SAMPLE_RATE);
+    let (mut phones, mut broken) = run_allphone(cfg, audio, lo, hi, cfg.beam)?;
+    if broken && cfg.retry_beam < cfg.beam {
+        (phones, broken) = run_allphone(cfg, audio, lo, hi, cfg.retry_beam)?;
+    }
     let min_split = (2.0 * sr) as usize;
     if broken && hi - lo >= 2 * min_split {
         let mid = quietest_cut(audio, lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3);
         decode_allphone_chunk(cfg, audio, lo, mid, out)?;
         return decode_allphone_chunk(cfg, audio, mid, hi, out);
     }
+    let offset = lo as f64 / sr;
     let chunk_end = (hi - lo) as f64 / sr;
     out.extend(phones.into_iter().filter_map(|p| {
         let start = p.start.min(chunk_end);

@@ -331,9 +331,9 @@ impl Trainer {
             .collect();
         let mut emo_rows = Vec::with_capacity(b * n_out * (crate::model::EMOTION_COUNT + 1));
         let mut styles = Vec::with_capacity(b * n_out);
-        for w in 0..b {
+        for (w, &dropped) in drop.iter().enumerate() {
             for _ in 0..n_out {
-                if drop[w] {
+                if dropped {
                     emo_rows.extend_from_slice(&[0.0; crate::model::EMOTION_COUNT]);
                     emo_rows.push(1.0);
                 } else {
@@ -439,7 +439,9 @@ impl Trainer {
             opt.backward_step(&loss)?;
             self.step += 1;
             on_step(self.step, lr, &parts);
-            if self.step % self.cfg.checkpoint_every.max(1) == 0 || self.step == self.cfg.steps {
+            if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1))
+                || self.step == self.cfg.steps
+            {
                 self.save(out, "in progress")?;
             }
         }
