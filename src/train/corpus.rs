@@ -61,6 +61,9 @@ pub struct CorpusConfig {
     /// FACEGOOD clips held out for validation (one speaker only, so the
     /// split is by recording there).
     pub facegood_val: Vec<String>,
+    /// Cut every source recording to at most this many seconds (quick test
+    /// builds), if set.
+    pub max_clip_secs: Option<f64>,
 }
 
 impl CorpusConfig {
@@ -78,6 +81,7 @@ impl CorpusConfig {
             limit_per_source: None,
             val_fraction: 0.1,
             facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
+            max_clip_secs: None,
         }
     }
 }
@@ -440,8 +444,12 @@ fn process(
     let n_frames = |len: usize| len.div_ceil(spf);
     let (meta, audio, mut frames, phones) = match job {
         Job::Facegood { id } => {
-            let clip = facegood::load_clip(&cfg.data_dir.join("facegood"), id, fg_map)
+            let mut clip = facegood::load_clip(&cfg.data_dir.join("facegood"), id, fg_map)
                 .map_err(|e| e.to_string())?;
+            if let Some(max) = cfg.max_clip_secs {
+                clip.audio_16k.truncate((max * 16_000.0) as usize);
+                clip.arkit.truncate((max * facegood::FACEGOOD_FPS).ceil() as usize + 1);
+            }
             let n = n_frames(clip.audio_16k.len());
             let frames = resample_curves(&clip.arkit, facegood::FACEGOOD_FPS, n, fps, 1.0);
             let split = if cfg.facegood_val.contains(id) {
@@ -477,8 +485,13 @@ fn process(
             transcript,
             split_hint,
         } => {
-            let (audio, _) = load_mono_16k(path).map_err(|e| e.to_string())?;
+            let (mut audio, _) = load_mono_16k(path).map_err(|e| e.to_string())?;
+            if let Some(max) = cfg.max_clip_secs {
+                audio.truncate((max * 16_000.0) as usize);
+            }
             let n = n_frames(audio.len());
+            // A transcript only fits the whole recording.
+            let transcript = if cfg.max_clip_secs.is_some() { &None } else { transcript };
             let (phones, how) = match transcript {
                 Some(t) => match sphinx::align(&audio, t) {
                     Ok(p) => (p, "phonetic-aligned"),
@@ -851,6 +864,11 @@ fn labeler_vs_animator(
         let Ok(clip) = facegood::load_clip(&dir, id, map) else {
             continue;
         };
+        let mut clip = clip;
+        if let Some(max) = cfg.max_clip_secs {
+            clip.audio_16k.truncate((max * 16_000.0) as usize);
+            clip.arkit.truncate((max * facegood::FACEGOOD_FPS) as usize);
+        }
         // Reuse the phones the build computed for this audio.
         let cached = std::fs::read_to_string(
             cfg.out_dir
