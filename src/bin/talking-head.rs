@@ -122,6 +122,10 @@ enum Command {
         /// Timed iterations per measurement.
         #[arg(long, default_value_t = 200)]
         iters: usize,
+        /// Teacher checkpoint for the teacher/student ratio when the model file has
+        /// none (default: assets/models/teacher.safetensors if present).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
     },
     /// Train the encoder and the diffusion teacher on a corpus (feature `train`).
     #[cfg(feature = "train")]
@@ -277,7 +281,8 @@ fn main() {
             threads,
             file,
             iters,
-        } => bench(model, threads, file, iters),
+            teacher,
+        } => bench(model, threads, file, iters, teacher),
         #[cfg(feature = "train")]
         Command::Train {
             corpus,
@@ -672,6 +677,7 @@ fn bench(
     threads: usize,
     file: Option<PathBuf>,
     iters: usize,
+    teacher_path: Option<PathBuf>,
 ) -> Result<()> {
     let explicit = model_path.is_some();
     let path = model_path.unwrap_or_else(default_model_path);
@@ -738,9 +744,22 @@ fn bench(
         steps: teacher_steps,
         guidance: cfg.diffusion.guidance_scale,
     };
-    let (ratio, teacher_ms) = if model.has_teacher() {
+    let separate_teacher = if model.has_teacher() {
+        None
+    } else {
+        let p =
+            teacher_path.unwrap_or_else(|| repo_root().join("assets/models/teacher.safetensors"));
+        if p.exists() {
+            println!("teacher: {}", p.display());
+            Some(TalkingHeadModel::load(&p)?)
+        } else {
+            None
+        }
+    };
+    let teacher_model = separate_teacher.as_ref().unwrap_or(&model);
+    let (ratio, teacher_ms) = if teacher_model.has_teacher() {
         let s = time_steps(&model, 1, student, iters)?;
-        let t = time_steps(&model, 1, teacher_sampler, (iters / 4).max(10))?;
+        let t = time_steps(teacher_model, 1, teacher_sampler, (iters / 4).max(10))?;
         println!(
             "teacher step ({teacher_steps} DDIM steps, guidance {}): median {t:.3} ms = {:.1}x the student",
             cfg.diffusion.guidance_scale,
@@ -748,7 +767,7 @@ fn bench(
         );
         (Some(round3(t / s)), Some(round3(t)))
     } else {
-        println!("teacher: not in this checkpoint");
+        println!("teacher: not in this checkpoint (pass --teacher)");
         (None, None)
     };
     let audio = file.unwrap_or_else(|| repo_root().join("assets/audio/LJ001-0001.wav"));
