@@ -412,6 +412,56 @@ fn add_upper_face(frames: &mut [[f32; BLENDSHAPE_COUNT]], audio: &[f32], fps: u3
     }
 }
 
+/// Phone timings of `audio` (forced alignment with `transcript`, else
+/// allphone), cached under `<out>/phone_cache/` by a hash of the audio and
+/// the transcript, so rebuilding a corpus (e.g. after changing the labeler)
+/// does not run pocketsphinx again.
+fn cached_phones(
+    cfg: &CorpusConfig,
+    audio: &[f32],
+    transcript: Option<&str>,
+) -> Result<Vec<Phone>, String> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in audio {
+        for b in v.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    let key = format!(
+        "{h:016x}-{:016x}-{}",
+        hash64(transcript.unwrap_or(""), 0),
+        audio.len()
+    );
+    let dir = cfg.out_dir.join("phone_cache");
+    let path = dir.join(format!("{key}.tsv"));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let phones: Vec<Phone> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split('\t');
+                Some(Phone::new(
+                    it.next()?,
+                    it.next()?.parse().ok()?,
+                    it.next()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        return Ok(phones);
+    }
+    let phones = match transcript {
+        Some(t) => sphinx::align(audio, t).map_err(|e| e.to_string())?,
+        None => sphinx::allphone(audio).map_err(|e| e.to_string())?,
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let text: String = phones
+        .iter()
+        .map(|p| format!("{}\t{}\t{}\n", p.phone, p.start, p.end))
+        .collect();
+    let _ = std::fs::write(&path, text);
+    Ok(phones)
+}
+
 /// Labels `n` frames whose weights describe the centre of each frame
 /// (`(f + 0.5) / fps`), as the model's frames do: the labeler samples frame
 /// starts, so label at twice the rate and keep the odd frames.
@@ -448,7 +498,8 @@ fn process(
                 .map_err(|e| e.to_string())?;
             if let Some(max) = cfg.max_clip_secs {
                 clip.audio_16k.truncate((max * 16_000.0) as usize);
-                clip.arkit.truncate((max * facegood::FACEGOOD_FPS).ceil() as usize + 1);
+                clip.arkit
+                    .truncate((max * facegood::FACEGOOD_FPS).ceil() as usize + 1);
             }
             let n = n_frames(clip.audio_16k.len());
             let frames = resample_curves(&clip.arkit, facegood::FACEGOOD_FPS, n, fps, 1.0);
@@ -491,19 +542,17 @@ fn process(
             }
             let n = n_frames(audio.len());
             // A transcript only fits the whole recording.
-            let transcript = if cfg.max_clip_secs.is_some() { &None } else { transcript };
+            let transcript = if cfg.max_clip_secs.is_some() {
+                &None
+            } else {
+                transcript
+            };
             let (phones, how) = match transcript {
-                Some(t) => match sphinx::align(&audio, t) {
+                Some(t) => match cached_phones(cfg, &audio, Some(t)) {
                     Ok(p) => (p, "phonetic-aligned"),
-                    Err(_) => (
-                        sphinx::allphone(&audio).map_err(|e| e.to_string())?,
-                        "phonetic-allphone",
-                    ),
+                    Err(_) => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
                 },
-                None => (
-                    sphinx::allphone(&audio).map_err(|e| e.to_string())?,
-                    "phonetic-allphone",
-                ),
+                None => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
             };
             let frames = label_centres(labeler, &audio, &phones, n, fps);
             let meta = ClipMeta {
@@ -535,7 +584,7 @@ fn process(
             let audio = tts::synthesize(voice, text, &EMOTION_PROSODY[*emotion], &work.join(id))
                 .map_err(|e| e.to_string())?;
             let n = n_frames(audio.len());
-            let phones = sphinx::allphone(&audio).map_err(|e| e.to_string())?;
+            let phones = cached_phones(cfg, &audio, None)?;
             let mut frames = label_centres(labeler, &audio, &phones, n, fps);
             let emo = emotion_vector(*emotion, *intensity);
             apply_emotion(&mut frames, &emo);
