@@ -21,7 +21,11 @@ fn tiny_corpus_builds_end_to_end() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let mut cfg = CorpusConfig::new(data, root.join("assets/corpus/texts"), out.path().to_path_buf());
+    let mut cfg = CorpusConfig::new(
+        data,
+        root.join("assets/corpus/texts"),
+        out.path().to_path_buf(),
+    );
     cfg.limit_per_source = Some(1);
     cfg.tts_minutes = 0.4;
     cfg.max_clip_secs = Some(6.0);
@@ -29,32 +33,67 @@ fn tiny_corpus_builds_end_to_end() {
     let report = build(&cfg, 2, |_, _| {}).unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let m = CorpusManifest::load(out.path()).unwrap();
-    let sources: std::collections::BTreeSet<_> = m.clips.iter().map(|c| c.source.as_str()).collect();
-    for s in ["facegood", "librispeech", "ljspeech", "multilingual", "espeak"] {
+    let sources: std::collections::BTreeSet<_> =
+        m.clips.iter().map(|c| c.source.as_str()).collect();
+    for s in [
+        "facegood",
+        "librispeech",
+        "ljspeech",
+        "multilingual",
+        "espeak",
+    ] {
         assert!(sources.contains(s), "no {s} clip: {sources:?}");
     }
-    assert!(report.speakers_in_both_splits.is_empty(), "{:?}", report.speakers_in_both_splits);
+    assert!(
+        report.speakers_in_both_splits.is_empty(),
+        "{:?}",
+        report.speakers_in_both_splits
+    );
     assert!(m.clips.iter().any(|c| c.augmentation.is_some()));
-    assert!(m.clips.iter().all(|c| c.augmentation.is_none() || c.split == Split::Train));
+    assert!(
+        m.clips
+            .iter()
+            .all(|c| c.augmentation.is_none() || c.split == Split::Train)
+    );
     assert!(out.path().join("report.md").exists());
     for c in &m.clips {
         let base = out.path().join("clips").join(&c.id);
         let take = LiveLinkFaceTake::read_file(format!("{}.csv", base.display())).unwrap();
         assert_eq!(take.frames.len(), c.frames, "{}", c.id);
-        assert!((c.frames as f64 - c.duration_secs * 50.0).abs() <= 1.0, "{}", c.id);
+        assert!(
+            (c.frames as f64 - c.duration_secs * 50.0).abs() <= 1.0,
+            "{}",
+            c.id
+        );
         let w: Vec<[f32; 52]> = take.frames.iter().map(|f| f.blendshapes).collect();
-        assert!(w.iter().flatten().all(|v| (0.0..=1.0).contains(v)), "{}", c.id);
+        assert!(
+            w.iter().flatten().all(|v| (0.0..=1.0).contains(v)),
+            "{}",
+            c.id
+        );
         // A living upper face: the eyes blink or move in every clip over ~6 s
         // (or at least the brows/gaze are not frozen).
-        let upper_motion: f32 = w.windows(2).map(|p| {
-            [Blendshape::EyeBlinkLeft, Blendshape::EyeLookOutLeft, Blendshape::BrowInnerUp]
+        let upper_motion: f32 = w
+            .windows(2)
+            .map(|p| {
+                [
+                    Blendshape::EyeBlinkLeft,
+                    Blendshape::EyeLookOutLeft,
+                    Blendshape::BrowInnerUp,
+                ]
                 .iter()
                 .map(|b| (p[1][b.index()] - p[0][b.index()]).abs())
                 .sum::<f32>()
-        }).sum();
+            })
+            .sum();
         assert!(upper_motion > 0.0, "{}: frozen upper face", c.id);
         assert!(std::path::Path::new(&format!("{}.wav", base.display())).exists());
     }
     // Real speech is neutral; emotional clips carry non-neutral weights.
-    assert!(m.clips.iter().filter(|c| c.source != "espeak" && c.source != "flite").all(|c| c.emotion[0] == 1.0));
+    assert!(
+        m.clips
+            .iter()
+            .filter(|c| c.source != "espeak" && c.source != "flite")
+            .all(|c| c.emotion[0] == 1.0)
+    );
 }

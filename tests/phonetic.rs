@@ -153,9 +153,13 @@ fn lips_start_closing_before_a_bilabial() {
         "jaw already rising: {jaw_before} vs {jaw_mid}"
     );
     // And it keeps closing monotonically up to the closure centre.
+    let (first, last) = (
+        ((onset - 0.08) * fps) as usize,
+        ((onset + 0.04) * fps) as usize,
+    );
     let mut prev = 0.0;
-    for i in ((onset - 0.08) * fps) as usize..=((onset + 0.04) * fps) as usize {
-        let v = f[i][Blendshape::MouthClose.index()];
+    for (i, frame) in f.iter().enumerate().take(last + 1).skip(first) {
+        let v = frame[Blendshape::MouthClose.index()];
         assert!(v + 1e-4 >= prev, "mouthClose not rising at frame {i}");
         prev = v;
     }
@@ -358,6 +362,38 @@ fn check_phones(phones: &[Phone], secs: f64) {
 }
 
 #[test]
+fn missing_pocketsphinx_is_reported() {
+    let audio = vec![0.0f32; 1600];
+    let cfg = sphinx::SphinxConfig {
+        binary: PathBuf::from("/nonexistent/pocketsphinx_continuous"),
+        ..Default::default()
+    };
+    let no_model = sphinx::SphinxConfig {
+        model_dir: PathBuf::from("/nonexistent/model"),
+        ..Default::default()
+    };
+    for (cfg, what) in [
+        (cfg, "pocketsphinx_continuous"),
+        (no_model, "/nonexistent/model"),
+    ] {
+        for r in [
+            sphinx::allphone_with(&cfg, &audio),
+            sphinx::align_with(&cfg, &audio, "hello"),
+        ] {
+            let e = r.unwrap_err();
+            assert!(matches!(e, sphinx::SphinxError::NotInstalled { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("pocketsphinx pocketsphinx-en-us"), "{msg}");
+            assert!(msg.contains(what), "{msg}");
+        }
+    }
+    assert!(matches!(
+        sphinx::allphone(&[]),
+        Err(sphinx::SphinxError::EmptyAudio)
+    ));
+}
+
+#[test]
 fn allphone_on_ljspeech() {
     if !sphinx_or_skip("allphone_on_ljspeech") {
         return;
@@ -552,6 +588,30 @@ fn facegood_validation() {
     );
     print_table(&tuned, "tuned");
     print_table(&held, "held-out");
+    // Ablation: what each half contributes to jawOpen r.
+    let map = facegood::default_retarget_map().unwrap();
+    for id in TUNE.iter().chain(&HELD_OUT) {
+        let clip = facegood::load_clip(&dir, id, &map).unwrap();
+        let phones = cached_allphone(&clip.audio_16k, id, Some(&cache)).unwrap();
+        let n = clip.frames();
+        let jaw_ref: Vec<f32> = clip
+            .arkit
+            .iter()
+            .map(|f| f[Blendshape::JawOpen.index()])
+            .collect();
+        let jaw_r = |frames: Vec<[f32; 52]>| {
+            let jaw: Vec<f32> = frames
+                .iter()
+                .map(|f| f[Blendshape::JawOpen.index()])
+                .collect();
+            facegood::pearson(&jaw, &jaw_ref)
+        };
+        let phonetic_only = jaw_r(labeler.label(&[], &phones, n, 30.0));
+        let acoustic_only = jaw_r(labeler.label(&clip.audio_16k, &[], n, 30.0));
+        eprintln!(
+            "ablation  {id}  jawOpen r: phones only (no audio) {phonetic_only:.3}, audio only (no phones) {acoustic_only:.3}"
+        );
+    }
     for r in &held {
         assert!(
             r.jaw_r > r.loudness_r,
@@ -583,8 +643,9 @@ fn with_field(
 }
 
 /// Coordinate descent on the tuning clips only (objective: mean jawOpen r
-/// + 0.3 × mean channel r). Prints every improvement and the final config.
-/// `PHONETIC_TUNE="path=v1,v2;path2=..."` replaces the built-in candidates.
+/// plus 0.3 × mean channel r). Prints every candidate (improvements marked
+/// `*`) and the final config. `PHONETIC_TUNE="path=v1|v2;path2=..."`
+/// (values are JSON) replaces the built-in candidates.
 #[test]
 #[ignore = "tuning tool: run by hand"]
 fn facegood_tune() {
@@ -613,22 +674,27 @@ fn facegood_tune() {
         let c = rows.iter().map(|r| r.mean_channel_r).sum::<f32>() / n;
         (j + 0.3 * c, j, c)
     };
-    let builtin = "lead_secs=-0.03,-0.015,0.0,0.015,0.03,0.05;\
-        acoustic.lead_secs=-0.03,-0.015,0.0,0.015,0.03;\
-        acoustic.smooth_frames=1,3,5,7;\
-        acoustic.loudness_window_secs=0.02,0.04,0.06,0.1;\
-        acoustic.loudness_floor_percentile=0,5,10,20,30;\
-        acoustic.loudness_ceil_percentile=90,95,99,100;\
-        acoustic.loudness_gamma=0.5,0.75,1.0,1.5;\
-        acoustic.jaw_viseme_weight=0,0.25,0.5,1,2;\
-        acoustic.jaw_f1_weight=0,0.25,0.5,1,2;\
-        acoustic.articulation_loudness=0,0.25,0.5,0.75,1;\
-        acoustic.silence_loudness_gate=0.2,0.35,0.5,0.8;\
-        vowel.strength=0.3,0.6,1.0;\
-        consonant_jaw_factor=0.25,0.5,1.0;\
-        rounding.anticipation=4,8,16;\
-        rounding_unspecified=0.03,0.08,0.2;\
-        plateau=0.2,0.5,0.8";
+    let builtin = "lead_secs=-0.06|-0.045|-0.03|-0.015|0.0;\
+        acoustic.lead_secs=-0.03|-0.015|0.0;\
+        acoustic.smooth_frames=1|3|5|7;\
+        acoustic.loudness_window_secs=0.02|0.03|0.04|0.06;\
+        acoustic.loudness_floor_percentile=0|5|10|20;\
+        acoustic.loudness_range=3|3.5|4|4.5|5|5.5|6|7;\
+        acoustic.loudness_ceil_percentile=95|99|100;\
+        acoustic.loudness_gamma=1.0|1.5|2.0|3.0;\
+        acoustic.jaw_viseme_weight=0|0.1|0.25|0.5;\
+        acoustic.jaw_viseme_modulation=0|0.1|0.25|0.5;\
+        acoustic.jaw_f1_weight=0.5|1|2|4;\
+        acoustic.f1_band_hz=[200,1000]|[250,900]|[300,1200]|[150,800];\
+        acoustic.articulation_loudness=0.5|0.75|1;\
+        acoustic.silence_loudness_gate=0.35|0.5|0.8;\
+        vowel.strength=0.3|0.6|1.0;\
+        consonant.strength=0.2|0.35|0.6;\
+        consonant_jaw_factor=0.25|0.5|1.0;\
+        rounding.strength=0.6|1.0|1.5;\
+        rounding.anticipation=4|8|16;\
+        rounding_unspecified=0.03|0.08|0.2;\
+        plateau=0.2|0.5|0.8";
     let spec = std::env::var("PHONETIC_TUNE").unwrap_or_else(|_| builtin.to_owned());
     let sweeps: Vec<(String, Vec<serde_json::Value>)> = spec
         .split(';')
@@ -637,7 +703,7 @@ fn facegood_tune() {
         .map(|sweep| {
             let (field, values) = sweep.split_once('=').unwrap();
             let values = values
-                .split(',')
+                .split('|')
                 .map(|v| serde_json::from_str(v.trim()).unwrap())
                 .collect();
             (field.trim().to_owned(), values)
@@ -655,11 +721,15 @@ fn facegood_tune() {
             for v in values {
                 let cfg = with_field(&best, field, v);
                 let s = score(&cfg);
-                if s.0 > best_score.0 + 1e-4 {
-                    eprintln!(
-                        "round {round}: {field} = {v}: objective {:.4} (jaw r {:.4}, channel r {:.4})",
-                        s.0, s.1, s.2
-                    );
+                let better = s.0 > best_score.0 + 1e-4;
+                eprintln!(
+                    "round {round}: {field} = {v}: objective {:.4} (jaw r {:.4}, channel r {:.4}){}",
+                    s.0,
+                    s.1,
+                    s.2,
+                    if better { "  *" } else { "" }
+                );
+                if better {
                     best = cfg;
                     best_score = s;
                     improved = true;

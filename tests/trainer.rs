@@ -60,7 +60,7 @@ fn synthetic_corpus(dir: &Path, clips: usize) {
             .collect();
         LiveLinkFaceTake::from_weights(&labels, 50.0, 0.0)
             .unwrap()
-            .write_file(&dir.join("clips").join(format!("{id}.csv")))
+            .write_file(dir.join("clips").join(format!("{id}.csv")))
             .unwrap();
         let mut emotion = [0f32; EMOTION_COUNT];
         emotion[0] = 1.0;

@@ -28,30 +28,34 @@
 //!
 //! # Long audio and search failures
 //! With the narrow beams, PocketSphinx 5prealpha's allphone search
-//! sometimes loses its way and returns a backtrace in which one phone lasts
+//! sometimes loses its way: the backtrace then ends in one phone that lasts
 //! until the end of the utterance (measured: an `EH` from 41.2 s to the end
-//! of a 110 s FACEGOOD clip; a `W` from 12 s to the end of three LJSpeech
-//! clips concatenated). It depends on the context, not only on the length
-//! (the same 4 s around 41 s fails on its own and decodes when started
-//! 0.8 s later), and the chance grows with the length. [`allphone`]
-//! therefore decodes at most [`SphinxConfig::max_chunk_secs`] (8 s) at a
-//! time, cutting at the quietest 10 ms frame of the last
-//! [`SphinxConfig::cut_search_secs`] (3 s) of each chunk. A chunk that still
-//! contains a non-silence phone longer than
-//! [`SphinxConfig::max_phone_secs`] (the symptom) is decoded again with the
-//! wider [`SphinxConfig::retry_beam`] (`1e-20`, which fixes the 41 s case),
-//! then, if need be, in two halves. The forced alignment (finite-state
-//! grammar search, default beams) does not show the problem (29 s aligned
-//! correctly) and runs on the whole input.
+//! of a 110 s FACEGOOD clip; a `W` from 2.4 s to the end of a 5 s piece of
+//! LJ001-0001). It depends on where the search started, not only on the
+//! length: the same audio decodes correctly when the utterance starts at
+//! the failure point. So [`allphone`] decodes at most
+//! [`SphinxConfig::max_chunk_secs`] (8 s) at a time, cutting at the quietest
+//! 10 ms frame of the last [`SphinxConfig::cut_search_secs`] (3 s) of each
+//! chunk, and when the last non-silence phone of a piece is longer than
+//! [`SphinxConfig::max_phone_secs`] (the symptom) it keeps the phones before
+//! it and restarts the search at that phone's start (then, if that fails
+//! at once, 100 ms later, and at last with the wider
+//! [`SphinxConfig::retry_beam`]). On the six FACEGOOD clips no phone longer
+//! than 1 s remains. The forced alignment (finite-state grammar search,
+//! default beams) does not show the problem (29 s aligned correctly) and
+//! runs on the whole input.
 //!
 //! # Speed
-//! Measured on this project's build machine (one core of a shared 2-core
-//! VM): allphone takes 3.7 s on a 9.6 s LJSpeech clip (real-time factor
-//! ≈ 0.4, of which ~0.45 s is start-up: building the phone network), and
-//! ≈ 0.2–0.3 × real time on 110 s FACEGOOD clips in 8 s chunks; the
-//! forced alignment is ≈ 0.02 × real time (0.17 s for the 9.6 s clip). The
-//! numbers printed by `tests/phonetic.rs` (`allphone_on_ljspeech`) are the
-//! current ones.
+//! Measured on this project's build machine (2 shared cores, load ≈ 3.5
+//! from other builds during the measurements, so these are upper bounds):
+//! * allphone: LJ001-0001 (9.65 s) in 5.3 s (real-time factor 0.55; ~0.45 s
+//!   per chunk is start-up, building the phone network); the six FACEGOOD
+//!   clips (608 s) in 233 s (RT 0.38). A standalone 9.6 s run took 3.7 s
+//!   on an idle machine. The default beams (`1e-48`) took 75 s for 9.6 s.
+//! * forced alignment: LJ001-0001 in 0.23 s (RT 0.024).
+//!
+//! `tests/phonetic.rs` (`allphone_on_ljspeech`, `align_on_ljspeech`) prints
+//! the current numbers.
 
 use std::fmt::Write as _;
 use std::io;
@@ -172,8 +176,8 @@ pub struct SphinxConfig {
     pub max_phone_secs: f64,
     /// Allphone state beam (`-beam`) and phone beam (`-pbeam`).
     pub beam: f64,
-    /// Wider beam for a second attempt on a chunk whose backtrace is
-    /// broken (≈ 2.3× slower; it fixes most of them).
+    /// Wider beam for the last attempt on a piece whose backtrace stays
+    /// broken (2–4× slower).
     pub retry_beam: f64,
     /// Allphone language weight (`-lw`).
     pub lw: f64,
@@ -262,23 +266,28 @@ pub fn allphone_with(cfg: &SphinxConfig, audio_16k: &[f32]) -> Result<Vec<Phone>
         return Err(SphinxError::EmptyAudio);
     }
     cfg.check()?;
-    let sr = MODEL_SAMPLE_RATE as usize;
     let mut out = Vec::new();
     for (lo, hi) in chunk_bounds(audio_16k, cfg) {
         decode_allphone_chunk(cfg, audio_16k, lo, hi, &mut out)?;
     }
-    Ok(normalise(out, audio_16k.len() as f64 / sr as f64))
+    Ok(normalise(
+        out,
+        audio_16k.len() as f64 / f64::from(MODEL_SAMPLE_RATE),
+    ))
 }
 
-/// Runs allphone on `audio[lo..hi]` with state/phone beam `beam`; phones
-/// in seconds from `lo`, and whether the backtrace looks broken.
+/// Runs allphone on `audio[lo..hi]` with state/phone beam `beam`. Returns
+/// the phones (absolute seconds) and, if the backtrace is broken, the start
+/// time of the broken phone: the last non-silence phone of the piece, when
+/// it is longer than `cfg.max_phone_secs` (only silence may follow it).
 fn run_allphone(
     cfg: &SphinxConfig,
     audio: &[f32],
     lo: usize,
     hi: usize,
     beam: f64,
-) -> Result<(Vec<Phone>, bool), SphinxError> {
+) -> Result<(Vec<Phone>, Option<f64>), SphinxError> {
+    let sr = f64::from(MODEL_SAMPLE_RATE);
     let wav = TempWav::write(&audio[lo..hi])?;
     let mut cmd = Command::new(&cfg.binary);
     cmd.arg("-infile")
@@ -294,17 +303,33 @@ fn run_allphone(
         .args(["-lw", &cfg.lw.to_string()])
         .args(["-time", "yes", "-remove_silence", "no"]);
     let stdout = run(cfg, &mut cmd)?;
-    let phones = parse_time_lines(&stdout);
+    let offset = lo as f64 / sr;
+    let piece_end = (hi - lo) as f64 / sr;
+    let phones: Vec<Phone> = parse_time_lines(&stdout)
+        .into_iter()
+        .filter_map(|p| {
+            let start = p.start.min(piece_end);
+            let end = p.end.min(piece_end);
+            (end > start).then(|| Phone::new(p.phone, start + offset, end + offset))
+        })
+        .collect();
     let broken = phones
         .iter()
-        .any(|p| !p.is_silence() && p.duration() > cfg.max_phone_secs);
+        .rev()
+        .find(|p| !p.is_silence())
+        .filter(|p| p.duration() > cfg.max_phone_secs)
+        .map(|p| p.start);
     Ok((phones, broken))
 }
 
 /// Decodes `audio[lo..hi]`, appending phones (absolute times) to `out`.
-/// A broken backtrace is decoded again with `cfg.retry_beam`, and if still
-/// broken, in two halves cut at the quietest frame of the middle third
-/// (down to 2 s pieces; a piece that stays broken is kept as is).
+///
+/// When the backtrace breaks (see [`run_allphone`]), the phones before the
+/// broken one are kept and decoding restarts at its start — a fresh search
+/// from there normally succeeds. If it breaks again right at the restart
+/// point, the start moves on by 100 ms (up to 3 times; the skipped audio
+/// becomes silence), and as a last resort the rest is decoded with
+/// `cfg.retry_beam` and kept whatever it is.
 fn decode_allphone_chunk(
     cfg: &SphinxConfig,
     audio: &[f32],
@@ -313,23 +338,30 @@ fn decode_allphone_chunk(
     out: &mut Vec<Phone>,
 ) -> Result<(), SphinxError> {
     let sr = f64::from(MODEL_SAMPLE_RATE);
-    let (mut phones, mut broken) = run_allphone(cfg, audio, lo, hi, cfg.beam)?;
-    if broken && cfg.retry_beam < cfg.beam {
-        (phones, broken) = run_allphone(cfg, audio, lo, hi, cfg.retry_beam)?;
+    let min_progress = (0.2 * sr) as usize;
+    let nudge = (0.1 * sr) as usize;
+    let mut start = lo;
+    let mut stuck = 0;
+    while start < hi {
+        let (phones, broken) = run_allphone(cfg, audio, start, hi, cfg.beam)?;
+        let Some(b) = broken else {
+            out.extend(phones);
+            return Ok(());
+        };
+        let b_sample = ((b * sr).round() as usize).clamp(start, hi);
+        if b_sample >= start + min_progress {
+            out.extend(phones.into_iter().filter(|p| p.end <= b + 1e-9));
+            start = b_sample;
+            stuck = 0;
+        } else if stuck < 3 && start + nudge < hi {
+            start += nudge;
+            stuck += 1;
+        } else {
+            let (phones, _) = run_allphone(cfg, audio, start, hi, cfg.retry_beam)?;
+            out.extend(phones);
+            return Ok(());
+        }
     }
-    let min_split = (2.0 * sr) as usize;
-    if broken && hi - lo >= 2 * min_split {
-        let mid = quietest_cut(audio, lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3);
-        decode_allphone_chunk(cfg, audio, lo, mid, out)?;
-        return decode_allphone_chunk(cfg, audio, mid, hi, out);
-    }
-    let offset = lo as f64 / sr;
-    let chunk_end = (hi - lo) as f64 / sr;
-    out.extend(phones.into_iter().filter_map(|p| {
-        let start = p.start.min(chunk_end);
-        let end = p.end.min(chunk_end);
-        (end > start).then(|| Phone::new(p.phone, start + offset, end + offset))
-    }));
     Ok(())
 }
 
@@ -718,14 +750,14 @@ mod tests {
     #[test]
     fn parses_interleaved_output() {
         let out = "SIL R IH L\nINFO: noise\nSIL 0.000 0.020 1.000000\nR 0.030 0.070 1.000000\n\
-                   garbage 1 2\n+NSN+ 0.080 0.100 0.9\nih_ 0.110 0.150 1.0\nAH1 0.16 0.2 1\n";
+                   garbage 1 2\n+NSN+ 0.080 0.100 0.9\nih 0.110 0.150 1.0\nAH1 0.16 0.2 1\n";
         let p = parse_time_lines(out);
         let labels: Vec<&str> = p.iter().map(|p| p.phone.as_str()).collect();
-        assert_eq!(labels, ["SIL", "R", "SIL", "SIL", "AH"]);
+        assert_eq!(labels, ["SIL", "R", "SIL", "IH", "AH"]);
         assert!((p[1].end - 0.08).abs() < 1e-9);
         let n = normalise(p, 0.3);
         let labels: Vec<&str> = n.iter().map(|p| p.phone.as_str()).collect();
-        assert_eq!(labels, ["SIL", "R", "SIL", "AH", "SIL"]);
+        assert_eq!(labels, ["SIL", "R", "SIL", "IH", "AH", "SIL"]);
         for w in n.windows(2) {
             assert!((w[0].end - w[1].start).abs() < 1e-9);
         }
