@@ -33,7 +33,7 @@ pub struct ClipMeta {
     pub language: String,
     /// Style name (`facegood` for animator labels, `phonetic` for the labeler's).
     pub style: String,
-    /// Emotion weights in [0, 1], [`EMOTIONS`] order.
+    /// Emotion weights in [0, 1], [`EMOTIONS`](crate::model::EMOTIONS) order.
     pub emotion: [f32; EMOTION_COUNT],
     /// License of the audio (and labels).
     pub license: String,
