@@ -336,9 +336,25 @@ fn main() {
         } => eval_cmd(model, teacher, corpus, out, limit),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, skipping a cause whose text the message
+/// before it already contains (library errors often quote their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn repo_root() -> PathBuf {
@@ -882,6 +898,9 @@ fn train_cmd(
         Trainer::new(model_cfg, tcfg.clone(), fnorm, MotionNorm { mean, std })?
     };
     let log_path = out.with_extension("log.jsonl");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -980,6 +999,9 @@ fn distill_cmd(
             .progress_chars("=> "),
     );
     let log_path = out.with_extension("log.jsonl");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -1054,7 +1076,14 @@ fn eval_cmd(
         dir.join("eval.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
+    let fps = bevy_talking_head::train::manifest::CorpusManifest::load(&corpus)?.fps as f64;
+    let plots = report
+        .write_plots(&dir, fps)
+        .map_err(|e| anyhow::anyhow!("plots: {e}"))?;
     println!("{md}");
+    for p in &plots {
+        println!("plot: {}", p.display());
+    }
     println!(
         "wrote {} and {}",
         dir.join("eval.md").display(),

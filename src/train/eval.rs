@@ -332,6 +332,10 @@ pub struct EvalReport {
     pub teacher: Option<(usize, f32)>,
     /// Rows.
     pub rows: Vec<EvalRow>,
+    /// jawOpen curves of the first validation clips, for plots:
+    /// `(clip, method, values)`, the reference under method `reference`.
+    #[serde(skip)]
+    pub curves: Vec<(String, String, Vec<f32>)>,
 }
 
 impl EvalReport {
@@ -434,6 +438,7 @@ pub fn evaluate(
     });
     let labeler = crate::train::phonetic::PhoneticLabeler::default();
     let mut per: BTreeMap<(String, String), Vec<Metrics>> = BTreeMap::new();
+    let mut curves = Vec::new();
     let run = |m: &crate::model::TalkingHeadModel,
                sampler: Sampler,
                audio: &[f32],
@@ -475,7 +480,27 @@ pub fn evaluate(
                         .collect()
                 });
         let bil = phones.as_ref().map(|p| bilabial_centres(p, n, fps));
+        let plot = i < 4;
+        if plot {
+            curves.push((
+                c.id.clone(),
+                "reference".into(),
+                reference
+                    .iter()
+                    .map(|f| f[Blendshape::JawOpen.index()])
+                    .collect(),
+            ));
+        }
         let mut add = |method: &str, pred: &[[f32; BLENDSHAPE_COUNT]]| {
+            if plot {
+                curves.push((
+                    c.id.clone(),
+                    method.to_string(),
+                    pred.iter()
+                        .map(|f| f[Blendshape::JawOpen.index()])
+                        .collect(),
+                ));
+            }
             let m = clip_metrics(pred, &reference, &audio, fps, bil.as_deref());
             per.entry((method.to_string(), "all".into()))
                 .or_default()
@@ -534,5 +559,138 @@ pub fn evaluate(
             Sampler::Student => None,
         }),
         rows,
+        curves,
     })
+}
+
+impl EvalReport {
+    /// Writes one PNG per plotted clip (`<dir>/eval_<clip>.png`): reference
+    /// and predicted jawOpen over the first 12 s. Returns the files written.
+    pub fn write_plots(
+        &self,
+        dir: &std::path::Path,
+        fps: f64,
+    ) -> Result<Vec<std::path::PathBuf>, String> {
+        let palette = [
+            (0u8, 0u8, 0u8),
+            (220, 50, 47),
+            (38, 139, 210),
+            (133, 153, 0),
+            (211, 54, 130),
+        ];
+        let mut clips: Vec<&str> = self.curves.iter().map(|c| c.0.as_str()).collect();
+        clips.dedup();
+        let mut out = Vec::new();
+        for clip in clips {
+            let n = (12.0 * fps) as usize;
+            let series: Vec<(&str, &[f32], (u8, u8, u8))> = self
+                .curves
+                .iter()
+                .filter(|c| c.0 == clip)
+                .enumerate()
+                .map(|(k, c)| {
+                    (
+                        c.1.as_str(),
+                        &c.2[..c.2.len().min(n)],
+                        palette[k % palette.len()],
+                    )
+                })
+                .collect();
+            let path = dir.join(format!("eval_{clip}.png"));
+            plot_curves(&path, &format!("jawOpen, {clip}"), &series, fps)?;
+            out.push(path);
+        }
+        Ok(out)
+    }
+}
+
+/// Registers a system TrueType font for plot text (DejaVu Sans from Debian's
+/// `fonts-dejavu-core`); returns whether one was found. Plots without a
+/// font are drawn without text.
+fn register_plot_font() -> bool {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        for p in [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        ] {
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    bytes,
+                )
+                .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+/// One curve of a plot: legend label, values per frame, RGB colour.
+pub type Curve<'a> = (&'a str, &'a [f32], (u8, u8, u8));
+
+/// Draws curves (values per frame at `fps`) into a 1200×360 PNG at `path`.
+pub fn plot_curves(
+    path: &std::path::Path,
+    title: &str,
+    curves: &[Curve<'_>],
+    fps: f64,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let text = register_plot_font();
+    let root = BitMapBackend::new(path, (1200, 360)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = curves.iter().map(|c| c.1.len()).max().unwrap_or(0).max(2);
+    let secs = n as f64 / fps;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .margin(12)
+        .x_label_area_size(if text { 30 } else { 5 })
+        .y_label_area_size(if text { 40 } else { 5 });
+    if text {
+        builder.caption(title, ("sans-serif", 18));
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0f64..secs, 0f64..1f64)
+        .map_err(|e| e.to_string())?;
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(RGBColor(235, 235, 235));
+    if text {
+        mesh.x_desc("seconds").y_desc("weight");
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    for (label, values, (r, g, b)) in curves {
+        let colour = RGBColor(*r, *g, *b);
+        let s = chart
+            .draw_series(LineSeries::new(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64 / fps, *v as f64)),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        if text {
+            s.label(*label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
 }
