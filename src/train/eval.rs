@@ -583,7 +583,7 @@ impl EvalReport {
         let mut out = Vec::new();
         for clip in clips {
             let n = (12.0 * fps) as usize;
-            let series: Vec<(&str, &[f32], (u8, u8, u8))> = self
+            let series: Vec<Curve<'_>> = self
                 .curves
                 .iter()
                 .filter(|c| c.0 == clip)
