@@ -357,6 +357,25 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Prints `input -> output` per file, or the error; fails if any file failed.
+fn report_results(results: Vec<(PathBuf, Result<PathBuf>)>) -> Result<()> {
+    let total = results.len();
+    let mut failed = 0;
+    for (input, r) in results {
+        match r {
+            Ok(out) => println!("{} -> {}", input.display(), out.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {}", input.display(), error_chain(&e));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {total} files failed");
+    }
+    Ok(())
+}
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -561,19 +580,7 @@ fn bake(args: BakeArgs) -> Result<()> {
             })
             .collect()
     });
-    let mut failed = 0;
-    for (input, r) in results {
-        match r {
-            Ok(out) => println!("{} -> {}", input.display(), out.display()),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {}: {e:#}", input.display());
-            }
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} files failed", args.audio.len());
-    }
+    report_results(results)?;
     Ok(())
 }
 
@@ -1146,19 +1153,7 @@ fn label_cmd(
             })
             .collect()
     });
-    let mut failed = 0;
-    for (input, r) in results {
-        match r {
-            Ok(out) => println!("{} -> {}", input.display(), out.display()),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {}: {e:#}", input.display());
-            }
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} files failed", audio.len());
-    }
+    report_results(results)?;
     Ok(())
 }
 

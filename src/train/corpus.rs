@@ -378,20 +378,12 @@ pub fn resample_curves(
         .collect()
 }
 
-/// Per-frame speech activity in [0, 1] from loudness (for the upper face).
+/// Per-frame speech activity in [0, 1] from loudness (for the upper face):
+/// −55 dBFS → 0, −20 dBFS → 1.
 fn speech_activity(audio: &[f32], spf: usize, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|f| {
-            let s = (f * spf).min(audio.len());
-            let e = ((f + 1) * spf).min(audio.len());
-            let x = &audio[s..e];
-            if x.is_empty() {
-                return 0.0;
-            }
-            let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-            let db = 10.0 * ms.max(1e-12).log10();
-            ((db + 55.0) / 35.0).clamp(0.0, 1.0)
-        })
+    crate::train::eval::frame_db(audio, 16_000.0 / spf as f64, n)
+        .into_iter()
+        .map(|db| ((db + 55.0) / 35.0).clamp(0.0, 1.0))
         .collect()
 }
 
