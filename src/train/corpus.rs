@@ -29,7 +29,7 @@ use crate::rig::{BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceTake, MOUTH_CHANNELS}
 use crate::train::emotion::{EMOTION_PROSODY, apply_emotion, emotion_vector};
 use crate::train::facegood;
 pub use crate::train::manifest::{CORPUS_VERSION, ClipMeta, CorpusError, CorpusManifest, Split};
-use crate::train::manifest::{sanitize_id, with_ext};
+use crate::train::manifest::{read_phones_tsv, sanitize_id, with_ext};
 use crate::train::phonetic::PhoneticLabeler;
 use crate::train::sphinx::{self, Phone};
 use crate::train::tts::{self, ESPEAK_VARIANTS, FLITE_VOICES, TtsEngine, TtsVoice};
@@ -911,23 +911,14 @@ fn labeler_vs_animator(
             clip.arkit.truncate((max * facegood::FACEGOOD_FPS) as usize);
         }
         // Reuse the phones the build computed for this audio.
-        let cached = std::fs::read_to_string(
-            cfg.out_dir
+        let cached = read_phones_tsv(
+            &cfg.out_dir
                 .join("clips")
                 .join(format!("facegood_audio_{id}.phones.tsv")),
         )
-        .ok()
-        .map(|s| {
-            s.lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let mut it = l.split('\t');
-                    Some(Phone::new(
-                        it.next()?,
-                        it.next()?.parse().ok()?,
-                        it.next()?.parse().ok()?,
-                    ))
-                })
+        .map(|v| {
+            v.into_iter()
+                .map(|(p, a, b)| Phone::new(p, a, b))
                 .collect::<Vec<_>>()
         });
         let phones = match cached {

@@ -463,22 +463,7 @@ pub fn evaluate(
         let reference: Vec<[f32; BLENDSHAPE_COUNT]> =
             take.frames.iter().map(|f| f.blendshapes).collect();
         let n = reference.len();
-        let phones: Option<Vec<(String, f64, f64)>> =
-            std::fs::read_to_string(with_ext(&base, "phones.tsv"))
-                .ok()
-                .map(|s| {
-                    s.lines()
-                        .skip(1)
-                        .filter_map(|l| {
-                            let mut it = l.split('\t');
-                            Some((
-                                it.next()?.to_string(),
-                                it.next()?.parse().ok()?,
-                                it.next()?.parse().ok()?,
-                            ))
-                        })
-                        .collect()
-                });
+        let phones = crate::train::manifest::read_phones_tsv(&with_ext(&base, "phones.tsv"));
         let bil = phones.as_ref().map(|p| bilabial_centres(p, n, fps));
         let plot = i < 4;
         if plot {

@@ -119,3 +119,23 @@ pub fn sanitize_id(id: &str) -> String {
         })
         .collect()
 }
+
+/// Reads a `phones.tsv` written by the corpus builder (header line, then
+/// `phone<TAB>start<TAB>end` in seconds) as `(phone, start, end)`; `None`
+/// when the file cannot be read. Malformed lines are skipped.
+pub fn read_phones_tsv(path: &Path) -> Option<Vec<(String, f64, f64)>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut it = l.split('\t');
+                Some((
+                    it.next()?.to_string(),
+                    it.next()?.parse().ok()?,
+                    it.next()?.parse().ok()?,
+                ))
+            })
+            .collect(),
+    )
+}
