@@ -11,19 +11,20 @@ use bevy_talking_head::audio::{
 use realfft::RealFftPlanner;
 
 /// Deterministic xorshift64* generator (no `rand` dependency needed).
-struct Rng(u64);
+/// Seeded test randomness (rand's StdRng) with the few helpers the tests use.
+struct Rng(rand::rngs::StdRng);
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    fn seeded(seed: u64) -> Self {
+        use rand::SeedableRng;
+        Self(rand::rngs::StdRng::seed_from_u64(seed))
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        use rand::Rng as _;
+        self.0.random_range(0..n)
     }
     fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        use rand::Rng as _;
+        self.0.random_range(-1.0..1.0)
     }
 }
 
@@ -91,7 +92,7 @@ fn sine(rate: u32, freq: f32, secs: f32, amp: f32) -> Vec<f32> {
 
 #[test]
 fn chunking_parity_random_splits() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::seeded(0x1234_5678_9abc_def1);
     for &(rate, channels) in &[
         (44_100u32, 2u16),
         (48_000, 1),
@@ -123,7 +124,7 @@ fn chunking_parity_random_splits() {
 
 #[test]
 fn chunking_parity_i16_odd_stereo_splits() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::seeded(99);
     let frames = 30_001;
     let x: Vec<i16> = (0..frames * 2)
         .map(|_| (rng.uniform() * 20_000.0) as i16)
@@ -252,7 +253,7 @@ fn output_length_matches_duration() {
 #[test]
 fn finish_rearms_for_a_new_stream_and_reset_clears_counters() {
     let format = AudioFormat::new(44_100, 2);
-    let mut rng = Rng(7);
+    let mut rng = Rng::seeded(7);
     let x = test_signal(20_000, 2, &mut rng);
     let mut c = AudioConditioner::new(format).unwrap();
     let mut first = Vec::new();
@@ -399,7 +400,7 @@ fn write_wav_f32(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
 fn wav_i16_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stereo_i16.wav");
-    let mut rng = Rng(3);
+    let mut rng = Rng::seeded(3);
     let pcm: Vec<i16> = (0..2 * 22_050)
         .map(|_| (rng.uniform() * 32_000.0) as i16)
         .chain([i16::MIN, i16::MAX])
@@ -477,14 +478,14 @@ fn empty_wav_is_an_empty_error() {
 #[test]
 fn garbage_file_is_a_decode_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0xdead_beef);
+    let mut rng = Rng::seeded(0xdead_beef);
     for (name, len) in [
         ("garbage.wav", 10_000usize),
         ("tiny.wav", 3),
         ("zero.flac", 0),
     ] {
         let path = dir.path().join(name);
-        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
         std::fs::write(&path, bytes).unwrap();
         let err = read_audio_file(&path).unwrap_err();
         assert!(matches!(err, AudioError::Decode { .. }), "{name}: {err:?}");

@@ -12,19 +12,20 @@ use serde_json::Value;
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Deterministic xorshift64* generator.
-struct Rng(u64);
+/// Seeded test randomness (rand's StdRng) with the few helpers the tests use.
+struct Rng(rand::rngs::StdRng);
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    fn seeded(seed: u64) -> Self {
+        use rand::SeedableRng;
+        Self(rand::rngs::StdRng::seed_from_u64(seed))
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        use rand::Rng as _;
+        self.0.random_range(0..n)
     }
     fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        use rand::Rng as _;
+        self.0.random_range(-1.0..1.0)
     }
 }
 
@@ -55,7 +56,7 @@ fn f32_array(v: &Value) -> Vec<f32> {
 }
 
 fn test_signal(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     (0..n)
         .map(|i| {
             let t = i as f64 / 16_000.0;
@@ -149,7 +150,7 @@ fn streaming_equals_whole_buffer_for_random_chunkings() {
     let x = test_signal(16_000 + 97, 11);
     let whole = log_mel(&cfg, &x).unwrap();
     assert_eq!(whole.len(), (x.len() / 160) * 80);
-    let mut rng = Rng(5);
+    let mut rng = Rng::seeded(5);
     let mut chunkings: Vec<Vec<usize>> =
         vec![vec![1], vec![159], vec![160], vec![161], vec![x.len()]];
     for _ in 0..6 {

@@ -37,18 +37,11 @@ fn synthetic_corpus(dir: &Path, clips: usize) {
             })
             .collect();
         let id = format!("clip{c}");
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w =
-            hound::WavWriter::create(dir.join("clips").join(format!("{id}.wav")), spec).unwrap();
-        for s in &audio {
-            w.write_sample((s * 32767.0) as i16).unwrap();
-        }
-        w.finalize().unwrap();
+        bevy_talking_head::train::corpus::write_wav(
+            &dir.join("clips").join(format!("{id}.wav")),
+            &audio,
+        )
+        .unwrap();
         let frames = n.div_ceil(320);
         let labels: Vec<[f32; 52]> = (0..frames)
             .map(|f| {

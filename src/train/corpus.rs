@@ -615,7 +615,9 @@ fn process(
     })
 }
 
-fn write_wav(path: &Path, audio: &[f32]) -> Result<(), String> {
+/// Writes 16 kHz mono 16-bit PCM (samples clamped to [-1, 1]); the corpus's
+/// audio format.
+pub fn write_wav(path: &Path, audio: &[f32]) -> Result<(), String> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
