@@ -14,11 +14,32 @@
 pub mod audio;
 pub mod features;
 pub mod model;
+#[cfg(feature = "bevy")]
+pub mod plugin;
 pub mod rig;
 pub mod runtime;
 #[cfg(feature = "train")]
 pub mod train;
+#[cfg(feature = "egui")]
+pub mod ui;
 pub mod upper_face;
+
+/// The names a Bevy app needs: `use bevy_talking_head::prelude::*;`.
+#[cfg(feature = "bevy")]
+pub mod prelude {
+    #[cfg(feature = "mic")]
+    pub use crate::plugin::MicrophoneVoice;
+    pub use crate::plugin::{
+        Emotion, FaceExpression, FaceRetarget, ModelSource, MorphBinding, SensorOverrides,
+        TalkingHead, TalkingHeadPlugin, TalkingHeadRuntime, TalkingHeadSettings, TalkingHeadState,
+        TalkingHeadSystems, VoiceStream,
+    };
+    #[cfg(feature = "kira")]
+    pub use crate::plugin::{KiraVoice, TalkingHeadAudio};
+    pub use crate::rig::Blendshape;
+    #[cfg(feature = "egui")]
+    pub use crate::ui::{SelectedTalkingHead, TalkingHeadUiPlugin};
+}
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(doctest)]

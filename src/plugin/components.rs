@@ -1,0 +1,398 @@
+//! Components a game puts on (or reads from) an avatar.
+
+use std::collections::VecDeque;
+
+use bevy::prelude::*;
+
+use crate::model::{EMOTION_COUNT, EMOTIONS, NEUTRAL_EMOTION};
+use crate::rig::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, Blendshape, RetargetMap};
+use crate::runtime::{ExpressionFrame, SessionId};
+use crate::upper_face::{UpperFaceGenerator, UpperFaceStats};
+
+/// Emotion conditioning of one talking head: 7 weights (order of
+/// [`EMOTIONS`]: neutral, happy, sad, angry, surprised, fearful, disgusted),
+/// each in `[0, 1]`, scaled by `intensity` in `[0, 1]`.
+///
+/// The model is conditioned on `weights * intensity` (the paper's emotion
+/// input, Lee et al. 2025 §4); changes reach the worker within a frame
+/// through its control channel (latest value wins). Out-of-range or NaN
+/// values are clamped to `[0, 1]` (NaN reads as 0) before they are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Reflect)]
+pub struct Emotion {
+    /// Weights in `[0, 1]`, in the order of [`EMOTIONS`].
+    pub weights: [f32; EMOTION_COUNT],
+    /// Overall intensity in `[0, 1]`.
+    pub intensity: f32,
+}
+
+impl Default for Emotion {
+    fn default() -> Self {
+        Self::neutral()
+    }
+}
+
+impl Emotion {
+    /// Neutral, full intensity.
+    pub fn neutral() -> Self {
+        Self {
+            weights: NEUTRAL_EMOTION,
+            intensity: 1.0,
+        }
+    }
+
+    /// One named emotion (`"happy"`, `"sad"`, ... see [`EMOTIONS`],
+    /// case-insensitive) at `intensity`. An unknown name gives `None`.
+    pub fn named(name: &str, intensity: f32) -> Option<Self> {
+        let i = EMOTIONS.iter().position(|e| e.eq_ignore_ascii_case(name))?;
+        let mut weights = [0.0; EMOTION_COUNT];
+        weights[i] = 1.0;
+        Some(Self { weights, intensity })
+    }
+
+    /// The vector sent to the model: `weights * intensity`, clamped to
+    /// `[0, 1]`, NaN as 0.
+    pub fn conditioning(&self) -> [f32; EMOTION_COUNT] {
+        let k = clamp01(self.intensity);
+        let mut out = [0.0; EMOTION_COUNT];
+        for (o, w) in out.iter_mut().zip(self.weights) {
+            *o = clamp01(w) * k;
+        }
+        out
+    }
+}
+
+pub(crate) fn clamp01(x: f32) -> f32 {
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// Marks an avatar root as a talking head: one session of the inference
+/// worker. The voice comes from a voice component on the same entity
+/// ([`VoiceStream`](super::VoiceStream), `KiraVoice` with feature `kira`,
+/// `MicrophoneVoice` with feature `mic`); the morph targets are found on the
+/// entity and its descendants (glTF meshes, including faces split over
+/// several meshes).
+///
+/// Inserting it also inserts [`FaceExpression`], [`MorphBinding`] and the
+/// internal [`TalkingHeadState`].
+#[derive(Component, Clone, Debug, Reflect)]
+#[require(FaceExpression, MorphBinding, TalkingHeadState)]
+pub struct TalkingHead {
+    /// Emotion conditioning (live: change it at any time).
+    pub emotion: Emotion,
+    /// Animation style by name, one of the model's styles (the shipped
+    /// model: `"phonetic"`, a phonetically labelled look, and `"facegood"`,
+    /// the FACEGOOD animator's look). Unknown names fall back to the first
+    /// style with a warning.
+    pub style: String,
+    /// Gain on the model's output weights (1 = as predicted, 0 = rest
+    /// face); clamped to `[0, 2]`.
+    pub gain: f32,
+    /// Add the procedural blink / saccade / brow layer (rates measured on
+    /// real iPhone captures: see [`crate::upper_face`]).
+    pub upper_face: bool,
+    /// Seed of the model's noise and of the upper-face layer.
+    pub seed: u64,
+}
+
+impl Default for TalkingHead {
+    fn default() -> Self {
+        Self {
+            emotion: Emotion::neutral(),
+            style: "phonetic".into(),
+            gain: 1.0,
+            upper_face: true,
+            seed: 0,
+        }
+    }
+}
+
+impl TalkingHead {
+    /// A talking head with the given emotion.
+    pub fn with_emotion(mut self, emotion: Emotion) -> Self {
+        self.emotion = emotion;
+        self
+    }
+
+    /// A talking head with the given style name.
+    pub fn with_style(mut self, style: impl Into<String>) -> Self {
+        self.style = style.into();
+        self
+    }
+
+    /// A talking head with the given seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// The current 52 ARKit weights of a talking head, in [`ARKIT_BLENDSHAPES`]
+/// order, each in `[0, 1]`.
+///
+/// Written in `PreUpdate` by [`TalkingHeadSystems::Interpolate`](super::TalkingHeadSystems)
+/// (model output sampled at the listener's playback time, plus the
+/// upper-face layer), read in `PostUpdate` by
+/// [`TalkingHeadSystems::ApplyMorphs`](super::TalkingHeadSystems). Game
+/// code in `Update` sees this frame's face and may change it: a wink is
+/// `face.set(Blendshape::EyeBlinkLeft, 1.0)`.
+#[derive(Component, Clone, Debug, Reflect)]
+pub struct FaceExpression {
+    /// Weights in `[0, 1]`, ARKit order.
+    pub weights: [f32; BLENDSHAPE_COUNT],
+}
+
+impl Default for FaceExpression {
+    fn default() -> Self {
+        Self {
+            weights: [0.0; BLENDSHAPE_COUNT],
+        }
+    }
+}
+
+impl FaceExpression {
+    /// One channel's weight.
+    pub fn get(&self, shape: Blendshape) -> f32 {
+        self.weights[shape.index()]
+    }
+
+    /// Sets one channel (clamped to `[0, 1]`, NaN as 0).
+    pub fn set(&mut self, shape: Blendshape, weight: f32) {
+        self.weights[shape.index()] = clamp01(weight);
+    }
+
+    /// Iterates `(ARKit name, weight)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f32)> + '_ {
+        ARKIT_BLENDSHAPES.iter().copied().zip(self.weights)
+    }
+}
+
+/// One externally tracked channel: `weight` in `[0, 1]`, mixed into the
+/// face with `blend` in `[0, 1]` (1 replaces the model's value, 0.5 is the
+/// average).
+#[derive(Clone, Copy, Debug, PartialEq, Reflect)]
+pub struct SensorValue {
+    /// Tracked weight in `[0, 1]`.
+    pub weight: f32,
+    /// Blend factor in `[0, 1]`: 1 = replace.
+    pub blend: f32,
+}
+
+/// Channels measured by sensors (a headset's eye or face tracking) that
+/// replace or blend the model's channels, per channel: the plugin's form
+/// of the headset-sensor input of Lee et al. 2025 (§4.3). Applied in
+/// [`TalkingHeadSystems::ApplyMorphs`](super::TalkingHeadSystems) after game
+/// code, so sensors win.
+#[derive(Component, Clone, Debug, Default, Reflect)]
+pub struct SensorOverrides {
+    values: Vec<Option<SensorValue>>,
+}
+
+impl SensorOverrides {
+    /// Sets a channel: `weight` and `blend` are clamped to `[0, 1]`.
+    pub fn set(&mut self, shape: Blendshape, weight: f32, blend: f32) {
+        if self.values.len() < BLENDSHAPE_COUNT {
+            self.values.resize(BLENDSHAPE_COUNT, None);
+        }
+        self.values[shape.index()] = Some(SensorValue {
+            weight: clamp01(weight),
+            blend: clamp01(blend),
+        });
+    }
+
+    /// Stops overriding a channel.
+    pub fn clear(&mut self, shape: Blendshape) {
+        if let Some(v) = self.values.get_mut(shape.index()) {
+            *v = None;
+        }
+    }
+
+    /// Stops overriding every channel (e.g. tracking lost).
+    pub fn clear_all(&mut self) {
+        self.values.clear();
+    }
+
+    /// The override of one channel.
+    pub fn get(&self, shape: Blendshape) -> Option<SensorValue> {
+        self.values.get(shape.index()).copied().flatten()
+    }
+
+    /// Mixes the overrides into `weights` (ARKit order).
+    pub fn apply(&self, weights: &mut [f32; BLENDSHAPE_COUNT]) {
+        for (w, v) in weights.iter_mut().zip(&self.values) {
+            if let Some(v) = v {
+                *w = clamp01(*w + (v.weight - *w) * v.blend);
+            }
+        }
+    }
+}
+
+/// A retarget map for rigs whose morph targets are not named after the
+/// ARKit blendshapes (e.g. Oculus `viseme_aa`, MetaHuman-style names):
+/// sources are ARKit names, targets are the mesh's morph target names. The
+/// same type as the corpus's retarget maps ([`RetargetMap`], JSON through
+/// serde). Without it the plugin binds morph targets by ARKit name
+/// (case-insensitive).
+#[derive(Component, Clone, Debug)]
+pub struct FaceRetarget(pub RetargetMap);
+
+impl FaceRetarget {
+    /// Reads a JSON retarget map.
+    ///
+    /// # Errors
+    /// [`crate::rig::RetargetError`] if the file cannot be read or parsed.
+    pub fn load_json(path: impl AsRef<std::path::Path>) -> Result<Self, crate::rig::RetargetError> {
+        RetargetMap::load_json(path).map(Self)
+    }
+}
+
+/// How a talking head's channels reach its meshes, resolved automatically
+/// from the morph target names of every mesh under the head (see
+/// [`TalkingHeadSystems::Bind`](super::TalkingHeadSystems)).
+#[derive(Component, Clone, Debug, Default)]
+pub struct MorphBinding {
+    pub(crate) meshes: Vec<super::binding::BoundMesh>,
+    pub(crate) missing: Vec<String>,
+    pub(crate) dirty: bool,
+    pub(crate) frames_without_targets: u32,
+    pub(crate) warned_no_targets: bool,
+}
+
+impl MorphBinding {
+    /// Entities (carrying `MorphWeights`) this head drives.
+    pub fn mesh_entities(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.meshes.iter().map(|m| m.entity)
+    }
+
+    /// Number of morph targets driven, over all meshes.
+    pub fn bound_targets(&self) -> usize {
+        self.meshes.iter().map(|m| m.covered).sum()
+    }
+
+    /// Names that could not be bound: ARKit names no mesh has (no retarget
+    /// map), or target names of the retarget map that no mesh has.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+}
+
+/// Per-head runtime state kept by the plugin (read-only for games: the
+/// panel and tests read it).
+#[derive(Component, Debug)]
+pub struct TalkingHeadState {
+    pub(crate) session: Option<SessionId>,
+    pub(crate) generation: u64,
+    pub(crate) format: Option<crate::audio::AudioFormat>,
+    /// Source-clock position (16 kHz samples) of the session's sample 0.
+    pub(crate) base_16k: f64,
+    /// Source-clock position (16 kHz samples) of what the listener hears
+    /// now; `None` while nothing plays.
+    pub(crate) playhead_16k: Option<f64>,
+    /// Audio given to the current session, in 16 kHz samples.
+    pub(crate) sent_16k: f64,
+    pub(crate) frames: VecDeque<ExpressionFrame>,
+    pub(crate) sent_emotion: Option<[f32; EMOTION_COUNT]>,
+    pub(crate) sent_style: Option<usize>,
+    pub(crate) levels: VecDeque<(f64, f32)>,
+    pub(crate) level: f32,
+    pub(crate) upper: Option<UpperFaceGenerator>,
+    pub(crate) upper_weights: [f32; BLENDSHAPE_COUNT],
+    pub(crate) smoothed: [f32; BLENDSHAPE_COUNT],
+    pub(crate) history: VecDeque<(f32, f32)>,
+    pub(crate) resets: u64,
+    pub(crate) nonfinite: u64,
+    pub(crate) dropped_chunks: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) style_warned: bool,
+    pub(crate) seed: u64,
+}
+
+impl Default for TalkingHeadState {
+    fn default() -> Self {
+        Self {
+            session: None,
+            generation: 0,
+            format: None,
+            base_16k: 0.0,
+            playhead_16k: None,
+            sent_16k: 0.0,
+            frames: VecDeque::new(),
+            sent_emotion: None,
+            sent_style: None,
+            levels: VecDeque::new(),
+            level: 0.0,
+            upper: None,
+            upper_weights: [0.0; BLENDSHAPE_COUNT],
+            smoothed: [0.0; BLENDSHAPE_COUNT],
+            history: VecDeque::new(),
+            resets: 0,
+            nonfinite: 0,
+            dropped_chunks: 0,
+            last_error: None,
+            style_warned: false,
+            seed: 0,
+        }
+    }
+}
+
+/// Entries kept for [`TalkingHeadState::history`].
+pub const HISTORY_LEN: usize = 300;
+
+impl TalkingHeadState {
+    /// Whether the head has a live session on the worker.
+    pub fn has_session(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The listener's playback position in seconds of the current session's
+    /// audio (`None` while nothing plays).
+    pub fn playhead_secs(&self) -> Option<f64> {
+        self.playhead_16k
+            .map(|p| (p - self.base_16k) / crate::audio::MODEL_SAMPLE_RATE as f64)
+    }
+
+    /// Audio given to the current session, seconds.
+    pub fn sent_secs(&self) -> f64 {
+        self.sent_16k / crate::audio::MODEL_SAMPLE_RATE as f64
+    }
+
+    /// Expression frames buffered ahead of / around the playhead.
+    pub fn buffered_frames(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Audio level at the playhead in `[0, 1]` (−60 dBFS .. 0 dBFS RMS).
+    pub fn level(&self) -> f32 {
+        self.level
+    }
+
+    /// The last [`HISTORY_LEN`] rendered frames as `(jawOpen, level)`,
+    /// oldest first.
+    pub fn history(&self) -> &VecDeque<(f32, f32)> {
+        &self.history
+    }
+
+    /// Times the worker reset this head's session after an error or panic.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Non-finite samples replaced by 0 so far.
+    pub fn nonfinite_samples(&self) -> u64 {
+        self.nonfinite
+    }
+
+    /// Audio chunks dropped because the worker queue was full.
+    pub fn dropped_chunks(&self) -> u64 {
+        self.dropped_chunks
+    }
+
+    /// The last error the worker reported for this head.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    pub(crate) fn upper_generator(&mut self, seed: u64) -> &mut UpperFaceGenerator {
+        self.upper
+            .get_or_insert_with(|| UpperFaceGenerator::new(UpperFaceStats::default(), seed))
+    }
+}

@@ -1,0 +1,276 @@
+//! Voice from a clip played with kira (feature `kira`): the face follows
+//! kira's playback position, across pause, resume, seek and loops.
+
+use std::sync::Mutex;
+
+use bevy::prelude::*;
+use kira::backend::mock::{MockBackend, MockBackendSettings};
+use kira::sound::PlaybackState;
+use kira::sound::static_sound::{StaticSoundData, StaticSoundHandle};
+use kira::{AudioManager, AudioManagerSettings, DefaultBackend, Tween};
+
+use super::components::TalkingHeadState;
+use super::runtime::TalkingHeadRuntime;
+use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
+
+/// Seconds of clip audio kept queued on the worker ahead of the playhead.
+pub const FEED_AHEAD_SECS: f64 = 0.5;
+/// A position jump larger than this (seconds) counts as a seek.
+pub const SEEK_THRESHOLD_SECS: f64 = 0.25;
+/// Sample rate of the virtual (device-less) clock.
+pub const VIRTUAL_SAMPLE_RATE: u32 = 48_000;
+
+enum Backend {
+    Device(AudioManager<DefaultBackend>),
+    Virtual {
+        manager: AudioManager<MockBackend>,
+        pending_frames: f64,
+    },
+}
+
+/// Error from [`TalkingHeadAudio::play`].
+#[derive(Debug, thiserror::Error)]
+#[error("kira could not play the sound: {0}")]
+pub struct PlayError(String);
+
+/// The kira audio manager the plugin plays voice clips on.
+///
+/// With a sound device this is kira's default (cpal) backend. Without one
+/// (servers, CI, a machine with no sound card) it is a **virtual clock**:
+/// kira's `MockBackend`, advanced by real frame time, so clips "play"
+/// silently and faces still animate in sync. The plugin inserts
+/// [`TalkingHeadAudio::new`] unless the app inserted one first (tests
+/// insert [`TalkingHeadAudio::virtual_clock`]).
+#[derive(Resource)]
+pub struct TalkingHeadAudio {
+    backend: Mutex<Backend>,
+}
+
+impl std::fmt::Debug for TalkingHeadAudio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TalkingHeadAudio")
+            .field("virtual", &self.is_virtual())
+            .finish()
+    }
+}
+
+impl Default for TalkingHeadAudio {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TalkingHeadAudio {
+    /// The default sound device; if there is none, a warning and the
+    /// virtual clock.
+    pub fn new() -> Self {
+        match AudioManager::<DefaultBackend>::new(AudioManagerSettings::default()) {
+            Ok(m) => Self {
+                backend: Mutex::new(Backend::Device(m)),
+            },
+            Err(e) => {
+                warn!(
+                    "talking-head: no audio output device ({e}); clips play silently on a virtual clock"
+                );
+                Self::virtual_clock()
+            }
+        }
+    }
+
+    /// A silent manager driven by frame time (no device needed).
+    pub fn virtual_clock() -> Self {
+        let manager = AudioManager::<MockBackend>::new(AudioManagerSettings {
+            backend_settings: MockBackendSettings {
+                sample_rate: VIRTUAL_SAMPLE_RATE,
+            },
+            ..Default::default()
+        })
+        .expect("kira's mock backend cannot fail to start");
+        Self {
+            backend: Mutex::new(Backend::Virtual {
+                manager,
+                pending_frames: 0.0,
+            }),
+        }
+    }
+
+    /// Whether this is the device-less virtual clock.
+    pub fn is_virtual(&self) -> bool {
+        matches!(
+            *self.backend.lock().unwrap_or_else(|p| p.into_inner()),
+            Backend::Virtual { .. }
+        )
+    }
+
+    /// Plays `data`; give the handle to a [`KiraVoice`].
+    ///
+    /// # Errors
+    /// [`PlayError`] when kira refuses (e.g. too many sounds playing).
+    pub fn play(&self, data: StaticSoundData) -> Result<StaticSoundHandle, PlayError> {
+        let mut b = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *b {
+            Backend::Device(m) => m.play(data).map_err(|e| PlayError(e.to_string())),
+            Backend::Virtual { manager, .. } => {
+                manager.play(data).map_err(|e| PlayError(e.to_string()))
+            }
+        }
+    }
+
+    /// Advances the virtual clock by `dt` seconds (no-op with a device).
+    pub fn advance(&self, dt: f64) {
+        let mut b = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        if let Backend::Virtual {
+            manager,
+            pending_frames,
+        } = &mut *b
+        {
+            *pending_frames += dt.max(0.0) * VIRTUAL_SAMPLE_RATE as f64;
+            // The mock renders one internal buffer (128 frames) per call.
+            const BLOCK: f64 = 128.0;
+            let mut started = false;
+            while *pending_frames >= BLOCK {
+                if !started {
+                    manager.backend_mut().on_start_processing();
+                    started = true;
+                }
+                manager.backend_mut().process();
+                *pending_frames -= BLOCK;
+            }
+        }
+    }
+}
+
+/// A voice clip played with kira that drives a [`TalkingHead`](super::TalkingHead).
+///
+/// The whole clip is known, so its audio is queued on the worker a little
+/// ahead of kira's playback position ([`FEED_AHEAD_SECS`]) and the face is
+/// sampled at that position: pause freezes nothing in the past (the face
+/// eases to rest while paused), a seek or loop restarts the session at the
+/// new position.
+#[derive(Component)]
+pub struct KiraVoice {
+    /// kira's handle to the playing sound (control playback through it).
+    pub handle: StaticSoundHandle,
+    mono: std::sync::Arc<[f32]>,
+    sample_rate: u32,
+    /// Clip frame the session's sample 0 is at.
+    origin: usize,
+    /// Next clip frame to send.
+    fed: usize,
+    last_pos: f64,
+    finished: bool,
+}
+
+impl std::fmt::Debug for KiraVoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KiraVoice")
+            .field("position", &self.handle.position())
+            .field("state", &self.handle.state())
+            .field("duration_secs", &self.duration_secs())
+            .finish()
+    }
+}
+
+impl KiraVoice {
+    /// Starts playing `data` on `audio` and returns the voice component.
+    ///
+    /// # Errors
+    /// [`PlayError`] if kira cannot play it.
+    pub fn play(audio: &TalkingHeadAudio, data: StaticSoundData) -> Result<Self, PlayError> {
+        let mono: std::sync::Arc<[f32]> = data
+            .frames
+            .iter()
+            .map(|f| 0.5 * (f.left + f.right))
+            .collect();
+        let sample_rate = data.sample_rate;
+        let handle = audio.play(data)?;
+        Ok(Self {
+            handle,
+            mono,
+            sample_rate,
+            origin: 0,
+            fed: 0,
+            last_pos: 0.0,
+            finished: false,
+        })
+    }
+
+    /// Length of the clip, seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.mono.len() as f64 / self.sample_rate.max(1) as f64
+    }
+
+    /// kira's playback position, seconds.
+    pub fn position(&self) -> f64 {
+        self.handle.position()
+    }
+
+    /// Pauses playback (the face eases to rest).
+    pub fn pause(&mut self) {
+        self.handle.pause(Tween::default());
+    }
+
+    /// Resumes playback.
+    pub fn resume(&mut self) {
+        self.handle.resume(Tween::default());
+    }
+
+    /// Seeks to `secs` (the face follows).
+    pub fn seek_to(&mut self, secs: f64) {
+        self.handle.seek_to(secs);
+    }
+}
+
+/// Advances the virtual clock (before positions are read).
+pub(crate) fn advance_virtual_clock(audio: Option<Res<TalkingHeadAudio>>, time: Res<Time<Real>>) {
+    if let Some(audio) = audio {
+        audio.advance(time.delta_secs_f64());
+    }
+}
+
+/// Feeds clip audio ahead of kira's playhead and sets the heads' playheads.
+pub(crate) fn ingest_kira_voices(
+    mut runtime: ResMut<TalkingHeadRuntime>,
+    mut heads: Query<(Entity, &mut KiraVoice, &mut TalkingHeadState)>,
+) {
+    for (entity, mut voice, mut state) in &mut heads {
+        let voice = &mut *voice;
+        let rate = voice.sample_rate.max(1) as f64;
+        let pos = voice.handle.position();
+        let playing = matches!(
+            voice.handle.state(),
+            PlaybackState::Playing | PlaybackState::Resuming | PlaybackState::Pausing
+        );
+        let pos_frame = (pos * rate).max(0.0) as usize;
+        let expected_max = voice.fed as f64 / rate + SEEK_THRESHOLD_SECS;
+        let jumped =
+            pos + 1e-6 < voice.last_pos - 0.01 || pos > expected_max || pos_frame < voice.origin;
+        if jumped || (!state.has_session() && !voice.finished) {
+            // Seek, loop or restart: a new session from the current position.
+            runtime.close_session(&mut state);
+            voice.origin = pos_frame.min(voice.mono.len());
+            voice.fed = voice.origin;
+            voice.finished = false;
+        }
+        voice.last_pos = pos;
+        if runtime.is_ready() && !voice.finished {
+            let want = ((pos + FEED_AHEAD_SECS) * rate) as usize;
+            let end = want.min(voice.mono.len());
+            if end > voice.fed {
+                let chunk = voice.mono[voice.fed..end].to_vec();
+                let source = voice.fed as f64 * MODEL_SAMPLE_RATE as f64 / rate;
+                let format = AudioFormat {
+                    sample_rate: voice.sample_rate,
+                    channels: 1,
+                };
+                runtime.feed(entity, &mut state, format, chunk, source);
+                voice.fed = end;
+            }
+            if voice.fed >= voice.mono.len() && state.has_session() {
+                runtime.finish(&state);
+                voice.finished = true;
+            }
+        }
+        state.playhead_16k = playing.then_some(pos * MODEL_SAMPLE_RATE as f64);
+    }
+}

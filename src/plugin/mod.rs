@@ -1,0 +1,361 @@
+//! The Bevy plugin (feature `bevy`): talking heads on avatars.
+//!
+//! Add [`TalkingHeadPlugin`], spawn an avatar (a glTF scene whose meshes
+//! have ARKit-named morph targets) with a [`TalkingHead`] and a voice
+//! component — [`VoiceStream`] (pushed PCM, e.g. network voice),
+//! `KiraVoice` (a clip played with kira, feature `kira`) or
+//! `MicrophoneVoice` (feature `mic`) — and its morph targets follow the
+//! voice every frame.
+//!
+//! Inference never runs on the main thread: the model loads on a
+//! background thread (faces rest at neutral until it is ready) and one
+//! worker thread steps every head's session, batched (see
+//! [`crate::runtime::Worker`]). The main thread only forwards audio,
+//! drains stamped expression frames and samples them at each listener's
+//! playback time.
+//!
+//! # Schedule
+//! [`TalkingHeadSystems`] run in this order:
+//!
+//! | set | schedule | does |
+//! |---|---|---|
+//! | `IngestAudio` | `PreUpdate` | model loading / worker (re)start, voice sources → worker, playheads |
+//! | `PollWorker` | `PreUpdate` | emotion/style changes → worker; expression frames ← worker |
+//! | `Interpolate` | `PreUpdate` | frames sampled at playhead − delay, gain, smoothing, upper-face layer → [`FaceExpression`] |
+//! | *(game code)* | `Update` | may read or edit [`FaceExpression`] |
+//! | `Bind` | `PostUpdate`, after `AnimationSystems` | resolves morph target names on new meshes |
+//! | `ApplyMorphs` | `PostUpdate`, after `AnimationSystems` | [`SensorOverrides`], retarget, writes `MorphWeights` |
+//!
+//! `ApplyMorphs` runs after Bevy's `AnimationSystems`, so where an
+//! `AnimationPlayer` and a talking head drive the same morph target, the
+//! talking head wins; targets it does not bind (e.g. body morphs) keep the
+//! animation's values.
+
+mod binding;
+mod components;
+#[cfg(feature = "kira")]
+mod kira_voice;
+#[cfg(feature = "mic")]
+mod mic;
+mod runtime;
+mod voice;
+
+use bevy::mesh::morph::MorphWeights;
+use bevy::prelude::*;
+
+pub use components::{
+    Emotion, FaceExpression, FaceRetarget, HISTORY_LEN, MorphBinding, SensorOverrides, SensorValue,
+    TalkingHead, TalkingHeadState,
+};
+#[cfg(feature = "kira")]
+pub use kira_voice::{
+    FEED_AHEAD_SECS, KiraVoice, PlayError, SEEK_THRESHOLD_SECS, TalkingHeadAudio,
+    VIRTUAL_SAMPLE_RATE,
+};
+#[cfg(feature = "mic")]
+pub use mic::{MIC_RING_SECS, MicrophoneCapture, MicrophoneVoice, input_device_names};
+pub use runtime::{
+    DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadRuntime, default_model_path,
+};
+pub use voice::{VOICE_STREAM_CAPACITY, VoiceStream, VoiceStreamError};
+
+use crate::audio::MODEL_SAMPLE_RATE;
+use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
+use crate::runtime::WorkerConfig;
+use crate::upper_face::GENERATED_CHANNELS;
+use components::clamp01;
+
+/// The plugin's system sets, in execution order (see the [module
+/// docs](self) for schedules).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TalkingHeadSystems {
+    /// `PreUpdate`: runtime upkeep and voice sources → worker.
+    IngestAudio,
+    /// `PreUpdate`: control changes → worker, frames ← worker.
+    PollWorker,
+    /// `PreUpdate`: frames → [`FaceExpression`] at the listener's time.
+    Interpolate,
+    /// `PostUpdate` (after `AnimationSystems`): morph binding.
+    Bind,
+    /// `PostUpdate` (after `AnimationSystems`): [`FaceExpression`] →
+    /// `MorphWeights`. The only system that writes `MorphWeights`.
+    ApplyMorphs,
+}
+
+/// Runtime-tunable settings (a resource; change them while running).
+#[derive(Resource, Clone, Debug, Reflect)]
+pub struct TalkingHeadSettings {
+    /// Extra delay of every face behind its audio, seconds (positive =
+    /// later). Use it when the audio path has latency the plugin cannot
+    /// see (e.g. a large output buffer). Per-stream network delay is on
+    /// [`VoiceStream`].
+    pub output_delay_secs: f32,
+    /// Time constant of the smoothing of model output, seconds (0 = none).
+    pub smoothing_secs: f32,
+    /// Time constant of the ease to the rest face when no voice plays,
+    /// seconds.
+    pub rest_secs: f32,
+    /// How long the last frame is held when the playhead runs past the
+    /// newest frame (worker late, stream underrun), seconds.
+    pub hold_secs: f32,
+    /// Master switch of the procedural blink / saccade / brow layer
+    /// (each head also has [`TalkingHead::upper_face`]).
+    pub upper_face: bool,
+}
+
+impl Default for TalkingHeadSettings {
+    fn default() -> Self {
+        Self {
+            output_delay_secs: 0.0,
+            smoothing_secs: 0.02,
+            rest_secs: 0.08,
+            hold_secs: 0.15,
+            upper_face: true,
+        }
+    }
+}
+
+/// Adds talking heads: model loading, the inference worker, voice
+/// sources, interpolation and morph-target application.
+///
+/// ```no_run
+/// use bevy::prelude::*;
+/// use bevy_talking_head::prelude::*;
+///
+/// App::new()
+///     .add_plugins(MinimalPlugins)
+///     .add_plugins(TalkingHeadPlugin::default())
+///     .run();
+/// ```
+#[derive(Clone, Debug)]
+pub struct TalkingHeadPlugin {
+    /// Which model to load (default: the shipped one).
+    pub model: ModelSource,
+    /// Initial [`TalkingHeadSettings::output_delay_secs`].
+    pub output_delay_secs: f32,
+    /// Inference worker settings (sampler, queue sizes, threads).
+    pub worker: WorkerConfig,
+    /// Initial [`TalkingHeadSettings::upper_face`].
+    pub upper_face: bool,
+}
+
+impl Default for TalkingHeadPlugin {
+    fn default() -> Self {
+        Self {
+            model: ModelSource::Default,
+            output_delay_secs: 0.0,
+            worker: WorkerConfig::default(),
+            upper_face: true,
+        }
+    }
+}
+
+impl Plugin for TalkingHeadPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(TalkingHeadSettings {
+            output_delay_secs: self.output_delay_secs,
+            upper_face: self.upper_face,
+            ..Default::default()
+        })
+        .insert_resource(runtime::TalkingHeadRuntime::start(
+            self.model.clone(),
+            self.worker.clone(),
+        ))
+        .configure_sets(
+            PreUpdate,
+            (
+                TalkingHeadSystems::IngestAudio,
+                TalkingHeadSystems::PollWorker,
+                TalkingHeadSystems::Interpolate,
+            )
+                .chain(),
+        )
+        .configure_sets(
+            PostUpdate,
+            (TalkingHeadSystems::Bind, TalkingHeadSystems::ApplyMorphs)
+                .chain()
+                .after(bevy::app::AnimationSystems),
+        )
+        .add_systems(
+            PreUpdate,
+            (
+                runtime::maintain_runtime,
+                voice::ingest_voice_streams,
+                #[cfg(feature = "kira")]
+                (
+                    kira_voice::advance_virtual_clock,
+                    kira_voice::ingest_kira_voices,
+                )
+                    .chain(),
+                #[cfg(feature = "mic")]
+                mic::ingest_microphones,
+            )
+                .chain()
+                .in_set(TalkingHeadSystems::IngestAudio),
+        )
+        .add_systems(
+            PreUpdate,
+            (
+                runtime::cleanup_sessions,
+                runtime::sync_controls,
+                runtime::poll_worker,
+            )
+                .chain()
+                .in_set(TalkingHeadSystems::PollWorker),
+        )
+        .add_systems(
+            PreUpdate,
+            interpolate.in_set(TalkingHeadSystems::Interpolate),
+        )
+        .add_systems(
+            PostUpdate,
+            (binding::mark_dirty, binding::bind)
+                .chain()
+                .in_set(TalkingHeadSystems::Bind),
+        )
+        .add_systems(
+            PostUpdate,
+            apply_morphs.in_set(TalkingHeadSystems::ApplyMorphs),
+        );
+        #[cfg(feature = "kira")]
+        if !app.world().contains_resource::<TalkingHeadAudio>() {
+            app.insert_resource(TalkingHeadAudio::new());
+        }
+        #[cfg(feature = "mic")]
+        app.add_systems(
+            PreUpdate,
+            mic::open_microphones.before(TalkingHeadSystems::IngestAudio),
+        );
+    }
+}
+
+/// Samples each head's frames at its listener's playback time.
+fn interpolate(
+    time: Res<Time<Real>>,
+    settings: Res<TalkingHeadSettings>,
+    runtime: Res<TalkingHeadRuntime>,
+    mut heads: Query<(&TalkingHead, &mut TalkingHeadState, &mut FaceExpression)>,
+) {
+    let dt = time.delta_secs();
+    let spf = runtime
+        .model()
+        .map(|m| m.config().samples_per_frame())
+        .unwrap_or(320) as f64;
+    let sr = MODEL_SAMPLE_RATE as f64;
+    for (head, mut state, mut face) in &mut heads {
+        let state = &mut *state;
+        state.seed = head.seed;
+        let mut target = [0.0f32; BLENDSHAPE_COUNT];
+        let mut have = false;
+        let mut level = 0.0;
+        if let Some(p) = state.playhead_16k {
+            // Level at the playhead.
+            level = state
+                .levels
+                .iter()
+                .find(|(end, _)| *end >= p)
+                .map(|(_, l)| *l)
+                .unwrap_or(0.0);
+            let t = p - state.base_16k - settings.output_delay_secs as f64 * sr;
+            let centre = |i: usize, s: &TalkingHeadState| s.frames[i].sample as f64 + spf / 2.0;
+            let n = state.frames.len();
+            if n > 0 {
+                let idx = state
+                    .frames
+                    .partition_point(|f| f.sample as f64 + spf / 2.0 <= t);
+                let hold = settings.hold_secs as f64 * sr;
+                if idx == 0 {
+                    if centre(0, state) - t <= spf {
+                        target = state.frames[0].weights;
+                        have = true;
+                    }
+                } else if idx == n {
+                    if t - centre(n - 1, state) <= hold {
+                        target = state.frames[n - 1].weights;
+                        have = true;
+                    }
+                } else {
+                    let (a, b) = (&state.frames[idx - 1], &state.frames[idx]);
+                    let ca = centre(idx - 1, state);
+                    let w = ((t - ca) / spf).clamp(0.0, 1.0) as f32;
+                    for k in 0..BLENDSHAPE_COUNT {
+                        target[k] = a.weights[k] + (b.weights[k] - a.weights[k]) * w;
+                    }
+                    have = true;
+                }
+                // Forget frames well behind the playhead.
+                while state.frames.len() > 2 && (state.frames[0].sample as f64 + spf) < t - 0.5 * sr
+                {
+                    state.frames.pop_front();
+                }
+            }
+            while state.levels.len() > 1 && state.levels[0].0 < p - sr {
+                state.levels.pop_front();
+            }
+        }
+        let gain = if head.gain.is_nan() {
+            0.0
+        } else {
+            head.gain.clamp(0.0, 2.0)
+        };
+        for v in &mut target {
+            *v = clamp01(*v * gain);
+        }
+        let tau = if have {
+            settings.smoothing_secs
+        } else {
+            settings.rest_secs
+        };
+        let alpha = if tau <= 0.0 || !tau.is_finite() {
+            1.0
+        } else {
+            1.0 - (-dt / tau).exp()
+        };
+        for (s, t) in state.smoothed.iter_mut().zip(target) {
+            *s += (t - *s) * alpha;
+            if !s.is_finite() {
+                *s = 0.0;
+            }
+        }
+        state.level = level;
+        let mut out = state.smoothed;
+        if head.upper_face && settings.upper_face {
+            let seed = head.seed;
+            let mut upper = state.upper_weights;
+            state.upper_generator(seed).step(dt, level, &mut upper);
+            state.upper_weights = upper;
+            for ch in GENERATED_CHANNELS {
+                let k = ch.index();
+                out[k] = clamp01(out[k] + upper[k]);
+            }
+        }
+        face.weights = out;
+        runtime::push_history(state, out[Blendshape::JawOpen.index()]);
+    }
+}
+
+/// Writes each head's face into the `MorphWeights` of its bound meshes.
+fn apply_morphs(
+    mut heads: Query<(&FaceExpression, Option<&SensorOverrides>, &mut MorphBinding)>,
+    mut weights: Query<&mut MorphWeights>,
+) {
+    for (face, sensors, mut binding) in &mut heads {
+        let mut w = face.weights;
+        for v in &mut w {
+            *v = clamp01(*v);
+        }
+        if let Some(s) = sensors {
+            s.apply(&mut w);
+        }
+        let mut lost = false;
+        for m in &binding.meshes {
+            match weights.get_mut(m.entity) {
+                Ok(mut mw) => m.map.apply(&w, mw.weights_mut()),
+                Err(_) => lost = true,
+            }
+        }
+        if lost {
+            binding.dirty = true;
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The worker side of the plugin: model loading off the main thread, the
+//! inference worker, sessions, and the systems that talk to it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bevy::prelude::*;
+use crossbeam_channel::Receiver;
+
+use super::components::{HISTORY_LEN, TalkingHead, TalkingHeadState};
+use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
+use crate::model::TalkingHeadModel;
+use crate::runtime::{SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent};
+
+/// Where the plugin gets its model.
+#[derive(Clone, Debug, Default)]
+pub enum ModelSource {
+    /// `$TALKING_HEAD_MODEL` if set, else `assets/models/default.safetensors`
+    /// under the working directory, else the copy shipped in this crate's
+    /// source tree.
+    #[default]
+    Default,
+    /// A checkpoint file.
+    Path(PathBuf),
+    /// A model already in memory.
+    Loaded(Arc<TalkingHeadModel>),
+}
+
+impl ModelSource {
+    /// The file this source loads (`None` for [`ModelSource::Loaded`]).
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Default => Some(default_model_path()),
+            Self::Path(p) => Some(p.clone()),
+            Self::Loaded(_) => None,
+        }
+    }
+}
+
+/// Relative path of the shipped default model.
+pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
+
+/// `$TALKING_HEAD_MODEL`, else `./assets/models/default.safetensors`, else
+/// the shipped model in this crate's source tree.
+pub fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(DEFAULT_MODEL_PATH);
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH)
+}
+
+/// Where the runtime stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeState {
+    /// The model is loading on a background thread; faces rest at neutral.
+    Loading,
+    /// The worker runs.
+    Ready,
+    /// The model could not be loaded or the worker not started; faces rest
+    /// at neutral. The message says why.
+    Failed(String),
+}
+
+/// The inference runtime: model, worker thread, sessions. Read it for
+/// diagnostics (state, latency, load).
+#[derive(Resource)]
+pub struct TalkingHeadRuntime {
+    state: RuntimeState,
+    loader: Option<Receiver<Result<Arc<TalkingHeadModel>, String>>>,
+    model: Option<Arc<TalkingHeadModel>>,
+    worker: Option<Worker>,
+    config: WorkerConfig,
+    generation: u64,
+    next_session: u64,
+    sessions: HashMap<SessionId, Entity>,
+    stats: crate::runtime::WorkerStats,
+    restarts: u64,
+    load: f32,
+    step_ema: f64,
+}
+
+impl std::fmt::Debug for TalkingHeadRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TalkingHeadRuntime")
+            .field("state", &self.state)
+            .field("sessions", &self.sessions.len())
+            .field("restarts", &self.restarts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TalkingHeadRuntime {
+    pub(crate) fn start(source: ModelSource, config: WorkerConfig) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        match source {
+            ModelSource::Loaded(model) => {
+                let _ = tx.send(Ok(model));
+            }
+            other => {
+                let path = other.path().unwrap_or_default();
+                let spawned = std::thread::Builder::new()
+                    .name("talking-head-load".into())
+                    .spawn(move || {
+                        let result = load_model(&path);
+                        let _ = tx.send(result);
+                    });
+                if let Err(e) = spawned {
+                    return Self::new(
+                        RuntimeState::Failed(format!(
+                            "could not start the model-loading thread: {e}"
+                        )),
+                        None,
+                        config,
+                    );
+                }
+            }
+        }
+        Self::new(RuntimeState::Loading, Some(rx), config)
+    }
+
+    fn new(
+        state: RuntimeState,
+        loader: Option<Receiver<Result<Arc<TalkingHeadModel>, String>>>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            state,
+            loader,
+            model: None,
+            worker: None,
+            config,
+            generation: 0,
+            next_session: 1,
+            sessions: HashMap::new(),
+            stats: Default::default(),
+            restarts: 0,
+            load: 0.0,
+            step_ema: 0.0,
+        }
+    }
+
+    /// Loading, ready or failed.
+    pub fn state(&self) -> &RuntimeState {
+        &self.state
+    }
+
+    /// Whether the worker is running.
+    pub fn is_ready(&self) -> bool {
+        self.state == RuntimeState::Ready
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> Option<&Arc<TalkingHeadModel>> {
+        self.model.as_ref()
+    }
+
+    /// The worker's counters as of this frame.
+    pub fn stats(&self) -> &crate::runtime::WorkerStats {
+        &self.stats
+    }
+
+    /// Times the worker thread had to be restarted.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Live sessions (one per talking head with audio).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Worker load: mean step time over the frame period (1.0 = the worker
+    /// needs all of its time to keep up), smoothed.
+    pub fn worker_load(&self) -> f32 {
+        self.load
+    }
+
+    /// Smoothed time of one batched step, seconds.
+    pub fn step_secs(&self) -> f64 {
+        self.step_ema
+    }
+
+    /// The model's algorithmic latency (look-ahead plus one frame), seconds.
+    pub fn model_latency_secs(&self) -> Option<f64> {
+        self.model
+            .as_ref()
+            .map(|m| m.config().algorithmic_latency_secs())
+    }
+
+    /// Test hook: makes the worker panic in the next step of `entity`'s
+    /// session (the plugin must recover).
+    #[doc(hidden)]
+    pub fn inject_panic(&self, entity: Entity) -> bool {
+        let Some((&id, _)) = self.sessions.iter().find(|(_, e)| **e == entity) else {
+            return false;
+        };
+        self.worker
+            .as_ref()
+            .is_some_and(|w| w.send(WorkerCommand::InjectPanic(id)).is_ok())
+    }
+
+    /// Test hook: stops the worker thread (the plugin must restart it).
+    #[doc(hidden)]
+    pub fn kill_worker(&self) {
+        if let Some(w) = &self.worker {
+            let _ = w.send_blocking(WorkerCommand::Shutdown);
+        }
+    }
+
+    fn send(&self, cmd: WorkerCommand) -> Result<(), WorkerError> {
+        match &self.worker {
+            Some(w) => w.send(cmd),
+            None => Err(WorkerError::Disconnected),
+        }
+    }
+
+    fn spawn_worker(&mut self) -> Result<(), String> {
+        let model = self.model.clone().ok_or("no model")?;
+        let worker = Worker::spawn(model, self.config.clone()).map_err(|e| e.to_string())?;
+        self.worker = Some(worker);
+        self.generation += 1;
+        self.sessions.clear();
+        Ok(())
+    }
+
+    /// Starts a fresh session for `entity` whose sample 0 is at source
+    /// position `base_16k`.
+    fn open_session(
+        &mut self,
+        entity: Entity,
+        state: &mut TalkingHeadState,
+        format: AudioFormat,
+        base_16k: f64,
+    ) -> bool {
+        if let Some(old) = state.session.take() {
+            self.sessions.remove(&old);
+            let _ = self.send(WorkerCommand::RemoveSession(old));
+        }
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        // Emotion and style follow from `sync_controls` in the same frame.
+        let seed = state.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if let Err(e) = self.send(WorkerCommand::AddSession {
+            id,
+            format,
+            emotion: crate::model::NEUTRAL_EMOTION,
+            style: 0,
+            seed,
+        }) {
+            warn!("TalkingHead {entity}: could not start a session: {e}");
+            return false;
+        }
+        self.sessions.insert(id, entity);
+        state.session = Some(id);
+        state.generation = self.generation;
+        state.format = Some(format);
+        state.base_16k = base_16k;
+        state.sent_16k = 0.0;
+        state.frames.clear();
+        state.sent_emotion = None;
+        state.sent_style = None;
+        true
+    }
+
+    pub(crate) fn style_id(
+        &self,
+        entity: Entity,
+        name: &str,
+        state: &mut TalkingHeadState,
+    ) -> usize {
+        let Some(model) = &self.model else { return 0 };
+        match model.config().style_id(name) {
+            Ok(i) => i,
+            Err(e) => {
+                if !state.style_warned {
+                    state.style_warned = true;
+                    warn!(
+                        "TalkingHead {entity}: {e}; using style '{}'",
+                        model
+                            .config()
+                            .styles
+                            .first()
+                            .map(String::as_str)
+                            .unwrap_or("?")
+                    );
+                }
+                0
+            }
+        }
+    }
+
+    /// Ends `entity`'s session (if any); the next audio starts a new one.
+    pub(crate) fn close_session(&mut self, state: &mut TalkingHeadState) {
+        if let Some(old) = state.session.take() {
+            self.sessions.remove(&old);
+            let _ = self.send(WorkerCommand::RemoveSession(old));
+        }
+        state.frames.clear();
+        state.sent_16k = 0.0;
+    }
+
+    /// Sends `samples` (interleaved, `format`) for `entity`, whose first
+    /// sample is at source position `source_16k` (16 kHz samples). Opens a
+    /// session first when there is none (or the format changed, or the
+    /// worker restarted). Does nothing until the runtime is ready.
+    pub(crate) fn feed(
+        &mut self,
+        entity: Entity,
+        state: &mut TalkingHeadState,
+        format: AudioFormat,
+        samples: Vec<f32>,
+        source_16k: f64,
+    ) {
+        record_levels(state, format, &samples, source_16k);
+        if !self.is_ready() {
+            return;
+        }
+        let stale = state.session.is_none()
+            || state.generation != self.generation
+            || state.format != Some(format);
+        if stale {
+            if state.generation != self.generation {
+                state.session = None;
+            }
+            if !self.open_session(entity, state, format, source_16k) {
+                return;
+            }
+        }
+        let frames = samples.len() / format.channels.max(1) as usize;
+        let Some(id) = state.session else { return };
+        match self.send(WorkerCommand::Audio(id, samples)) {
+            Ok(()) => {
+                state.sent_16k +=
+                    frames as f64 * MODEL_SAMPLE_RATE as f64 / format.sample_rate as f64;
+            }
+            Err(WorkerError::Full) => {
+                state.dropped_chunks += 1;
+                if state.dropped_chunks.is_power_of_two() {
+                    warn!(
+                        "TalkingHead {entity}: the inference worker is behind; {} audio chunk(s) dropped",
+                        state.dropped_chunks
+                    );
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Tells the worker that `entity`'s stream ended (flushes the look-ahead).
+    pub(crate) fn finish(&self, state: &TalkingHeadState) {
+        if let Some(id) = state.session {
+            let _ = self.send(WorkerCommand::Finish(id));
+        }
+    }
+}
+
+fn load_model(path: &std::path::Path) -> Result<Arc<TalkingHeadModel>, String> {
+    if !path.exists() {
+        return Err(format!(
+            "no model file at {} (set TalkingHeadPlugin::model or $TALKING_HEAD_MODEL)",
+            path.display()
+        ));
+    }
+    let model = TalkingHeadModel::load(path)
+        .map_err(|e| format!("could not load the model {}: {e}", path.display()))?;
+    if !model.has_student() && !model.has_teacher() {
+        return Err(format!("{} has no decoder weights", path.display()));
+    }
+    Ok(Arc::new(model))
+}
+
+/// Level bookkeeping: RMS of each 20 ms block, keyed by source position.
+fn record_levels(
+    state: &mut TalkingHeadState,
+    format: AudioFormat,
+    samples: &[f32],
+    source_16k: f64,
+) {
+    let ch = format.channels.max(1) as usize;
+    let block = (format.sample_rate as usize / 50).max(1);
+    let step16 = MODEL_SAMPLE_RATE as f64 / format.sample_rate as f64;
+    let frames = samples.len() / ch;
+    let mut start = 0;
+    while start < frames {
+        let end = (start + block).min(frames);
+        let mut sum = 0.0f64;
+        for f in start..end {
+            let mut m = 0.0f32;
+            for c in 0..ch {
+                let v = samples[f * ch + c];
+                m += if v.is_finite() { v } else { 0.0 };
+            }
+            let m = m / ch as f32;
+            sum += (m * m) as f64;
+        }
+        let rms = (sum / (end - start) as f64).sqrt();
+        let db = 20.0 * rms.max(1e-9).log10();
+        let level = ((db + 60.0) / 60.0).clamp(0.0, 1.0) as f32;
+        state
+            .levels
+            .push_back((source_16k + end as f64 * step16, level));
+        start = end;
+    }
+    while state.levels.len() > 500 {
+        state.levels.pop_front();
+    }
+}
+
+/// Finishes model loading and (re)starts the worker.
+pub(crate) fn maintain_runtime(mut runtime: ResMut<TalkingHeadRuntime>) {
+    if let Some(rx) = &runtime.loader {
+        match rx.try_recv() {
+            Ok(Ok(model)) => {
+                runtime.loader = None;
+                if !model.provenance().trained {
+                    warn!(
+                        "the talking-head model is UNTRAINED (random weights): faces will move, but not meaningfully"
+                    );
+                }
+                runtime.model = Some(model);
+                match runtime.spawn_worker() {
+                    Ok(()) => {
+                        info!("talking-head model loaded; inference worker running");
+                        runtime.state = RuntimeState::Ready;
+                    }
+                    Err(e) => {
+                        error!("talking-head: could not start the inference worker: {e}");
+                        runtime.state = RuntimeState::Failed(e);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                runtime.loader = None;
+                error!("talking-head: {e}; faces stay neutral");
+                runtime.state = RuntimeState::Failed(e);
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                runtime.loader = None;
+                let e = "the model-loading thread stopped without a result".to_string();
+                error!("talking-head: {e}");
+                runtime.state = RuntimeState::Failed(e);
+            }
+        }
+    }
+    if runtime.is_ready() && !runtime.worker.as_ref().is_some_and(Worker::is_running) {
+        runtime.restarts += 1;
+        warn!("talking-head: the inference worker stopped; restarting it (sessions restart)");
+        if let Err(e) = runtime.spawn_worker() {
+            error!("talking-head: could not restart the inference worker: {e}");
+            runtime.state = RuntimeState::Failed(e);
+        }
+    }
+}
+
+/// Sends emotion / style changes (latest value wins).
+pub(crate) fn sync_controls(
+    runtime: Res<TalkingHeadRuntime>,
+    mut heads: Query<(Entity, &TalkingHead, &mut TalkingHeadState)>,
+) {
+    if !runtime.is_ready() {
+        return;
+    }
+    for (entity, head, mut state) in &mut heads {
+        let Some(id) = state.session else { continue };
+        if state.generation != runtime.generation {
+            continue;
+        }
+        let emotion = head.emotion.conditioning();
+        if state.sent_emotion != Some(emotion)
+            && runtime.send(WorkerCommand::SetEmotion(id, emotion)).is_ok()
+        {
+            state.sent_emotion = Some(emotion);
+        }
+        let style = runtime.style_id(entity, &head.style, &mut state);
+        if state.sent_style != Some(style)
+            && runtime.send(WorkerCommand::SetStyle(id, style)).is_ok()
+        {
+            state.sent_style = Some(style);
+        }
+    }
+}
+
+/// Drains the worker's events into the heads' frame buffers.
+pub(crate) fn poll_worker(
+    mut runtime: ResMut<TalkingHeadRuntime>,
+    mut heads: Query<&mut TalkingHeadState>,
+    time: Res<Time<Real>>,
+) {
+    let Some(worker) = &runtime.worker else {
+        return;
+    };
+    let events: Vec<WorkerEvent> = worker.events().try_iter().collect();
+    let stats = worker.stats();
+    for ev in events {
+        match ev {
+            WorkerEvent::Frame { session, frame } => {
+                let Some(&e) = runtime.sessions.get(&session) else {
+                    continue;
+                };
+                if let Ok(mut s) = heads.get_mut(e)
+                    && s.session == Some(session)
+                {
+                    s.frames.push_back(frame);
+                    while s.frames.len() > 2048 {
+                        s.frames.pop_front();
+                    }
+                }
+            }
+            WorkerEvent::SessionReset { session, reason } => {
+                if let Some(&e) = runtime.sessions.get(&session)
+                    && let Ok(mut s) = heads.get_mut(e)
+                {
+                    s.resets += 1;
+                    s.last_error = Some(reason.clone());
+                    warn!("TalkingHead {e}: session reset by the worker ({reason}); it continues");
+                }
+            }
+            WorkerEvent::Error { session, message } => {
+                let entity = session.and_then(|s| runtime.sessions.get(&s).copied());
+                if let Some(e) = entity
+                    && let Ok(mut s) = heads.get_mut(e)
+                {
+                    s.last_error = Some(message.clone());
+                }
+                warn!("talking-head worker: {message}");
+            }
+            WorkerEvent::NonFiniteSamples { session, total } => {
+                if let Some(&e) = runtime.sessions.get(&session)
+                    && let Ok(mut s) = heads.get_mut(e)
+                {
+                    if s.nonfinite == 0 {
+                        warn!(
+                            "TalkingHead {e}: NaN/Inf samples in its voice were replaced by silence"
+                        );
+                    }
+                    s.nonfinite = total;
+                }
+            }
+        }
+    }
+    // Load = mean step time per frame period.
+    let steps = stats.steps.saturating_sub(runtime.stats.steps);
+    if steps > 0 {
+        let a = 0.1;
+        runtime.step_ema = runtime.step_ema * (1.0 - a) + stats.last_step_secs * a;
+        let fps = runtime
+            .model
+            .as_ref()
+            .map(|m| m.config().fps as f64)
+            .unwrap_or(50.0);
+        runtime.load = (runtime.step_ema * fps) as f32;
+    } else if time.delta_secs() > 0.0 && runtime.sessions.is_empty() {
+        runtime.load *= 0.95;
+    }
+    runtime.stats = stats;
+}
+
+/// Removes the sessions of despawned heads.
+pub(crate) fn cleanup_sessions(
+    mut runtime: ResMut<TalkingHeadRuntime>,
+    mut removed: RemovedComponents<TalkingHead>,
+    alive: Query<(), With<TalkingHeadState>>,
+) {
+    for e in removed.read() {
+        let ids: Vec<SessionId> = runtime
+            .sessions
+            .iter()
+            .filter(|(_, v)| **v == e)
+            .map(|(k, _)| *k)
+            .collect();
+        if alive.contains(e) {
+            continue;
+        }
+        for id in ids {
+            runtime.sessions.remove(&id);
+            let _ = runtime.send(WorkerCommand::RemoveSession(id));
+        }
+    }
+}
+
+pub(crate) fn push_history(state: &mut TalkingHeadState, jaw: f32) {
+    let level = state.level;
+    state.history.push_back((jaw, level));
+    while state.history.len() > HISTORY_LEN {
+        state.history.pop_front();
+    }
+}

@@ -1,0 +1,181 @@
+//! Renders the `demo` example headless (Xvfb + Mesa's lavapipe Vulkan) at a
+//! silent and at a speaking moment and checks that the mouth region of the
+//! two screenshots differs, while the rest of the head does not move much.
+//!
+//! Needs `xvfb-run` (package `xvfb`, plus `xauth`) and a Vulkan driver
+//! (`mesa-vulkan-drivers`); the README's apt-get line installs them. The
+//! demo binary is the one `cargo test` builds next to this test.
+#![cfg(all(feature = "bevy", feature = "kira", feature = "egui", feature = "mic"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bevy_talking_head::audio::load_mono_16k;
+use bevy_talking_head::model::{Sampler, TalkingHeadModel};
+use bevy_talking_head::rig::Blendshape;
+use bevy_talking_head::runtime::run_to_end;
+
+const W: usize = 1280;
+const H: usize = 720;
+/// The mouth in the demo's fixed screenshot camera, as pixel fractions
+/// `(x0, y0, x1, y1)` of the window (found by looking at the screenshots).
+const MOUTH: (f32, f32, f32, f32) = (0.36, 0.56, 0.50, 0.70);
+/// Forehead and eyes region of the same camera (should barely change).
+const FOREHEAD: (f32, f32, f32, f32) = (0.34, 0.12, 0.52, 0.28);
+
+fn demo_binary() -> PathBuf {
+    // target/<profile>/deps/demo_screenshot-<hash> -> target/<profile>/examples/demo
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples").join("demo")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_demo(args: &[&str]) {
+    let demo = demo_binary();
+    assert!(
+        demo.exists(),
+        "{} not built (cargo test builds examples; run `cargo test --all-features`)",
+        demo.display()
+    );
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x720x24"])
+        .arg(&demo)
+        .args(args)
+        .env("BEVY_ASSET_ROOT", root())
+        .env("WGPU_BACKEND", "vulkan")
+        .current_dir(root())
+        .output()
+        .expect("xvfb-run not found: apt-get install xvfb xauth mesa-vulkan-drivers");
+    assert!(
+        out.status.success(),
+        "demo {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn load_rgb(path: &Path) -> Vec<[u8; 3]> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(
+        (info.width as usize, info.height as usize),
+        (W, H),
+        "window size"
+    );
+    let ch = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(ch)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect()
+}
+
+/// Mean absolute RGB difference over a region.
+fn region_diff(a: &[[u8; 3]], b: &[[u8; 3]], r: (f32, f32, f32, f32)) -> f64 {
+    let (x0, y0) = ((r.0 * W as f32) as usize, (r.1 * H as f32) as usize);
+    let (x1, y1) = ((r.2 * W as f32) as usize, (r.3 * H as f32) as usize);
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (p, q) = (a[y * W + x], b[y * W + x]);
+            sum += (0..3)
+                .map(|c| (p[c] as f64 - q[c] as f64).abs())
+                .sum::<f64>()
+                / 3.0;
+            n += 1.0;
+        }
+    }
+    sum / n
+}
+
+fn mean_brightness(a: &[[u8; 3]]) -> f64 {
+    a.iter()
+        .map(|p| (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0)
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn demo_screenshot_mouth_moves_between_silence_and_speech() {
+    let clip = root().join("assets/audio/LJ001-0001.wav");
+    // The speaking moment: where the shipped model opens the jaw widest
+    // (5-frame mean), away from the clip's ends.
+    let model = TalkingHeadModel::load(&root().join("assets/models/default.safetensors"))
+        .expect("the shipped model");
+    let (audio, _) = load_mono_16k(&clip).unwrap();
+    let frames = run_to_end(&model, &audio, Sampler::Student, 0).unwrap();
+    let fps = model.config().fps as f64;
+    let jaw: Vec<f32> = frames
+        .iter()
+        .map(|f| f.weights[Blendshape::JawOpen.index()])
+        .collect();
+    let (mut best, mut best_t) = (0.0f32, 1.0f64);
+    for i in (fps as usize)..jaw.len().saturating_sub(fps as usize) {
+        let m = jaw[i - 2..=i + 2].iter().sum::<f32>() / 5.0;
+        if m > best {
+            best = m;
+            best_t = (i as f64 + 0.5) / fps;
+        }
+    }
+    assert!(
+        best > 0.15,
+        "the model never opens the jaw on the clip: {best}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let silent_wav = dir.path().join("silence.wav");
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&silent_wav, spec).unwrap();
+        for _ in 0..(16_000.0 * (best_t + 2.0)) as usize {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let t = format!("{best_t:.3}");
+    let silent_png = dir.path().join("silent.png");
+    let speaking_png = dir.path().join("speaking.png");
+    run_demo(&[
+        "--file",
+        silent_wav.to_str().unwrap(),
+        "--screenshot",
+        silent_png.to_str().unwrap(),
+        "--exit-after",
+        &t,
+    ]);
+    run_demo(&[
+        "--screenshot",
+        speaking_png.to_str().unwrap(),
+        "--exit-after",
+        &t,
+    ]);
+    // Keep copies for people to look at.
+    let keep = root().join("target").join("screenshots");
+    let _ = std::fs::create_dir_all(&keep);
+    let _ = std::fs::copy(&silent_png, keep.join("demo_silent.png"));
+    let _ = std::fs::copy(&speaking_png, keep.join("demo_speaking.png"));
+
+    let a = load_rgb(&silent_png);
+    let b = load_rgb(&speaking_png);
+    assert!(mean_brightness(&a) > 10.0, "silent screenshot is black");
+    assert!(mean_brightness(&b) > 10.0, "speaking screenshot is black");
+    let mouth = region_diff(&a, &b, MOUTH);
+    let forehead = region_diff(&a, &b, FOREHEAD);
+    eprintln!("jaw {best:.2} at {best_t:.2} s; mouth diff {mouth:.2}, forehead diff {forehead:.2}");
+    assert!(mouth > 2.0, "mouth region barely differs: {mouth:.2}");
+    assert!(
+        mouth > 2.0 * forehead,
+        "mouth {mouth:.2} vs forehead {forehead:.2}"
+    );
+}

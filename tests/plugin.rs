@@ -1,0 +1,503 @@
+//! The Bevy plugin on `MinimalPlugins` with manual time: morph weights
+//! follow pushed speech and rest on silence, missing-target reporting,
+//! retarget maps, faces split over several meshes, many avatars batched,
+//! recovery from a worker panic and from a dead worker, kira sync across
+//! pause and seek, and a missing model.
+#![cfg(all(feature = "bevy", feature = "kira"))]
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bevy::asset::RenderAssetUsages;
+use bevy::mesh::morph::{MeshMorphWeights, MorphWeights};
+use bevy::mesh::{Mesh, Mesh3d, PrimitiveTopology};
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_talking_head::audio::load_mono_16k;
+use bevy_talking_head::model::{ModelConfig, TalkingHeadModel};
+use bevy_talking_head::plugin::RuntimeState;
+use bevy_talking_head::prelude::*;
+use bevy_talking_head::rig::{
+    ARKIT_BLENDSHAPES, Combine, MOUTH_CHANNELS, RetargetMap, RetargetRule, WeightedSource,
+};
+
+const DT: Duration = Duration::from_millis(20);
+const CHUNK: usize = 320; // 20 ms at 16 kHz
+
+/// The shipped model when present (the plugin's real configuration),
+/// otherwise a random model of the default size.
+fn model() -> Arc<TalkingHeadModel> {
+    static M: OnceLock<Arc<TalkingHeadModel>> = OnceLock::new();
+    M.get_or_init(|| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/default.safetensors");
+        let m = TalkingHeadModel::load(&p)
+            .unwrap_or_else(|_| TalkingHeadModel::random(ModelConfig::default(), 7).unwrap());
+        Arc::new(m)
+    })
+    .clone()
+}
+
+fn speech() -> &'static [f32] {
+    static S: OnceLock<Vec<f32>> = OnceLock::new();
+    S.get_or_init(|| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/audio/LJ001-0001.wav");
+        load_mono_16k(&p).unwrap().0
+    })
+}
+
+fn app_with(model: ModelSource) -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, AssetPlugin::default()))
+        .init_asset::<Mesh>()
+        .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
+        .insert_resource(TalkingHeadAudio::virtual_clock())
+        .add_plugins(TalkingHeadPlugin { model, ..default() });
+    app
+}
+
+fn app() -> App {
+    app_with(ModelSource::Loaded(model()))
+}
+
+/// Updates until the runtime is ready (or panics after a while).
+fn wait_ready(app: &mut App) {
+    for _ in 0..500 {
+        app.update();
+        if app.world().resource::<TalkingHeadRuntime>().is_ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "runtime not ready: {:?}",
+        app.world().resource::<TalkingHeadRuntime>().state()
+    );
+}
+
+/// A mesh node with the given morph target names, as the glTF loader
+/// spawns it: a node with `MorphWeights`, and a primitive child pointing at
+/// it. Returns the node.
+fn spawn_face_mesh(app: &mut App, parent: Entity, names: &[&str]) -> Entity {
+    let mut mesh = Mesh::new(
+        PrimitiveTopology::TriangleList,
+        RenderAssetUsages::default(),
+    );
+    mesh.set_morph_target_names(names.iter().map(|s| s.to_string()).collect());
+    let handle = app.world_mut().resource_mut::<Assets<Mesh>>().add(mesh);
+    let node = app
+        .world_mut()
+        .spawn((
+            MorphWeights::new(vec![0.0; names.len()], Some(handle.clone())).unwrap(),
+            ChildOf(parent),
+        ))
+        .id();
+    app.world_mut().spawn((
+        Mesh3d(handle),
+        MeshMorphWeights::Reference(node),
+        ChildOf(node),
+    ));
+    node
+}
+
+fn morph(app: &App, node: Entity, index: usize) -> f32 {
+    app.world().get::<MorphWeights>(node).unwrap().weights()[index]
+}
+
+fn spawn_streaming_head(app: &mut App, names: &[&str]) -> (Entity, Entity, VoiceStream) {
+    let stream = VoiceStream::with_delay(Duration::from_millis(150));
+    let head = app
+        .world_mut()
+        .spawn((TalkingHead::default(), stream.clone()))
+        .id();
+    let node = spawn_face_mesh(app, head, names);
+    (head, node, stream)
+}
+
+/// Pushes `audio` in 20 ms chunks, one per update, then keeps updating
+/// `tail` more frames; calls `each` after every update.
+fn stream_through(
+    app: &mut App,
+    stream: &VoiceStream,
+    audio: &[f32],
+    tail: usize,
+    mut each: impl FnMut(&mut App),
+) {
+    for chunk in audio.chunks(CHUNK) {
+        stream.push(chunk, 16_000).unwrap();
+        app.update();
+        each(app);
+        // Give the worker thread time (tests run in parallel).
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    for _ in 0..tail {
+        app.update();
+        each(app);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+#[test]
+fn morph_weights_follow_speech_and_rest_on_silence() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (_head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    app.update();
+    let jaw = ARKIT_BLENDSHAPES
+        .iter()
+        .position(|n| *n == "jawOpen")
+        .unwrap();
+    assert_eq!(morph(&app, node, jaw), 0.0, "rest before any voice");
+
+    let mut max_jaw = 0.0f32;
+    let mut distinct = Vec::new();
+    stream_through(&mut app, &stream, &speech()[..16_000 * 3], 20, |app| {
+        let j = morph(app, node, jaw);
+        max_jaw = max_jaw.max(j);
+        distinct.push((j * 1000.0) as i32);
+    });
+    distinct.sort();
+    distinct.dedup();
+    assert!(max_jaw > 0.05, "jawOpen never opened: max {max_jaw}");
+    assert!(distinct.len() > 10, "jawOpen barely changes: {distinct:?}");
+
+    // Digital silence: every mouth channel returns to rest.
+    stream_through(&mut app, &stream, &vec![0.0; 16_000 * 2], 20, |_| {});
+    let w = app
+        .world()
+        .get::<MorphWeights>(node)
+        .unwrap()
+        .weights()
+        .to_vec();
+    for &k in &MOUTH_CHANNELS {
+        assert!(
+            w[k] < 0.02,
+            "{} still at {} after silence",
+            ARKIT_BLENDSHAPES[k],
+            w[k]
+        );
+    }
+}
+
+#[test]
+fn missing_targets_are_listed_and_the_rest_animates() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(
+        &mut app,
+        &["jawOpen", "mouthClose", "eyeBlinkLeft", "bodyFat"],
+    );
+    app.update();
+    let binding = app.world().get::<MorphBinding>(head).unwrap();
+    assert_eq!(binding.bound_targets(), 3);
+    assert_eq!(binding.missing().len(), 49);
+    assert!(binding.missing().iter().any(|m| m == "mouthFunnel"));
+    assert!(!binding.missing().iter().any(|m| m == "jawOpen"));
+    let mut max_jaw = 0.0f32;
+    stream_through(&mut app, &stream, &speech()[..16_000 * 2], 20, |app| {
+        max_jaw = max_jaw.max(morph(app, node, 0));
+    });
+    assert!(max_jaw > 0.05, "jawOpen did not animate: {max_jaw}");
+    assert_eq!(
+        morph(&app, node, 3),
+        0.0,
+        "an unbound target must be left alone"
+    );
+}
+
+#[test]
+fn retarget_map_drives_other_names_and_faces_split_over_meshes() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let map = RetargetMap {
+        name: Some("test visemes".into()),
+        notes: None,
+        rules: vec![
+            RetargetRule::new(
+                "viseme_aa",
+                vec![WeightedSource::new("jawOpen", 1.0)],
+                Combine::Sum,
+            ),
+            RetargetRule::new(
+                "viseme_PP",
+                vec![
+                    WeightedSource::new("mouthClose", 1.0),
+                    WeightedSource::new("mouthPressLeft", 0.5),
+                ],
+                Combine::Max,
+            ),
+            RetargetRule::new(
+                "blink_L",
+                vec![WeightedSource::new("eyeBlinkLeft", 1.0)],
+                Combine::Sum,
+            ),
+            RetargetRule::new(
+                "not_on_any_mesh",
+                vec![WeightedSource::new("jawOpen", 1.0)],
+                Combine::Sum,
+            ),
+        ],
+    };
+    let stream = VoiceStream::with_delay(Duration::from_millis(150));
+    let head = app
+        .world_mut()
+        .spawn((TalkingHead::default(), stream.clone(), FaceRetarget(map)))
+        .id();
+    let face = spawn_face_mesh(&mut app, head, &["viseme_PP", "viseme_aa"]);
+    // Teeth and eyes as separate meshes, deeper in the hierarchy.
+    let group = app.world_mut().spawn(ChildOf(head)).id();
+    let teeth = spawn_face_mesh(&mut app, group, &["viseme_aa"]);
+    let eyes = spawn_face_mesh(&mut app, group, &["blink_L"]);
+    app.update();
+    let b = app.world().get::<MorphBinding>(head).unwrap();
+    let mut bound: Vec<Entity> = b.mesh_entities().collect();
+    bound.sort();
+    let mut want = vec![face, teeth, eyes];
+    want.sort();
+    assert_eq!(bound, want);
+    assert_eq!(b.missing(), ["not_on_any_mesh".to_string()]);
+
+    let (mut max_face, mut max_teeth, mut max_blink) = (0.0f32, 0.0f32, 0.0f32);
+    stream_through(&mut app, &stream, &speech()[..16_000 * 3], 400, |app| {
+        max_face = max_face.max(morph(app, face, 1));
+        max_teeth = max_teeth.max(morph(app, teeth, 0));
+        max_blink = max_blink.max(morph(app, eyes, 0));
+    });
+    assert!(
+        max_face > 0.05 && max_teeth > 0.05,
+        "{max_face} {max_teeth}"
+    );
+    // The blink layer runs at ~14 blinks/min: over 11 s some blink shows.
+    assert!(max_blink > 0.3, "no blink in 11 s: {max_blink}");
+}
+
+#[test]
+fn game_code_and_sensors_edit_the_face() {
+    let mut app = app();
+    app.add_systems(Update, |mut faces: Query<&mut FaceExpression>| {
+        for mut f in &mut faces {
+            f.set(Blendshape::EyeBlinkRight, 1.0); // a wink
+        }
+    });
+    wait_ready(&mut app);
+    let (head, node, _stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let mut sensors = SensorOverrides::default();
+    sensors.set(Blendshape::EyeLookUpLeft, 0.8, 1.0);
+    sensors.set(Blendshape::BrowInnerUp, 1.0, 0.5);
+    app.world_mut().entity_mut(head).insert((
+        sensors,
+        TalkingHead {
+            upper_face: false,
+            ..default()
+        },
+    ));
+    app.update();
+    app.update();
+    assert_eq!(morph(&app, node, Blendshape::EyeBlinkRight.index()), 1.0);
+    assert!((morph(&app, node, Blendshape::EyeLookUpLeft.index()) - 0.8).abs() < 1e-6);
+    assert!((morph(&app, node, Blendshape::BrowInnerUp.index()) - 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn eight_avatars_are_batched() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let heads: Vec<(Entity, Entity, VoiceStream)> = (0..8)
+        .map(|_| spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES))
+        .collect();
+    let audio = &speech()[..16_000 * 3];
+    let mut max_batch = 0;
+    let mut max_jaw = [0.0f32; 8];
+    let jaw = Blendshape::JawOpen.index();
+    for (i, chunk) in audio.chunks(CHUNK).enumerate() {
+        for (k, (_, _, s)) in heads.iter().enumerate() {
+            // Each avatar hears the clip from a different offset.
+            let off = (k * 4000 + i * CHUNK) % (audio.len() - CHUNK);
+            let _ = chunk;
+            s.push(&audio[off..off + CHUNK], 16_000).unwrap();
+        }
+        app.update();
+        std::thread::sleep(Duration::from_millis(4));
+        max_batch = max_batch.max(
+            app.world()
+                .resource::<TalkingHeadRuntime>()
+                .stats()
+                .last_batch,
+        );
+        for (k, (_, node, _)) in heads.iter().enumerate() {
+            max_jaw[k] = max_jaw[k].max(morph(&app, *node, jaw));
+        }
+    }
+    for _ in 0..30 {
+        app.update();
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    assert_eq!(app.world().resource::<TalkingHeadRuntime>().sessions(), 8);
+    assert!(
+        max_batch > 1,
+        "sessions were never stepped together (max batch {max_batch})"
+    );
+    for (k, j) in max_jaw.iter().enumerate() {
+        assert!(*j > 0.05, "avatar {k} never moved: {j}");
+    }
+}
+
+#[test]
+fn recovers_from_a_worker_panic_and_a_dead_worker() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let audio = speech();
+    stream_through(&mut app, &stream, &audio[..16_000], 0, |_| {});
+    assert!(
+        app.world()
+            .resource::<TalkingHeadRuntime>()
+            .inject_panic(head)
+    );
+    stream_through(&mut app, &stream, &audio[16_000..32_000], 10, |_| {});
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!(state.resets() >= 1, "the panic was not reported");
+
+    // Kill the worker thread: the plugin restarts it and the face moves again.
+    app.world().resource::<TalkingHeadRuntime>().kill_worker();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut max_jaw = 0.0f32;
+    stream_through(&mut app, &stream, &audio[32_000..80_000], 20, |app| {
+        max_jaw = max_jaw.max(morph(app, node, Blendshape::JawOpen.index()));
+    });
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    assert_eq!(rt.restarts(), 1);
+    assert!(rt.is_ready());
+    assert!(
+        max_jaw > 0.05,
+        "face did not move after the restart: {max_jaw}"
+    );
+}
+
+fn wav_bytes(samples: &[f32]) -> Vec<u8> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for s in samples {
+            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    cursor.into_inner()
+}
+
+#[test]
+fn kira_clip_stays_in_sync_across_pause_and_seek() {
+    use kira::sound::static_sound::StaticSoundData;
+    let mut app = app();
+    wait_ready(&mut app);
+    let data = StaticSoundData::from_cursor(std::io::Cursor::new(wav_bytes(speech()))).unwrap();
+    let voice = {
+        let audio = app.world().resource::<TalkingHeadAudio>();
+        assert!(audio.is_virtual());
+        KiraVoice::play(audio, data).unwrap()
+    };
+    let head = app.world_mut().spawn((TalkingHead::default(), voice)).id();
+    let node = spawn_face_mesh(&mut app, head, &ARKIT_BLENDSHAPES);
+    let jaw = Blendshape::JawOpen.index();
+    let mut max_jaw = 0.0f32;
+    for _ in 0..100 {
+        app.update();
+        max_jaw = max_jaw.max(morph(&app, node, jaw));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let pos = app.world().get::<KiraVoice>(head).unwrap().position();
+    assert!(
+        (pos - 2.0).abs() < 0.15,
+        "virtual clock at {pos} s after 2 s"
+    );
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    let playhead = state.playhead_secs().unwrap();
+    assert!(
+        (playhead - pos).abs() < 0.01,
+        "playhead {playhead} vs kira {pos}"
+    );
+    assert!(max_jaw > 0.05, "{max_jaw}");
+
+    // Pause: playback stops, the face eases to rest.
+    app.world_mut().get_mut::<KiraVoice>(head).unwrap().pause();
+    for _ in 0..30 {
+        app.update();
+    }
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!(state.playhead_secs().is_none());
+    assert!(morph(&app, node, jaw) < 0.02);
+    let paused_at = app.world().get::<KiraVoice>(head).unwrap().position();
+
+    // Seek forward and resume: the session restarts at the new position.
+    {
+        let mut v = app.world_mut().get_mut::<KiraVoice>(head).unwrap();
+        v.seek_to(5.0);
+        v.resume();
+    }
+    let mut max_jaw = 0.0f32;
+    for _ in 0..60 {
+        app.update();
+        max_jaw = max_jaw.max(morph(&app, node, jaw));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let pos = app.world().get::<KiraVoice>(head).unwrap().position();
+    assert!(
+        paused_at < 2.5 && pos > 5.5 && pos < 6.5,
+        "paused {paused_at}, now {pos}"
+    );
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    // The session's audio starts at the seek target.
+    let (playhead, sent) = (state.playhead_secs().unwrap(), state.sent_secs());
+    assert!(
+        playhead < 1.5 && sent > playhead,
+        "playhead {playhead} s, sent {sent} s"
+    );
+    assert!(max_jaw > 0.05, "no movement after the seek: {max_jaw}");
+}
+
+#[test]
+fn a_missing_model_fails_cleanly_and_faces_rest() {
+    let mut app = app_with(ModelSource::Path("/nonexistent/model.safetensors".into()));
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    stream_through(&mut app, &stream, &speech()[..8000], 20, |_| {});
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    match rt.state() {
+        RuntimeState::Failed(msg) => assert!(msg.contains("no model file"), "{msg}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(
+        !app.world()
+            .get::<TalkingHeadState>(head)
+            .unwrap()
+            .has_session()
+    );
+    assert_eq!(morph(&app, node, Blendshape::JawOpen.index()), 0.0);
+}
+
+#[test]
+fn bad_voice_input_is_refused_or_sanitised() {
+    let stream = VoiceStream::new();
+    assert!(stream.push(&[0.0; 10], 4_000).is_err());
+    assert!(stream.push_interleaved(&[0.0; 3], 16_000, 2).is_err());
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let mut bad = speech()[..16_000].to_vec();
+    for s in bad.iter_mut().step_by(7) {
+        *s = f32::NAN;
+    }
+    stream_through(&mut app, &stream, &bad, 30, |_| {});
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!(state.nonfinite_samples() > 0);
+    for w in app.world().get::<MorphWeights>(node).unwrap().weights() {
+        assert!(w.is_finite() && (0.0..=1.0).contains(w));
+    }
+}
