@@ -93,6 +93,10 @@ fn main() -> AppExit {
                 }),
                 ..default()
             })
+            .set(AssetPlugin {
+                file_path: asset_dir(),
+                ..default()
+            })
             .set(RenderPlugin {
                 synchronous_pipeline_compilation: args.screenshot.is_some(),
                 ..default()
@@ -114,6 +118,22 @@ fn main() -> AppExit {
         .run()
 }
 
+/// `assets/` of the working directory when it has the head (or when
+/// `BEVY_ASSET_ROOT` is set), else the copy in this crate's source tree, so
+/// the demo binary also runs outside `cargo run`.
+fn asset_dir() -> String {
+    if std::env::var_os("BEVY_ASSET_ROOT").is_some() {
+        return "assets".into();
+    }
+    let local = std::path::Path::new("assets");
+    if local.join(HEAD).exists()
+        && let Ok(abs) = std::path::absolute(local)
+    {
+        return abs.to_string_lossy().into_owned();
+    }
+    format!("{}/assets", env!("CARGO_MANIFEST_DIR"))
+}
+
 #[derive(Component)]
 struct Orbit {
     yaw: f32,
@@ -132,10 +152,10 @@ impl Orbit {
 
 fn setup(mut commands: Commands, assets: Res<AssetServer>, args: Res<Args>) {
     let orbit = Orbit {
-        yaw: 0.25,
-        pitch: -0.05,
-        distance: 0.75,
-        target: Vec3::new(0.09, 0.69, 0.05),
+        yaw: 0.3,
+        pitch: -0.08,
+        distance: 0.52,
+        target: Vec3::new(0.07, 0.70, 0.06),
     };
     commands.spawn((Camera3d::default(), orbit.transform(), orbit));
     commands.spawn((
@@ -185,6 +205,7 @@ struct Playback {
 
 /// Starts the voice once the model is ready and the head's morph targets
 /// are bound (so the first syllable is not lost).
+#[allow(clippy::too_many_arguments)] // a Bevy system: its parameters are its data access
 fn start_voice(
     mut commands: Commands,
     args: Res<Args>,
@@ -291,7 +312,7 @@ fn orbit_camera(
 ) {
     let over_ui = egui
         .ctx_mut()
-        .map(|c| c.wants_pointer_input() || c.is_pointer_over_area())
+        .map(|c| c.egui_wants_pointer_input() || c.is_pointer_over_egui())
         .unwrap_or(false);
     for (mut orbit, mut tf) in &mut cams {
         if !over_ui && buttons.pressed(MouseButton::Left) {

@@ -69,7 +69,7 @@ pub fn talking_head_panel(
         .and_then(|r| r.model().map(|m| m.config().styles.clone()))
         .unwrap_or_default();
     egui::Window::new("Talking head")
-        .default_width(300.0)
+        .default_width(330.0)
         .anchor(egui::Align2::RIGHT_TOP, [-8.0, 8.0])
         .show(ctx, |ui| {
             if all.len() > 1 {
@@ -168,7 +168,7 @@ pub fn talking_head_panel(
 
 fn plot_history(ui: &mut egui::Ui, state: &TalkingHeadState) {
     let width = ui.available_width().max(100.0);
-    let (resp, painter) = ui.allocate_painter(egui::vec2(width, 70.0), egui::Sense::hover());
+    let (resp, painter) = ui.allocate_painter(egui::vec2(width, 56.0), egui::Sense::hover());
     let r = resp.rect;
     painter.rect_filled(r, 2.0, egui::Color32::from_gray(24));
     let h = state.history();
@@ -198,12 +198,12 @@ fn plot_history(ui: &mut egui::Ui, state: &TalkingHeadState) {
 fn bar_chart(ui: &mut egui::Ui, weights: &[f32]) {
     let width = ui.available_width().max(100.0);
     let rows = 26;
-    let row_h = 10.0;
+    let row_h = 8.5;
     let (resp, painter) =
         ui.allocate_painter(egui::vec2(width, rows as f32 * row_h), egui::Sense::hover());
     let r = resp.rect;
     let col_w = r.width() / 2.0;
-    let font = egui::FontId::monospace(8.0);
+    let font = egui::FontId::monospace(7.5);
     for (i, (&w, name)) in weights.iter().zip(ARKIT_BLENDSHAPES).enumerate() {
         let col = (i / rows) as f32;
         let row = (i % rows) as f32;

@@ -27,15 +27,14 @@ pub(crate) struct BoundMesh {
 
 /// Marks heads for (re)binding when morph-weight nodes appear, or the head
 /// or its retarget map changes.
-pub(crate) fn mark_dirty(
-    added: Query<(), Added<MorphWeights>>,
-    mut heads: Query<(
-        &mut MorphBinding,
-        Ref<TalkingHead>,
-        Option<Ref<FaceRetarget>>,
-        Option<Ref<Children>>,
-    )>,
-) {
+type HeadChanges = (
+    &'static mut MorphBinding,
+    Ref<'static, TalkingHead>,
+    Option<Ref<'static, FaceRetarget>>,
+    Option<Ref<'static, Children>>,
+);
+
+pub(crate) fn mark_dirty(added: Query<(), Added<MorphWeights>>, mut heads: Query<HeadChanges>) {
     let any_new_mesh = !added.is_empty();
     for (mut b, head, retarget, children) in &mut heads {
         if any_new_mesh

@@ -21,9 +21,9 @@ pub const SEEK_THRESHOLD_SECS: f64 = 0.25;
 pub const VIRTUAL_SAMPLE_RATE: u32 = 48_000;
 
 enum Backend {
-    Device(AudioManager<DefaultBackend>),
+    Device(Box<AudioManager<DefaultBackend>>),
     Virtual {
-        manager: AudioManager<MockBackend>,
+        manager: Box<AudioManager<MockBackend>>,
         pending_frames: f64,
     },
 }
@@ -66,7 +66,7 @@ impl TalkingHeadAudio {
     pub fn new() -> Self {
         match AudioManager::<DefaultBackend>::new(AudioManagerSettings::default()) {
             Ok(m) => Self {
-                backend: Mutex::new(Backend::Device(m)),
+                backend: Mutex::new(Backend::Device(Box::new(m))),
             },
             Err(e) => {
                 warn!(
@@ -88,7 +88,7 @@ impl TalkingHeadAudio {
         .expect("kira's mock backend cannot fail to start");
         Self {
             backend: Mutex::new(Backend::Virtual {
-                manager,
+                manager: Box::new(manager),
                 pending_frames: 0.0,
             }),
         }

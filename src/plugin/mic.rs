@@ -84,7 +84,8 @@ impl MicrophoneCapture {
         self.failed.as_deref()
     }
 
-    /// Samples lost because the ring was full.
+    /// Samples dropped: the ring was full, or the device delivered faster
+    /// than real time.
     pub fn overflows(&self) -> u64 {
         self.overflows.load(Ordering::Relaxed)
     }
@@ -226,6 +227,7 @@ pub(crate) fn open_microphones(
 
 /// Drains the capture rings into the worker; the playhead is "now".
 pub(crate) fn ingest_microphones(
+    time: Res<Time<Real>>,
     mut runtime: ResMut<TalkingHeadRuntime>,
     mut heads: Query<(Entity, &mut MicrophoneCapture, &mut TalkingHeadState)>,
 ) {
@@ -264,11 +266,25 @@ pub(crate) fn ingest_microphones(
             state.playhead_16k = None;
             continue;
         };
+        // A real device delivers audio in real time. A device that delivers
+        // far more (ALSA's `null` device runs unthrottled) must not flood the
+        // worker: forward at most twice the real-time amount, drop the rest.
+        let ch = format.channels.max(1) as usize;
+        let budget =
+            ((time.delta_secs_f64() + 0.05) * 2.0 * format.sample_rate as f64) as usize * ch;
         let samples: Vec<f32> = match consumer.lock() {
             Ok(mut c) => {
                 let n = c.slots();
-                let n = n - n % format.channels.max(1) as usize;
-                match c.read_chunk(n) {
+                let n = n - n % ch;
+                let skip = n.saturating_sub(budget);
+                let skip = skip - skip % ch;
+                if skip > 0 {
+                    if let Ok(chunk) = c.read_chunk(skip) {
+                        chunk.commit_all();
+                    }
+                    cap.overflows.fetch_add(skip as u64, Ordering::Relaxed);
+                }
+                match c.read_chunk(n - skip) {
                     Ok(chunk) => chunk.into_iter().collect(),
                     Err(_) => Vec::new(),
                 }

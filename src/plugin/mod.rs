@@ -278,8 +278,8 @@ fn interpolate(
                     let (a, b) = (&state.frames[idx - 1], &state.frames[idx]);
                     let ca = centre(idx - 1, state);
                     let w = ((t - ca) / spf).clamp(0.0, 1.0) as f32;
-                    for k in 0..BLENDSHAPE_COUNT {
-                        target[k] = a.weights[k] + (b.weights[k] - a.weights[k]) * w;
+                    for ((t, &x), &y) in target.iter_mut().zip(&a.weights).zip(&b.weights) {
+                        *t = x + (y - x) * w;
                     }
                     have = true;
                 }
@@ -324,9 +324,16 @@ fn interpolate(
             let mut upper = state.upper_weights;
             state.upper_generator(seed).step(dt, level, &mut upper);
             state.upper_weights = upper;
+            // Gaze cannot be predicted from audio: the layer owns it. Blinks,
+            // squint, widening and brows take the larger of the model (which
+            // carries the emotion offsets) and the layer.
             for ch in GENERATED_CHANNELS {
                 let k = ch.index();
-                out[k] = clamp01(out[k] + upper[k]);
+                out[k] = if ch.name().starts_with("eyeLook") {
+                    clamp01(upper[k])
+                } else {
+                    clamp01(out[k].max(upper[k]))
+                };
             }
         }
         face.weights = out;
