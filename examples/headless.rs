@@ -28,10 +28,11 @@ fn main() -> anyhow::Result<()> {
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
             20,
-        )))
-        .add_plugins(TalkingHeadPlugin::default());
+        )));
+    // No sound device is needed (or probed): kira runs on its silent clock.
     #[cfg(feature = "kira")]
     app.insert_resource(TalkingHeadAudio::virtual_clock());
+    app.add_plugins(TalkingHeadPlugin::default());
     app.finish();
     app.cleanup();
 
