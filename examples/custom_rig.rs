@@ -8,6 +8,8 @@
 //! cargo run --release --example custom_rig
 //! ```
 
+mod common;
+
 use bevy::prelude::*;
 use bevy::world_serialization::WorldAssetRoot;
 use bevy_talking_head::prelude::*;
@@ -27,26 +29,14 @@ fn setup(mut commands: Commands, assets: Res<AssetServer>) -> Result {
         env!("CARGO_MANIFEST_DIR"),
         "/assets/retarget/arkit_to_oculus_visemes.json"
     ))?;
-    commands.spawn((
-        Camera3d::default(),
-        Transform::from_xyz(0.2, 0.72, 0.75).looking_at(Vec3::new(0.0, 0.69, 0.05), Vec3::Y),
-    ));
-    commands.spawn((
-        DirectionalLight {
-            illuminance: 6_000.0,
-            ..default()
-        },
-        Transform::from_xyz(1.0, 2.0, 2.0).looking_at(Vec3::new(0.0, 0.7, 0.0), Vec3::Y),
-    ));
-    commands.insert_resource(GlobalAmbientLight {
-        brightness: 300.0,
-        ..default()
-    });
+    common::spawn_stage(
+        &mut commands,
+        Vec3::new(0.2, 0.72, 0.75),
+        Vec3::new(0.0, 0.69, 0.05),
+    );
     commands.spawn((
         Name::new("viseme-driven head"),
-        WorldAssetRoot(
-            assets.load(GltfAssetLabel::Scene(0).from_asset("avatars/mh_arkit_head.glb")),
-        ),
+        WorldAssetRoot(assets.load(GltfAssetLabel::Scene(0).from_asset(common::HEAD))),
         TalkingHead {
             upper_face: false,
             ..default()

@@ -6,6 +6,8 @@
 //! cargo run --release --example multi_speaker [-- AUDIO_FILE]
 //! ```
 
+mod common;
+
 use bevy::prelude::*;
 use bevy::world_serialization::WorldAssetRoot;
 use bevy_talking_head::prelude::*;
@@ -28,22 +30,12 @@ fn main() -> AppExit {
 }
 
 fn setup(mut commands: Commands, assets: Res<AssetServer>) {
-    commands.spawn((
-        Camera3d::default(),
-        Transform::from_xyz(0.0, 0.75, 1.9).looking_at(Vec3::new(0.0, 0.68, 0.0), Vec3::Y),
-    ));
-    commands.spawn((
-        DirectionalLight {
-            illuminance: 6_000.0,
-            ..default()
-        },
-        Transform::from_xyz(1.0, 2.0, 2.0).looking_at(Vec3::new(0.0, 0.7, 0.0), Vec3::Y),
-    ));
-    commands.insert_resource(GlobalAmbientLight {
-        brightness: 300.0,
-        ..default()
-    });
-    let scene = assets.load(GltfAssetLabel::Scene(0).from_asset("avatars/mh_arkit_head.glb"));
+    common::spawn_stage(
+        &mut commands,
+        Vec3::new(0.0, 0.75, 1.9),
+        Vec3::new(0.0, 0.68, 0.0),
+    );
+    let scene = assets.load(GltfAssetLabel::Scene(0).from_asset(common::HEAD));
     for (i, (emotion, _)) in HEADS.iter().enumerate() {
         let x = (i as f32 - 1.5) * 0.5;
         commands.spawn((
