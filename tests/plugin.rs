@@ -514,3 +514,33 @@ fn bad_voice_input_is_refused_or_sanitised() {
         assert!(w.is_finite() && (0.0..=1.0).contains(w));
     }
 }
+
+#[test]
+fn a_stalled_stream_or_a_removed_voice_lets_the_face_rest() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let jaw = Blendshape::JawOpen.index();
+    // Speech cut off mid-stream, then nothing: the face must not freeze open.
+    let mut max_jaw = 0.0f32;
+    stream_through(&mut app, &stream, &speech()[..24_000], 0, |app| {
+        max_jaw = max_jaw.max(morph(app, node, jaw));
+    });
+    assert!(max_jaw > 0.05, "{max_jaw}");
+    let _ = max_over_frames(&mut app, 75, node, jaw); // 1.5 s without audio
+    assert!(
+        morph(&app, node, jaw) < 0.02,
+        "stalled stream left jawOpen at {}",
+        morph(&app, node, jaw)
+    );
+
+    // Voice back, then the game removes the voice component.
+    stream_through(&mut app, &stream, &speech()[24_000..48_000], 0, |_| {});
+    app.world_mut().entity_mut(head).remove::<VoiceStream>();
+    let _ = max_over_frames(&mut app, 40, node, jaw);
+    assert!(
+        morph(&app, node, jaw) < 0.02,
+        "removed voice left jawOpen at {}",
+        morph(&app, node, jaw)
+    );
+}

@@ -57,7 +57,7 @@ pub use mic::{MIC_RING_SECS, MicrophoneCapture, MicrophoneVoice, input_device_na
 pub use runtime::{
     DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadRuntime, default_model_path,
 };
-pub use voice::{VOICE_STREAM_CAPACITY, VoiceStream, VoiceStreamError};
+pub use voice::{STALL_SECS, VOICE_STREAM_CAPACITY, VoiceStream, VoiceStreamError};
 
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
@@ -180,6 +180,7 @@ impl Plugin for TalkingHeadPlugin {
             PreUpdate,
             (
                 runtime::maintain_runtime,
+                rest_voiceless,
                 voice::ingest_voice_streams,
                 #[cfg(feature = "kira")]
                 (
@@ -226,6 +227,24 @@ impl Plugin for TalkingHeadPlugin {
             PreUpdate,
             mic::open_microphones.before(TalkingHeadSystems::IngestAudio),
         );
+    }
+}
+
+#[cfg(feature = "kira")]
+type NoKira = Without<KiraVoice>;
+#[cfg(not(feature = "kira"))]
+type NoKira = ();
+#[cfg(feature = "mic")]
+type NoMic = Without<MicrophoneCapture>;
+#[cfg(not(feature = "mic"))]
+type NoMic = ();
+
+/// Heads whose voice component was removed (or never added) rest.
+fn rest_voiceless(mut heads: Query<&mut TalkingHeadState, (Without<VoiceStream>, NoKira, NoMic)>) {
+    for mut s in &mut heads {
+        if s.playhead_16k.is_some() {
+            s.playhead_16k = None;
+        }
     }
 }
 

@@ -14,6 +14,10 @@ use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
 /// (about 5 s of 20 ms packets).
 pub const VOICE_STREAM_CAPACITY: usize = 256;
 
+/// Seconds without new audio (beyond the delay) after which a stream's face
+/// rests.
+pub const STALL_SECS: f64 = 0.5;
+
 struct Chunk {
     format: AudioFormat,
     samples: Vec<f32>,
@@ -42,6 +46,7 @@ pub struct VoiceStream {
     pub(crate) clock_16k: f64,
     pub(crate) received_16k: f64,
     pub(crate) started: bool,
+    pub(crate) idle_secs: f64,
 }
 
 impl std::fmt::Debug for VoiceStream {
@@ -102,6 +107,7 @@ impl VoiceStream {
             clock_16k: 0.0,
             received_16k: 0.0,
             started: false,
+            idle_secs: 0.0,
         }
     }
 
@@ -200,7 +206,9 @@ pub(crate) fn ingest_voice_streams(
     let dt = time.delta_secs_f64();
     for (entity, mut stream, mut state) in &mut heads {
         let stream = &mut *stream;
+        stream.idle_secs += dt;
         while let Ok(chunk) = stream.shared.rx.try_recv() {
+            stream.idle_secs = 0.0;
             let frames = chunk.samples.len() / chunk.format.channels.max(1) as usize;
             let secs16 = frames as f64 * MODEL_SAMPLE_RATE as f64 / chunk.format.sample_rate as f64;
             if !stream.started {
@@ -221,7 +229,10 @@ pub(crate) fn ingest_voice_streams(
                 (stream.clock_16k + dt * MODEL_SAMPLE_RATE as f64).min(stream.received_16k);
             let delay = stream.delay().as_secs_f64() * MODEL_SAMPLE_RATE as f64;
             let p = stream.clock_16k - delay;
-            state.playhead_16k = (p >= 0.0).then_some(p);
+            // A stream that stopped (the talker went quiet without sending
+            // silence, or the connection dropped) lets the face rest.
+            let stalled = stream.idle_secs > stream.delay().as_secs_f64() + STALL_SECS;
+            state.playhead_16k = (p >= 0.0 && !stalled).then_some(p);
         } else {
             state.playhead_16k = None;
         }
