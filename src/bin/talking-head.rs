@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bevy_talking_head::audio::{AudioFormat, load_mono_16k};
 use bevy_talking_head::model::{
-    EMOTIONS, FrameInput, ModelConfig, Sampler, TalkingHeadModel, parse_emotion,
+    EMOTIONS, FrameInput, ModelConfig, Sampler, TalkingHeadModel, default_model_path, parse_emotion,
 };
 use bevy_talking_head::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
 use bevy_talking_head::runtime::{ExpressionFrame, Pcm, Session, run_to_end};
@@ -17,7 +17,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 /// Where the shipped model lives, relative to the repository root.
-const DEFAULT_MODEL_REL: &str = "assets/models/default.safetensors";
 
 #[derive(Parser)]
 #[command(
@@ -378,19 +377,6 @@ fn report_results(results: Vec<(PathBuf, Result<PathBuf>)>) -> Result<()> {
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// $TALKING_HEAD_MODEL, else `./assets/models/default.safetensors`, else the
-/// copy in the source tree this binary was built from.
-fn default_model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(DEFAULT_MODEL_REL);
-    if local.exists() {
-        return local;
-    }
-    repo_root().join(DEFAULT_MODEL_REL)
 }
 
 fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {

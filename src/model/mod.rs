@@ -37,6 +37,24 @@ pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, ModelInfo, sa
 pub use config::{DiffusionConfig, EMOTION_COUNT, EMOTIONS, ModelConfig, Prediction};
 pub use denoiser::alpha_bar;
 
+/// Path of the shipped default model, relative to the crate root.
+pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
+
+/// Where the default model is looked for: `$TALKING_HEAD_MODEL`, else
+/// `./assets/models/default.safetensors` under the working directory, else
+/// the shipped copy in this crate's source tree. Used by the CLI and the
+/// Bevy plugin alike.
+pub fn default_model_path() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
+        return p.into();
+    }
+    let local = std::path::PathBuf::from(DEFAULT_MODEL_PATH);
+    if local.exists() {
+        return local;
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH)
+}
+
 use crate::features::FeatureNorm;
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
 use denoiser::{Denoiser, emotion_input, style_input};

@@ -269,12 +269,9 @@ fn interpolate(
         let mut level = 0.0;
         if let Some(p) = state.playhead_16k {
             // Level at the playhead.
-            level = state
-                .levels
-                .iter()
-                .find(|(end, _)| *end >= p)
-                .map(|(_, l)| *l)
-                .unwrap_or(0.0);
+            // `levels` is sorted by end position: binary search.
+            let i = state.levels.partition_point(|(end, _)| *end < p);
+            level = state.levels.get(i).map(|(_, l)| *l).unwrap_or(0.0);
             let t = p - state.base_16k - settings.output_delay_secs as f64 * sr;
             let centre = |i: usize, s: &TalkingHeadState| s.frames[i].sample as f64 + spf / 2.0;
             let n = state.frames.len();

@@ -11,6 +11,7 @@ use crossbeam_channel::Receiver;
 use super::components::{HISTORY_LEN, TalkingHead, TalkingHeadState};
 use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
 use crate::model::TalkingHeadModel;
+pub use crate::model::{DEFAULT_MODEL_PATH, default_model_path};
 use crate::runtime::{SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent};
 
 /// Where the plugin gets its model.
@@ -36,22 +37,6 @@ impl ModelSource {
             Self::Loaded(_) => None,
         }
     }
-}
-
-/// Relative path of the shipped default model.
-pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
-
-/// `$TALKING_HEAD_MODEL`, else `./assets/models/default.safetensors`, else
-/// the shipped model in this crate's source tree.
-pub fn default_model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(DEFAULT_MODEL_PATH);
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH)
 }
 
 /// Where the runtime stands.
@@ -568,15 +553,15 @@ pub(crate) fn cleanup_sessions(
     alive: Query<(), With<TalkingHeadState>>,
 ) {
     for e in removed.read() {
+        if alive.contains(e) {
+            continue;
+        }
         let ids: Vec<SessionId> = runtime
             .sessions
             .iter()
             .filter(|(_, v)| **v == e)
             .map(|(k, _)| *k)
             .collect();
-        if alive.contains(e) {
-            continue;
-        }
         for id in ids {
             runtime.sessions.remove(&id);
             let _ = runtime.send(WorkerCommand::RemoveSession(id));
