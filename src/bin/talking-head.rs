@@ -839,7 +839,7 @@ fn train_cmd(
     limit: Option<usize>,
 ) -> Result<()> {
     use bevy_talking_head::model::MotionNorm;
-    use bevy_talking_head::train::dataset::{feature_norm, load_split, motion_stats};
+    use bevy_talking_head::train::dataset::{feature_norm, load_split, motion_stats_augmented};
     use bevy_talking_head::train::manifest::Split;
     use bevy_talking_head::train::trainer::Trainer;
     use std::io::Write;
@@ -884,10 +884,17 @@ fn train_cmd(
     let mut trainer = if resume && out.exists() {
         let t = Trainer::resume(&out, tcfg.clone())?;
         eprintln!("resuming {} at step {}", out.display(), t.step);
+        if !t.resumes_optimizer() {
+            eprintln!(
+                "warning: no optimiser state next to {} ({}); AdamW moments restart",
+                out.display(),
+                bevy_talking_head::train::trainer::optimizer_path(&out).display()
+            );
+        }
         t
     } else {
         let fnorm = feature_norm(&train, model_cfg.mel.n_mels);
-        let (mean, std) = motion_stats(&train);
+        let (mean, std) = motion_stats_augmented(&train, tcfg.emotion_augment.as_ref(), tcfg.seed);
         Trainer::new(model_cfg, tcfg.clone(), fnorm, MotionNorm { mean, std })?
     };
     let log_path = out.with_extension("log.jsonl");

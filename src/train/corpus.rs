@@ -25,15 +25,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::load_mono_16k;
 use crate::model::{EMOTION_COUNT, EMOTIONS};
-use crate::rig::{BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceTake, MOUTH_CHANNELS};
-use crate::train::emotion::{EMOTION_PROSODY, apply_emotion, emotion_vector};
+use crate::rig::{BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceTake};
+use crate::train::emotion::{EMOTION_PROSODY, emotion_vector};
 use crate::train::facegood;
 pub use crate::train::manifest::{CORPUS_VERSION, ClipMeta, CorpusError, CorpusManifest, Split};
 use crate::train::manifest::{read_phones_tsv, sanitize_id, with_ext};
 use crate::train::phonetic::PhoneticLabeler;
 use crate::train::sphinx::{self, Phone};
-use crate::train::tts::{self, ESPEAK_VARIANTS, FLITE_VOICES, TtsEngine, TtsVoice};
-use crate::upper_face::{UpperFaceGenerator, UpperFaceStats};
+use crate::train::tts::{self, ESPEAK_HELDOUT, ESPEAK_VARIANTS, FLITE_TRAIN, TtsEngine, TtsVoice};
 
 /// Builder settings.
 #[derive(Clone, Debug)]
@@ -64,6 +63,9 @@ pub struct CorpusConfig {
     /// Cut every source recording to at most this many seconds (quick test
     /// builds), if set.
     pub max_clip_secs: Option<f64>,
+    /// Every this many synthesised clips one is English flite speech with
+    /// the synthesiser's exact phone timings (0: none).
+    pub flite_every: usize,
 }
 
 impl CorpusConfig {
@@ -82,6 +84,7 @@ impl CorpusConfig {
             val_fraction: 0.1,
             facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
             max_clip_secs: None,
+            flite_every: 3,
         }
     }
 }
@@ -289,9 +292,11 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
             cfg.texts_dir.display()
         )));
     }
+    // Held-out voices (tts::FLITE_HELDOUT, tts::ESPEAK_HELDOUT) never enter
+    // the corpus: the articulation evaluation speaks with them.
     let mut voices = Vec::new();
     for (lang, _) in &texts {
-        for v in ESPEAK_VARIANTS {
+        for v in ESPEAK_VARIANTS.iter().filter(|v| !ESPEAK_HELDOUT.contains(v)) {
             voices.push(TtsVoice {
                 engine: TtsEngine::Espeak,
                 voice: format!("{lang}+{v}"),
@@ -299,19 +304,26 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
             });
         }
     }
-    for v in FLITE_VOICES {
-        voices.push(TtsVoice {
+    // flite reports its own phone timings (exact labels), so every
+    // `flite_every`-th clip is English flite speech.
+    let flite: Vec<TtsVoice> = FLITE_TRAIN
+        .iter()
+        .map(|v| TtsVoice {
             engine: TtsEngine::Flite,
-            voice: v.into(),
+            voice: (*v).into(),
             language: "en".into(),
-        });
-    }
+        })
+        .collect();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7475);
     // ~8 s per clip (two to three sentences).
     let n_tts = ((cfg.tts_minutes * 60.0 / 8.0).round() as usize).min(limit.saturating_mul(4));
     for i in 0..n_tts {
         // Every voice gets a turn before any gets a second one.
-        let voice = voices[(i * 7919 + cfg.seed as usize) % voices.len()].clone();
+        let voice = if cfg.flite_every > 0 && i % cfg.flite_every == 0 {
+            flite[(i / cfg.flite_every) % flite.len()].clone()
+        } else {
+            voices[(i * 7919 + cfg.seed as usize) % voices.len()].clone()
+        };
         let sentences = &texts
             .iter()
             .find(|(l, _)| *l == voice.language)
@@ -376,32 +388,6 @@ pub fn resample_curves(
             std::array::from_fn(|c| src[i][c] * (1.0 - a) + src[i + 1][c] * a)
         })
         .collect()
-}
-
-/// Per-frame speech activity in [0, 1] from loudness (for the upper face):
-/// −55 dBFS → 0, −20 dBFS → 1.
-fn speech_activity(audio: &[f32], spf: usize, n: usize) -> Vec<f32> {
-    crate::train::eval::frame_db(audio, 16_000.0 / spf as f64, n)
-        .into_iter()
-        .map(|db| ((db + 55.0) / 35.0).clamp(0.0, 1.0))
-        .collect()
-}
-
-/// Adds the generated upper face (blinks, gaze, brows) over the upper-face
-/// channels of `frames`, keeping whatever the lower face has.
-fn add_upper_face(frames: &mut [[f32; BLENDSHAPE_COUNT]], audio: &[f32], fps: u32, seed: u64) {
-    let spf = 16_000 / fps as usize;
-    let activity = speech_activity(audio, spf, frames.len());
-    let mut generator = UpperFaceGenerator::new(UpperFaceStats::default(), seed);
-    let upper = generator.generate(frames.len(), fps as f32, &activity);
-    let mouth: std::collections::HashSet<usize> = MOUTH_CHANNELS.iter().copied().collect();
-    for (f, u) in frames.iter_mut().zip(upper) {
-        for c in 0..BLENDSHAPE_COUNT {
-            if !mouth.contains(&c) {
-                f[c] = f[c].max(u[c]);
-            }
-        }
-    }
 }
 
 /// Phone timings of `audio` (forced alignment with `transcript`, else
@@ -484,7 +470,7 @@ fn process(
     let id = job.id().to_string();
     let seed = hash64(&id, cfg.seed);
     let n_frames = |len: usize| len.div_ceil(spf);
-    let (meta, audio, mut frames, phones) = match job {
+    let (meta, audio, frames, phones) = match job {
         Job::Facegood { id } => {
             let mut clip = facegood::load_clip(&cfg.data_dir.join("facegood"), id, fg_map)
                 .map_err(|e| e.to_string())?;
@@ -573,13 +559,29 @@ fn process(
             emotion,
             intensity,
         } => {
-            let audio = tts::synthesize(voice, text, &EMOTION_PROSODY[*emotion], &work.join(id))
-                .map_err(|e| e.to_string())?;
+            let (audio, exact) =
+                tts::synthesize_with_phones(voice, text, &EMOTION_PROSODY[*emotion], &work.join(id))
+                    .map_err(|e| e.to_string())?;
             let n = n_frames(audio.len());
-            let phones = cached_phones(cfg, &audio, None)?;
-            let mut frames = label_centres(labeler, &audio, &phones, n, fps);
+            // flite's own timings are exact; English espeak-ng speech is
+            // force-aligned to its text; other languages use allphone.
+            let (phones, how) = match exact {
+                Some(p) => (
+                    p.into_iter()
+                        .map(|(ph, a, b)| Phone::new(ph, a, b))
+                        .collect::<Vec<_>>(),
+                    "phonetic-exact",
+                ),
+                None if voice.language == "en" => match cached_phones(cfg, &audio, Some(text)) {
+                    Ok(p) => (p, "phonetic-aligned"),
+                    Err(_) => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+                },
+                None => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+            };
+            // Labels stay neutral: emotion offsets are applied when batches
+            // are drawn (`dataset::EmotionAugment`), for every clip alike.
+            let frames = label_centres(labeler, &audio, &phones, n, fps);
             let emo = emotion_vector(*emotion, *intensity);
-            apply_emotion(&mut frames, &emo);
             let speaker = voice.speaker_id();
             let meta = ClipMeta {
                 id: id.clone(),
@@ -594,7 +596,7 @@ fn process(
                 emotion: emo,
                 license: "generated (espeak-ng GPL-3.0 / flite BSD-like); text CC0".into(),
                 duration_secs: audio.len() as f64 / 16_000.0,
-                labels: "phonetic-allphone".into(),
+                labels: how.into(),
                 augmentation: None,
                 augmented_from: None,
                 has_phones: true,
@@ -606,7 +608,11 @@ fn process(
     if audio.is_empty() {
         return Err("no audio".into());
     }
-    add_upper_face(&mut frames, &audio, cfg.fps, seed);
+    // No upper-face layer in the labels: blinks, gaze and brow motion come
+    // from `upper_face::UpperFaceGenerator` at run time (plugin and `bake`),
+    // so the model's own upper face is the emotion signature alone and rests
+    // at neutral.
+    let _ = seed;
     Ok(Clip {
         meta,
         audio,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::features::{FeatureNorm, log_mel};
 use crate::model::{EMOTION_COUNT, ModelConfig};
@@ -141,19 +142,51 @@ pub fn feature_norm(clips: &[ClipData], n_mels: usize) -> FeatureNorm {
     FeatureNorm::from_frames(&rows, n_mels)
 }
 
+/// Per-channel mean and std of the labels as training sees them: with
+/// emotion augmentation, each sampled frame (every third) gets a drawn
+/// emotion's offsets (seeded), so the emotion-only channels are scaled by
+/// their real spread. Std floored at 0.05.
+pub fn motion_stats_augmented(
+    clips: &[ClipData],
+    aug: Option<&EmotionAugment>,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
+    use rand::SeedableRng;
+    let Some(aug) = aug else {
+        return motion_stats(clips);
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5747);
+    let mut frames = Vec::new();
+    for c in clips {
+        let e = if c.meta.emotion[1..].iter().any(|&w| w > 0.0) {
+            c.meta.emotion
+        } else {
+            aug.draw(&mut rng)
+        };
+        for f in c.labels.iter().step_by(3) {
+            let mut f = *f;
+            apply_emotion_frame(&mut f, &e);
+            frames.push(f);
+        }
+    }
+    frame_stats(frames.iter())
+}
+
 /// Per-channel mean and std of the labels (std floored at 0.05).
 pub fn motion_stats(clips: &[ClipData]) -> (Vec<f32>, Vec<f32>) {
+    frame_stats(clips.iter().flat_map(|c| c.labels.iter()))
+}
+
+fn frame_stats<'a>(frames: impl Iterator<Item = &'a [f32; BLENDSHAPE_COUNT]>) -> (Vec<f32>, Vec<f32>) {
     let mut sum = [0f64; BLENDSHAPE_COUNT];
     let mut sq = [0f64; BLENDSHAPE_COUNT];
     let mut n = 0f64;
-    for c in clips {
-        for f in &c.labels {
-            for k in 0..BLENDSHAPE_COUNT {
-                sum[k] += f[k] as f64;
-                sq[k] += (f[k] as f64).powi(2);
-            }
-            n += 1.0;
+    for f in frames {
+        for k in 0..BLENDSHAPE_COUNT {
+            sum[k] += f[k] as f64;
+            sq[k] += (f[k] as f64).powi(2);
         }
+        n += 1.0;
     }
     let n = n.max(1.0);
     let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
@@ -166,11 +199,23 @@ pub fn motion_stats(clips: &[ClipData]) -> (Vec<f32>, Vec<f32>) {
 /// A random training window: `(clip index, start frame)` with `len` frames
 /// (clips shorter than `len` start at 0 and are padded by the caller).
 pub fn sample_window(clips: &[ClipData], len: usize, rng: &mut impl Rng) -> (usize, usize) {
-    // Sample clips proportionally to their length.
-    let total: usize = clips.iter().map(|c| c.frames()).sum();
+    let all: Vec<usize> = (0..clips.len()).collect();
+    sample_window_from(clips, &all, len, rng)
+}
+
+/// Like [`sample_window`], drawing only among the clips `pool` (indices
+/// into `clips`), proportionally to their length.
+pub fn sample_window_from(
+    clips: &[ClipData],
+    pool: &[usize],
+    len: usize,
+    rng: &mut impl Rng,
+) -> (usize, usize) {
+    let total: usize = pool.iter().map(|&i| clips[i].frames()).sum();
     let mut r = rng.random_range(0..total.max(1));
-    let mut idx = 0;
-    for (i, c) in clips.iter().enumerate() {
+    let mut idx = pool.first().copied().unwrap_or(0);
+    for &i in pool {
+        let c = &clips[i];
         if r < c.frames() {
             idx = i;
             break;
@@ -186,9 +231,160 @@ pub fn sample_window(clips: &[ClipData], len: usize, rng: &mut impl Rng) -> (usi
     (idx, start)
 }
 
-/// Emotion weights of a clip.
+/// Emotion of a clip.
 pub fn clip_emotion(c: &ClipData) -> [f32; EMOTION_COUNT] {
     c.meta.emotion
+}
+
+/// Whether a clip carries real animator labels (FACEGOOD).
+pub fn is_animator(c: &ClipData) -> bool {
+    c.meta.labels == "animator"
+}
+
+/// Emotion augmentation of training windows: every window, real speech
+/// included, gets an emotion vector (single emotions, blends of two, and
+/// smooth changes within the window), and its labels get that emotion's
+/// ARKit offsets ([`crate::train::emotion::emotion_offsets`]) frame by
+/// frame. Offsets on the lip corners ease where the labels close the lips
+/// (/p b m/), and the jaw keeps following speech. Clips synthesised with an
+/// emotional prosody keep their own emotion, so the prosody stays a cue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmotionAugment {
+    /// Probability that a neutral-prosody window stays neutral.
+    pub neutral: f64,
+    /// Probability that a non-neutral window blends two emotions.
+    pub blend: f64,
+    /// Probability that the emotion changes within the window.
+    pub change: f64,
+    /// Lowest intensity drawn.
+    pub min_intensity: f32,
+}
+
+impl Default for EmotionAugment {
+    fn default() -> Self {
+        Self {
+            neutral: 0.35,
+            blend: 0.2,
+            change: 0.25,
+            min_intensity: 0.2,
+        }
+    }
+}
+
+impl EmotionAugment {
+    /// A random emotion vector: non-neutral weights in [0, 1]; the neutral
+    /// weight is either `1 - sum` (as `emotion_vector` writes it) or 0 (as
+    /// `--emotion happy=0.5` parses), so both spellings mean the same face.
+    pub fn draw(&self, rng: &mut impl Rng) -> [f32; EMOTION_COUNT] {
+        let mut e = [0f32; EMOTION_COUNT];
+        if rng.random_bool(self.neutral.clamp(0.0, 1.0)) {
+            e[0] = 1.0;
+            return e;
+        }
+        let lo = self.min_intensity.clamp(0.0, 1.0);
+        let a = rng.random_range(1..EMOTION_COUNT);
+        if rng.random_bool(self.blend.clamp(0.0, 1.0)) {
+            let mut b = rng.random_range(1..EMOTION_COUNT);
+            if b == a {
+                b = 1 + (b % (EMOTION_COUNT - 1));
+            }
+            e[a] = rng.random_range(lo..=1.0) * 0.7;
+            e[b] = rng.random_range(lo..=1.0) * 0.7;
+        } else {
+            e[a] = rng.random_range(lo..=1.0);
+        }
+        let sum: f32 = e[1..].iter().sum();
+        if rng.random_bool(0.5) {
+            e[0] = (1.0 - sum).max(0.0);
+        }
+        e
+    }
+
+    /// Per-frame emotion of a window of `n` frames for a clip whose own
+    /// emotion is `clip`: the clip's if non-neutral, else a draw, with a
+    /// smooth (raised-cosine, 0.2–0.6 s at `fps`) change to a second draw
+    /// with probability `change`.
+    pub fn window(
+        &self,
+        clip: &[f32; EMOTION_COUNT],
+        n: usize,
+        fps: f64,
+        rng: &mut impl Rng,
+    ) -> Vec<[f32; EMOTION_COUNT]> {
+        if clip[1..].iter().any(|&w| w > 0.0) {
+            return vec![*clip; n];
+        }
+        let a = self.draw(rng);
+        if n < 4 || !rng.random_bool(self.change.clamp(0.0, 1.0)) {
+            return vec![a; n];
+        }
+        let b = self.draw(rng);
+        let at = rng.random_range(0..n);
+        let len = (rng.random_range(0.2..0.6) * fps).max(1.0) as usize;
+        (0..n)
+            .map(|f| {
+                let x = if f < at {
+                    0.0
+                } else {
+                    ((f - at) as f32 / len as f32).min(1.0)
+                };
+                let g = 0.5 - 0.5 * (std::f32::consts::PI * x).cos();
+                std::array::from_fn(|k| a[k] * (1.0 - g) + b[k] * g)
+            })
+            .collect()
+    }
+}
+
+/// Applies an emotion's ARKit offsets to one neutral label frame:
+/// `w + (1 - w) * offset`. Offsets on the lip corners and lips (smile,
+/// frown, stretch, upper-lip raise, dimple, press) ease by up to 80 % where
+/// the label closes the lips, so /p b m/ closures survive a smile.
+pub fn apply_emotion_frame(f: &mut [f32; BLENDSHAPE_COUNT], emotion: &[f32; EMOTION_COUNT]) {
+    use crate::rig::Blendshape as B;
+    let mut offset = [0f32; BLENDSHAPE_COUNT];
+    for (k, &e) in emotion.iter().enumerate().skip(1) {
+        if !(e > 0.0) {
+            continue;
+        }
+        for &(ch, w) in crate::train::emotion::emotion_offsets(k) {
+            offset[ch.index()] = (offset[ch.index()] + w * e.min(1.0)).min(1.0);
+        }
+    }
+    let closure = (f[B::MouthClose.index()] * 2.0
+        + f[B::MouthPressLeft.index()]
+        + f[B::MouthPressRight.index()]
+        + f[B::MouthRollLower.index()]
+        + f[B::MouthRollUpper.index()])
+    .clamp(0.0, 1.0);
+    let ease = 1.0 - 0.8 * closure;
+    for ch in [
+        B::MouthSmileLeft,
+        B::MouthSmileRight,
+        B::MouthFrownLeft,
+        B::MouthFrownRight,
+        B::MouthStretchLeft,
+        B::MouthStretchRight,
+        B::MouthUpperUpLeft,
+        B::MouthUpperUpRight,
+        B::MouthDimpleLeft,
+        B::MouthDimpleRight,
+    ] {
+        offset[ch.index()] *= ease;
+    }
+    for (w, o) in f.iter_mut().zip(offset) {
+        *w = (*w + (1.0 - *w) * o).clamp(0.0, 1.0);
+    }
+}
+
+/// How batches are drawn beyond their size.
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// Share of each batch's windows drawn from clips with real animator
+    /// labels (0: windows drawn from all clips by length).
+    pub animator_fraction: f64,
+    /// Emotion augmentation (none: each clip's own emotion, labels as stored).
+    pub emotion: Option<EmotionAugment>,
 }
 
 /// A batch of `b` random windows of `t` frames, normalised, with the label
@@ -212,13 +408,18 @@ pub struct WindowBatch {
     pub mask: Vec<f32>,
     /// `[b * n_out]` phone class of each output frame (`u32::MAX` unknown).
     pub phones: Vec<u32>,
-    /// `[b]` emotion of each window's clip.
+    /// `[b]` emotion of each window at its first output frame.
     pub emotions: Vec<[f32; EMOTION_COUNT]>,
+    /// `[b * n_out]` emotion of each output frame.
+    pub frame_emotions: Vec<[f32; EMOTION_COUNT]>,
     /// `[b]` style id of each window's clip.
     pub styles: Vec<usize>,
+    /// `[b]` whether the window comes from a clip with animator labels.
+    pub animator: Vec<bool>,
 }
 
-/// Draws a [`WindowBatch`].
+/// Draws a [`WindowBatch`] from all clips by length, with each clip's own
+/// emotion (no augmentation).
 pub fn make_batch(
     clips: &[ClipData],
     cfg: &ModelConfig,
@@ -228,12 +429,46 @@ pub fn make_batch(
     motion_norm: &crate::model::MotionNorm,
     rng: &mut impl Rng,
 ) -> WindowBatch {
+    make_batch_with(
+        clips,
+        cfg,
+        b,
+        t,
+        feature_norm,
+        motion_norm,
+        &BatchOptions::default(),
+        rng,
+    )
+}
+
+/// Draws a [`WindowBatch`] under `opts`: the first
+/// `round(b * animator_fraction)` windows come from animator-labelled clips
+/// (when there are any), the rest from the other clips (from all clips when
+/// `animator_fraction` is 0).
+#[allow(clippy::too_many_arguments)]
+pub fn make_batch_with(
+    clips: &[ClipData],
+    cfg: &ModelConfig,
+    b: usize,
+    t: usize,
+    feature_norm: &FeatureNorm,
+    motion_norm: &crate::model::MotionNorm,
+    opts: &BatchOptions,
+    rng: &mut impl Rng,
+) -> WindowBatch {
     let dim = cfg.input_dim();
     let (l, h) = (cfg.lookahead_frames, cfg.history_frames);
     let n_out = t.saturating_sub(l);
     let mut silence = vec![-10.0f32; dim];
     feature_norm.apply(&mut silence);
-    let neutral = motion_norm.normalize(&[0.0; BLENDSHAPE_COUNT]);
+    let all: Vec<usize> = (0..clips.len()).collect();
+    let animator: Vec<usize> = all.iter().copied().filter(|&i| is_animator(&clips[i])).collect();
+    let others: Vec<usize> = all.iter().copied().filter(|&i| !is_animator(&clips[i])).collect();
+    let n_anim = if opts.animator_fraction > 0.0 && !animator.is_empty() {
+        ((b as f64 * opts.animator_fraction).round() as usize).min(b)
+    } else {
+        0
+    };
     let mut wb = WindowBatch {
         b,
         t,
@@ -244,10 +479,19 @@ pub fn make_batch(
         mask: Vec::with_capacity(b * n_out),
         phones: Vec::with_capacity(b * n_out),
         emotions: Vec::with_capacity(b),
+        frame_emotions: Vec::with_capacity(b * n_out),
         styles: Vec::with_capacity(b),
+        animator: Vec::with_capacity(b),
     };
-    for _ in 0..b {
-        let (ci, start) = sample_window(clips, t, rng);
+    for w in 0..b {
+        let pool: &[usize] = if w < n_anim {
+            &animator
+        } else if n_anim > 0 && !others.is_empty() {
+            &others
+        } else {
+            &all
+        };
+        let (ci, start) = sample_window_from(clips, pool, t, rng);
         let clip = &clips[ci];
         let nf = clip.frames();
         for f in start..start + t {
@@ -260,24 +504,35 @@ pub fn make_batch(
                 wb.features.extend_from_slice(&silence);
             }
         }
-        let label = |f: isize| {
-            if f < 0 || f as usize >= nf {
-                neutral
+        let emo: Vec<[f32; EMOTION_COUNT]> = match &opts.emotion {
+            Some(aug) => aug.window(&clip.meta.emotion, n_out.max(1), cfg.fps as f64, rng),
+            None => vec![clip.meta.emotion; n_out.max(1)],
+        };
+        let augment = opts.emotion.is_some();
+        let label = |f: isize, e: &[f32; EMOTION_COUNT]| {
+            let mut raw = if f < 0 || f as usize >= nf {
+                [0.0; BLENDSHAPE_COUNT]
             } else {
-                motion_norm.normalize(&clip.labels[f as usize])
+                clip.labels[f as usize]
+            };
+            if augment {
+                apply_emotion_frame(&mut raw, e);
             }
+            motion_norm.normalize(&raw)
         };
         for k in (1..=h).rev() {
-            wb.before.push(label(start as isize - k as isize));
+            wb.before.push(label(start as isize - k as isize, &emo[0]));
         }
-        for f in start..start + n_out {
-            wb.labels.push(label(f as isize));
+        for (j, f) in (start..start + n_out).enumerate() {
+            wb.labels.push(label(f as isize, &emo[j]));
             wb.mask.push(if f < nf { 1.0 } else { 0.0 });
             wb.phones
                 .push(if f < nf { clip.phones[f] } else { u32::MAX });
+            wb.frame_emotions.push(emo[j]);
         }
-        wb.emotions.push(clip.meta.emotion);
+        wb.emotions.push(emo[0]);
         wb.styles.push(clip.style);
+        wb.animator.push(is_animator(clip));
     }
     wb
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::denoiser::{Conditioning, Denoiser, style_input};
 use crate::model::{EMOTION_COUNT, ModelError, Provenance, TalkingHeadModel, save_checkpoint};
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
-use crate::train::dataset::{ClipData, make_batch};
+use crate::train::dataset::ClipData;
 use crate::train::trainer::learning_rate;
 
 /// Distillation settings.
@@ -65,6 +65,11 @@ pub struct DistillConfig {
     pub checkpoint_every: usize,
     /// Also store the teacher in the output checkpoint.
     pub keep_teacher: bool,
+    /// Share of each batch drawn from animator-labelled clips (as in training).
+    pub animator_fraction: f64,
+    /// Emotion augmentation of the windows (as in training), so the student
+    /// learns the guided emotion on every voice and through changes.
+    pub emotion_augment: Option<crate::train::dataset::EmotionAugment>,
 }
 
 impl Default for DistillConfig {
@@ -79,11 +84,13 @@ impl Default for DistillConfig {
             teacher_steps: None,
             guidance: None,
             rollout_fraction: 0.5,
-            random_emotion: 0.3,
+            random_emotion: 0.0,
             mouth_weight: 2.0,
             seed: 0,
             checkpoint_every: 250,
             keep_teacher: false,
+            animator_fraction: 0.3,
+            emotion_augment: Some(crate::train::dataset::EmotionAugment::default()),
         }
     }
 }
@@ -142,13 +149,18 @@ impl Distiller {
         let mcfg = self.teacher.config().clone();
         let (b, t) = (self.cfg.batch, self.cfg.window);
         let (l, h, c) = (mcfg.lookahead_frames, mcfg.history_frames, BLENDSHAPE_COUNT);
-        let wb = make_batch(
+        let opts = crate::train::dataset::BatchOptions {
+            animator_fraction: self.cfg.animator_fraction,
+            emotion: self.cfg.emotion_augment.clone(),
+        };
+        let wb = crate::train::dataset::make_batch_with(
             clips,
             &mcfg,
             b,
             t,
             self.teacher.feature_norm(),
             self.teacher.motion_norm(),
+            &opts,
             &mut self.rng,
         );
         let n_out = wb.n_out;
@@ -160,13 +172,17 @@ impl Distiller {
             .forward(&x)?
             .narrow(1, l, n_out)?
             .contiguous()?; // [B, n_out, d]
-        // Emotions: the clip's, or a random one-hot with random intensity.
-        let mut emotions = wb.emotions.clone();
-        for e in emotions.iter_mut() {
+        // Emotions: per frame from the batch (augmented), or with
+        // probability `random_emotion` a random one-hot for the whole window.
+        let mut row_emotions = wb.frame_emotions.clone();
+        for w in 0..b {
             if self.rng.random_bool(self.cfg.random_emotion) {
                 let k = self.rng.random_range(0..EMOTION_COUNT);
                 let i: f32 = self.rng.random_range(0.3..=1.0);
-                *e = crate::train::emotion::emotion_vector(k, i);
+                let e = crate::train::emotion::emotion_vector(k, i);
+                for r in row_emotions.iter_mut().skip(w * n_out).take(n_out) {
+                    *r = e;
+                }
             }
         }
         let steps = self
@@ -175,8 +191,6 @@ impl Distiller {
             .unwrap_or(mcfg.diffusion.teacher_steps);
         let guidance = self.cfg.guidance.unwrap_or(mcfg.diffusion.guidance_scale);
         let z = self.noise(b * n_out)?; // [(w, j)] rows
-        let row_emotions: Vec<[f32; EMOTION_COUNT]> =
-            (0..b * n_out).map(|r| emotions[r / n_out]).collect();
         let row_styles: Vec<usize> = (0..b * n_out).map(|r| wb.styles[r / n_out]).collect();
         let emo_c = crate::model::denoiser::emotion_input(&row_emotions, false, &dev)?;
         let emo_u = crate::model::denoiser::emotion_input(&row_emotions, true, &dev)?;

@@ -12,6 +12,7 @@ pub mod emotion;
 pub mod eval;
 pub mod facegood;
 pub mod manifest;
+pub mod optim;
 pub mod phonetic;
 pub mod sphinx;
 pub mod trainer;

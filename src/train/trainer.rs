@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{D, DType, Device, Module, Tensor, Var};
-use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{Linear, VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -34,7 +34,8 @@ use crate::model::{
     ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
 };
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
-use crate::train::dataset::{ClipData, PHONE_CLASSES, make_batch};
+use crate::train::dataset::{BatchOptions, ClipData, EmotionAugment, PHONE_CLASSES, make_batch_with};
+use crate::train::optim::{AdamWParams, NamedAdamW};
 
 /// Trainer settings (serde; stored in the checkpoint's provenance).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +67,17 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Save a checkpoint every this many steps.
     pub checkpoint_every: usize,
+    /// Share of every batch's windows drawn from clips with real animator
+    /// labels (FACEGOOD), whatever their share of the corpus hours.
+    pub animator_fraction: f64,
+    /// Emotion augmentation of every window (see
+    /// [`crate::train::dataset::EmotionAugment`]); `null`: clips' own emotion.
+    pub emotion_augment: Option<EmotionAugment>,
+    /// Weight of the velocity loss: the frame-to-frame change of the
+    /// predicted x0 against the labels' (keeps dynamics, not the mean).
+    pub velocity_weight: f32,
+    /// Clip the global gradient norm to this value (0: no clipping).
+    pub clip_norm: f64,
 }
 
 impl Default for TrainConfig {
@@ -84,6 +96,10 @@ impl Default for TrainConfig {
             mouth_weight: 2.0,
             seed: 0,
             checkpoint_every: 500,
+            animator_fraction: 0.3,
+            emotion_augment: Some(EmotionAugment::default()),
+            velocity_weight: 0.5,
+            clip_norm: 1.0,
         }
     }
 }
@@ -97,6 +113,12 @@ pub struct Losses {
     pub phone: f32,
     /// Phone classification accuracy on frames with a known phone.
     pub phone_accuracy: f32,
+    /// Velocity loss (normalised units).
+    #[serde(default)]
+    pub velocity: f32,
+    /// Global gradient norm before clipping (training steps only).
+    #[serde(default)]
+    pub grad_norm: f32,
 }
 
 /// Learning rate at `step`: linear warm-up, then cosine decay to `min_lr`.
@@ -125,6 +147,24 @@ pub struct Trainer {
     pub step: usize,
     rng: StdRng,
     device: Device,
+    /// Optimiser state to restore when training starts (resume).
+    resume_optimizer: Option<PathBuf>,
+}
+
+/// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
+/// `x.optim.safetensors`.
+pub fn optimizer_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("optim.safetensors")
+}
+
+/// The random stream of training step `step` under `seed`: every step
+/// derives its own, so a resumed run draws exactly the batches, noise and
+/// dropout an uninterrupted run would have.
+pub fn step_rng(seed: u64, step: usize) -> StdRng {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
 fn build(
@@ -206,11 +246,16 @@ impl Trainer {
             step,
             rng,
             device: Device::Cpu,
+            resume_optimizer: None,
         })
     }
 
-    /// Resumes from a checkpoint written by [`Trainer::save`] (weights,
-    /// normalisation and step count; optimiser moments restart).
+    /// Resumes from a checkpoint written by [`Trainer::save`]: weights,
+    /// normalisation and step count, and — when [`optimizer_path`] of `path`
+    /// exists — the AdamW moments and step (a true resume: with per-step
+    /// random streams, see [`step_rng`], the run continues as if it had never
+    /// stopped). Without that file the moments restart (a warning is the
+    /// caller's to print; see [`Trainer::resumes_optimizer`]).
     pub fn resume(path: &Path, cfg: TrainConfig) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
@@ -251,14 +296,31 @@ impl Trainer {
             .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        Self::from_tensors(
+        let mut t = Self::from_tensors(
             model.config().clone(),
             cfg,
             tensors,
             model.feature_norm().clone(),
             model.motion_norm().clone(),
             step,
-        )
+        )?;
+        let opt = optimizer_path(path);
+        t.resume_optimizer = opt.exists().then_some(opt);
+        Ok(t)
+    }
+
+    /// Whether [`Trainer::train`] will restore optimiser moments.
+    pub fn resumes_optimizer(&self) -> bool {
+        self.resume_optimizer.is_some()
+    }
+
+    fn named_vars(&self) -> Result<BTreeMap<String, Var>, ModelError> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+        Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     /// Writes a checkpoint (encoder, teacher and the auxiliary head),
@@ -306,13 +368,18 @@ impl Trainer {
         );
         let dim = cfg.input_dim();
         let c = BLENDSHAPE_COUNT;
-        let wb = make_batch(
+        let opts = BatchOptions {
+            animator_fraction: self.cfg.animator_fraction,
+            emotion: self.cfg.emotion_augment.clone(),
+        };
+        let wb = make_batch_with(
             clips,
             cfg,
             b,
             t,
             &self.feature_norm,
             &self.motion_norm,
+            &opts,
             &mut self.rng,
         );
         let n_out = wb.n_out;
@@ -332,12 +399,12 @@ impl Trainer {
         let mut emo_rows = Vec::with_capacity(b * n_out * (crate::model::EMOTION_COUNT + 1));
         let mut styles = Vec::with_capacity(b * n_out);
         for (w, &dropped) in drop.iter().enumerate() {
-            for _ in 0..n_out {
+            for j in 0..n_out {
                 if dropped {
                     emo_rows.extend_from_slice(&[0.0; crate::model::EMOTION_COUNT]);
                     emo_rows.push(1.0);
                 } else {
-                    emo_rows.extend_from_slice(&wb.emotions[w]);
+                    emo_rows.extend_from_slice(&wb.frame_emotions[w * n_out + j]);
                     emo_rows.push(0.0);
                 }
                 styles.push(wb.styles[w]);
@@ -383,11 +450,25 @@ impl Trainer {
         )?;
         let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
         let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
-        let se = (x0 - &y)?
+        let se = (&x0 - &y)?
             .sqr()?
             .broadcast_mul(&cw)?
             .broadcast_mul(&mask_t)?;
         let diff_loss = (se.sum_all()? / mask_sum as f64)?;
+        // Velocity loss between adjacent output frames of each window.
+        let vel_loss = if self.cfg.velocity_weight > 0.0 && n_out > 1 {
+            let x0w = x0.reshape((b, n_out, c))?;
+            let yw = y.reshape((b, n_out, c))?;
+            let mw = mask_t.reshape((b, n_out, 1))?;
+            let dv = (x0w.narrow(1, 1, n_out - 1)? - x0w.narrow(1, 0, n_out - 1)?)?;
+            let dy = (yw.narrow(1, 1, n_out - 1)? - yw.narrow(1, 0, n_out - 1)?)?;
+            let m2 = (mw.narrow(1, 1, n_out - 1)? * mw.narrow(1, 0, n_out - 1)?)?;
+            let m2_sum = m2.sum_all()?.to_scalar::<f32>()?.max(1.0);
+            let e = (dv - dy)?.sqr()?.broadcast_mul(&cw)?.broadcast_mul(&m2)?;
+            (e.sum_all()? / m2_sum as f64)?
+        } else {
+            Tensor::new(0f32, dev)?
+        };
         // Phone loss on frames with a known phone.
         let known: Vec<u32> = (0..n as u32)
             .filter(|&i| phones[i as usize] != u32::MAX)
@@ -404,13 +485,16 @@ impl Trainer {
             let correct = pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
             (loss, correct as f32 / targets.len() as f32)
         };
-        let total = (&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?;
+        let total = ((&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?
+            + (&vel_loss * self.cfg.velocity_weight as f64)?)?;
         Ok((
             total,
             Losses {
                 diffusion: diff_loss.to_scalar()?,
                 phone: phone_loss.to_scalar()?,
                 phone_accuracy: acc,
+                velocity: vel_loss.to_scalar()?,
+                grad_norm: 0.0,
             },
         ))
     }
@@ -426,22 +510,30 @@ impl Trainer {
         if train.is_empty() {
             return Err(ModelError::BadInput("no training clips".into()));
         }
-        let params = ParamsAdamW {
+        let params = AdamWParams {
             lr: learning_rate(&self.cfg, self.step),
             weight_decay: self.cfg.weight_decay,
+            clip_norm: (self.cfg.clip_norm > 0.0).then_some(self.cfg.clip_norm),
             ..Default::default()
         };
-        let mut opt = AdamW::new(self.varmap.all_vars(), params)?;
+        let mut opt = NamedAdamW::new(&self.named_vars()?, params)?;
+        if let Some(p) = self.resume_optimizer.take() {
+            opt.load(&p)?;
+        }
         while self.step < self.cfg.steps {
             let lr = learning_rate(&self.cfg, self.step);
-            opt.set_learning_rate(lr);
-            let (loss, parts) = self.batch_loss(train, true)?;
-            opt.backward_step(&loss)?;
+            opt.params.lr = lr;
+            self.rng = step_rng(self.cfg.seed, self.step);
+            let (loss, mut parts) = self.batch_loss(train, true)?;
+            let grads = loss.backward()?;
+            parts.grad_norm = opt.step(&grads)?;
             self.step += 1;
             on_step(self.step, lr, &parts);
             if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1))
                 || self.step == self.cfg.steps
             {
+                // Optimiser state first: a checkpoint never points at older moments.
+                opt.save(&optimizer_path(out))?;
                 self.save(out, "in progress")?;
             }
         }
@@ -461,6 +553,7 @@ impl Trainer {
             acc.diffusion += l.diffusion / batches.max(1) as f32;
             acc.phone += l.phone / batches.max(1) as f32;
             acc.phone_accuracy += l.phone_accuracy / batches.max(1) as f32;
+            acc.velocity += l.velocity / batches.max(1) as f32;
         }
         self.rng = saved;
         Ok(acc)

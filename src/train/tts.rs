@@ -74,6 +74,61 @@ impl TtsVoice {
 /// limited-domain, `awb`, `rms`, `slt`, `kal16` are recorded speakers).
 pub const FLITE_VOICES: [&str; 5] = ["kal16", "awb", "rms", "slt", "kal"];
 
+/// flite voices never used for training: the articulation evaluation
+/// (`talking-head eval`, section 2) synthesises held-out speech with them and
+/// grades it against flite's own phone timings.
+pub const FLITE_HELDOUT: [&str; 2] = ["slt", "rms"];
+
+/// flite voices the corpus trains on (recorded `awb`, `kal16`, diphone `kal`).
+pub const FLITE_TRAIN: [&str; 3] = ["kal16", "awb", "kal"];
+
+/// espeak-ng variants never used for training (held out for evaluation).
+pub const ESPEAK_HELDOUT: [&str; 3] = ["f5", "m7", "Annie"];
+
+/// flite's phone name (CMU lower case, `ax`, `pau`) → ARPAbet upper case
+/// without stress (`AH`, `SIL`); `None` for names outside the set.
+pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
+    const SET: [&str; 39] = [
+        "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
+        "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
+        "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
+    ];
+    let up = p.trim().to_ascii_uppercase();
+    match up.as_str() {
+        "PAU" | "SIL" | "H#" | "BRTH" => Some("SIL"),
+        "AX" => Some("AH"),
+        "AXR" => Some("ER"),
+        _ => SET.iter().find(|s| **s == up).copied(),
+    }
+}
+
+/// Parses flite's `-psdur` output (`pau:0.184 dh:0.246 ...`: phone and its
+/// end time in seconds) into `(ARPAbet phone, start, end)` spans; adjacent
+/// silences are merged, unknown phones skipped.
+pub fn parse_flite_psdur(text: &str) -> Vec<(String, f64, f64)> {
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    let mut t0 = 0.0f64;
+    for tok in text.split_whitespace() {
+        let Some((p, e)) = tok.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(end) = e.parse::<f64>() else {
+            continue;
+        };
+        if !end.is_finite() || end <= t0 {
+            continue;
+        }
+        if let Some(a) = flite_phone_to_arpabet(p) {
+            match out.last_mut() {
+                Some(last) if last.0 == "SIL" && a == "SIL" => last.2 = end,
+                _ => out.push((a.to_string(), t0, end)),
+            }
+        }
+        t0 = end;
+    }
+    out
+}
+
 /// espeak-ng voice variants used for voice variety (files in
 /// `espeak-ng-data/voices/!v`).
 pub const ESPEAK_VARIANTS: [&str; 24] = [
@@ -97,7 +152,7 @@ fn run(
     package: &'static str,
     voice: &str,
     cmd: &mut Command,
-) -> Result<(), TtsError> {
+) -> Result<String, TtsError> {
     let out = cmd.output().map_err(|source| TtsError::NotInstalled {
         program,
         package,
@@ -110,7 +165,7 @@ fn run(
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Synthesises `text` with `voice` and `prosody`; returns 16 kHz mono
@@ -121,7 +176,20 @@ pub fn synthesize(
     prosody: &EmotionProsody,
     work: &Path,
 ) -> Result<Vec<f32>, TtsError> {
+    synthesize_with_phones(voice, text, prosody, work).map(|(a, _)| a)
+}
+
+/// Like [`synthesize`], and for flite also the synthesiser's own phone
+/// timings (`-psdur`: exact, `(ARPAbet phone, start s, end s)`); `None` for
+/// espeak-ng, which does not report them.
+pub fn synthesize_with_phones(
+    voice: &TtsVoice,
+    text: &str,
+    prosody: &EmotionProsody,
+    work: &Path,
+) -> Result<(Vec<f32>, Option<Vec<(String, f64, f64)>>), TtsError> {
     let wav: PathBuf = work.with_extension("wav");
+    let mut phones = None;
     match voice.engine {
         TtsEngine::Espeak => {
             let ssml = format!(
@@ -151,11 +219,12 @@ pub fn synthesize(
             let base = if voice.voice == "slt" { 180.0 } else { 120.0 };
             let f0 = base * (1.0 + prosody.pitch_percent / 100.0);
             let sd = 20.0 * prosody.range;
-            run(
+            let stdout = run(
                 "flite",
                 "flite",
                 &voice.voice,
                 Command::new("flite")
+                    .arg("-psdur")
                     .arg("-voice")
                     .arg(&voice.voice)
                     .arg("-t")
@@ -172,6 +241,10 @@ pub fn synthesize(
                     .arg("--setf")
                     .arg(format!("int_f0_target_stddev={sd:.1}")),
             )?;
+            let p = parse_flite_psdur(&stdout);
+            if !p.is_empty() {
+                phones = Some(p);
+            }
         }
     }
     let (mut samples, _) = load_mono_16k(&wav)?;
@@ -181,7 +254,7 @@ pub fn synthesize(
             *s = (*s * prosody.volume).clamp(-1.0, 1.0);
         }
     }
-    Ok(samples)
+    Ok((samples, phones))
 }
 
 /// Reads the prompt sentences of each language shipped in
