@@ -192,15 +192,22 @@ enum Command {
         /// Teacher checkpoint, when the model file has none.
         #[arg(long)]
         teacher: Option<PathBuf>,
-        /// Corpus directory.
+        /// Corpus directory: adds section 3, labeler imitation on its
+        /// validation split (a training diagnostic, not quality).
         #[arg(long)]
-        corpus: PathBuf,
-        /// Where to write eval.md and eval.json (default: next to the model).
+        corpus: Option<PathBuf>,
+        /// Shared data directory (FACEGOOD recordings, LJSpeech transcripts).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where to write truth.md/json, eval.md/json and plots (default: next to the model).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// At most this many validation clips.
+        /// At most this many validation clips in section 3.
         #[arg(long)]
         limit: Option<usize>,
+        /// Sentences per held-out voice in section 2.
+        #[arg(long, default_value_t = 30)]
+        sentences: usize,
     },
     /// Distil the N-step guided teacher into the one-step student (feature `train`).
     #[cfg(feature = "train")]
@@ -330,9 +337,11 @@ fn main() {
             model,
             teacher,
             corpus,
+            data,
             out,
             limit,
-        } => eval_cmd(model, teacher, corpus, out, limit),
+            sentences,
+        } => eval_cmd(model, teacher, corpus, data, out, limit, sentences),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));
@@ -1044,13 +1053,44 @@ fn distill_cmd(
 fn eval_cmd(
     model: Option<PathBuf>,
     teacher: Option<PathBuf>,
-    corpus: PathBuf,
+    corpus: Option<PathBuf>,
+    data: PathBuf,
     out: Option<PathBuf>,
     limit: Option<usize>,
+    sentences: usize,
 ) -> Result<()> {
     use bevy_talking_head::train::eval::evaluate;
+    use bevy_talking_head::train::truth_report::{TruthEvalConfig, evaluate_truth};
     let (m, path) = load_model(model)?;
     let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
+    let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Sections 1, 2 and emotion: real truth first.
+    let mut cfg = TruthEvalConfig::new(data);
+    cfg.sentences = sentences;
+    let truth = evaluate_truth(&m, &path.display().to_string(), t.as_ref(), &cfg, |msg| {
+        eprintln!("eval: {msg}")
+    })
+    .map_err(|e| anyhow::anyhow!("truth-first evaluation: {e}"))?;
+    let md = truth.markdown();
+    std::fs::write(dir.join("truth.md"), &md)?;
+    std::fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&truth)?)?;
+    println!("{md}");
+    for p in truth
+        .write_plots(&dir)
+        .map_err(|e| anyhow::anyhow!("plots: {e}"))?
+    {
+        println!("plot: {}", p.display());
+    }
+    println!(
+        "wrote {} and {}",
+        dir.join("truth.md").display(),
+        dir.join("truth.json").display()
+    );
+    let Some(corpus) = corpus else {
+        return Ok(());
+    };
+    // Section 3: labeler imitation (a training diagnostic).
     let pb = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -1068,9 +1108,10 @@ fn eval_cmd(
         },
     )?;
     pb.finish_and_clear();
-    let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let md = report.markdown();
+    let md = format!(
+        "## Section 3: labeler imitation (training diagnostic, not quality)\n\n{}",
+        report.markdown()
+    );
     std::fs::write(dir.join("eval.md"), &md)?;
     std::fs::write(
         dir.join("eval.json"),

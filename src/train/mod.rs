@@ -16,4 +16,6 @@ pub mod optim;
 pub mod phonetic;
 pub mod sphinx;
 pub mod trainer;
+pub mod truth;
+pub mod truth_report;
 pub mod tts;
