@@ -196,7 +196,7 @@ enum Command {
         /// validation split (a training diagnostic, not quality).
         #[arg(long)]
         corpus: Option<PathBuf>,
-        /// Shared data directory (FACEGOOD recordings, LJSpeech transcripts).
+        /// Shared data directory (FACEGOOD recordings).
         #[arg(long, default_value = "../shared/data")]
         data: PathBuf,
         /// Where to write truth.md/json, eval.md/json and plots (default: next to the model).
@@ -205,9 +205,15 @@ enum Command {
         /// At most this many validation clips in section 3.
         #[arg(long)]
         limit: Option<usize>,
-        /// Sentences per held-out voice in section 2.
-        #[arg(long, default_value_t = 30)]
+        /// Sentences per held-out voice in section 2 (from assets/eval/sentences_en.txt).
+        #[arg(long, default_value_t = 40)]
         sentences: usize,
+        /// JSON PhoneticLabelerConfig for the labeler rows (default: the built-in settings).
+        #[arg(long)]
+        labeler: Option<PathBuf>,
+        /// Baselines and labeler only (skip the model): a labeler experiment.
+        #[arg(long)]
+        baselines_only: bool,
     },
     /// Distil the N-step guided teacher into the one-step student (feature `train`).
     #[cfg(feature = "train")]
@@ -341,7 +347,19 @@ fn main() {
             out,
             limit,
             sentences,
-        } => eval_cmd(model, teacher, corpus, data, out, limit, sentences),
+            labeler,
+            baselines_only,
+        } => eval_cmd(
+            model,
+            teacher,
+            corpus,
+            data,
+            out,
+            limit,
+            sentences,
+            labeler,
+            baselines_only,
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));
@@ -848,7 +866,9 @@ fn train_cmd(
     limit: Option<usize>,
 ) -> Result<()> {
     use bevy_talking_head::model::MotionNorm;
-    use bevy_talking_head::train::dataset::{feature_norm, load_split, motion_stats_augmented};
+    use bevy_talking_head::train::dataset::{
+        feature_norm, load_split_with, motion_stats_augmented,
+    };
     use bevy_talking_head::train::manifest::Split;
     use bevy_talking_head::train::trainer::Trainer;
     use std::io::Write;
@@ -877,11 +897,15 @@ fn train_cmd(
             .progress_chars("=> "),
     );
     bar.set_message("loading");
-    let train = load_split(&corpus, Split::Train, &model_cfg, limit, |i, n| {
+    let relabel = tcfg
+        .relabel
+        .clone()
+        .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
+    let train = load_split_with(&corpus, Split::Train, &model_cfg, limit, relabel.as_ref(), |i, n| {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
     })?;
-    let val = load_split(&corpus, Split::Val, &model_cfg, Some(400), |_, _| {})?;
+    let val = load_split_with(&corpus, Split::Val, &model_cfg, Some(400), relabel.as_ref(), |_, _| {})?;
     bar.finish_and_clear();
     let frames: usize = train.iter().map(|c| c.frames()).sum();
     eprintln!(
@@ -974,7 +998,7 @@ fn distill_cmd(
     steps: Option<usize>,
     limit: Option<usize>,
 ) -> Result<()> {
-    use bevy_talking_head::train::dataset::load_split;
+    use bevy_talking_head::train::dataset::load_split_with;
     use bevy_talking_head::train::distill::{DistillConfig, Distiller};
     use bevy_talking_head::train::manifest::Split;
     use std::io::Write;
@@ -993,8 +1017,12 @@ fn distill_cmd(
     if !model.has_teacher() {
         bail!("{} has no teacher denoiser to distil", teacher.display());
     }
-    let train = load_split(&corpus, Split::Train, model.config(), limit, |_, _| {})?;
-    let val = load_split(&corpus, Split::Val, model.config(), Some(400), |_, _| {})?;
+    let relabel = cfg
+        .relabel
+        .clone()
+        .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
+    let train = load_split_with(&corpus, Split::Train, model.config(), limit, relabel.as_ref(), |_, _| {})?;
+    let val = load_split_with(&corpus, Split::Val, model.config(), Some(400), relabel.as_ref(), |_, _| {})?;
     eprintln!(
         "distilling on {} training clips ({} validation clips)",
         train.len(),
@@ -1050,6 +1078,7 @@ fn distill_cmd(
 }
 
 #[cfg(feature = "train")]
+#[allow(clippy::too_many_arguments)]
 fn eval_cmd(
     model: Option<PathBuf>,
     teacher: Option<PathBuf>,
@@ -1058,6 +1087,8 @@ fn eval_cmd(
     out: Option<PathBuf>,
     limit: Option<usize>,
     sentences: usize,
+    labeler: Option<PathBuf>,
+    baselines_only: bool,
 ) -> Result<()> {
     use bevy_talking_head::train::eval::evaluate;
     use bevy_talking_head::train::truth_report::{TruthEvalConfig, evaluate_truth};
@@ -1068,6 +1099,13 @@ fn eval_cmd(
     // Sections 1, 2 and emotion: real truth first.
     let mut cfg = TruthEvalConfig::new(data);
     cfg.sentences = sentences;
+    cfg.baselines_only = baselines_only;
+    if let Some(p) = &labeler {
+        cfg.labeler = serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?;
+    }
     let truth = evaluate_truth(&m, &path.display().to_string(), t.as_ref(), &cfg, |msg| {
         eprintln!("eval: {msg}")
     })
@@ -1087,7 +1125,7 @@ fn eval_cmd(
         dir.join("truth.md").display(),
         dir.join("truth.json").display()
     );
-    let Some(corpus) = corpus else {
+    let Some(corpus) = corpus.filter(|_| !baselines_only) else {
         return Ok(());
     };
     // Section 3: labeler imitation (a training diagnostic).

@@ -23,6 +23,8 @@ use crate::rig::ARKIT_BLENDSHAPES;
 
 /// Value of the `format` metadata key.
 pub const CHECKPOINT_FORMAT: &str = "bevy_talking_head";
+/// Largest safetensors header (tensor index + metadata) accepted: 1 MiB.
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 /// Checkpoint format version this build writes and reads.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 
@@ -102,6 +104,23 @@ impl TalkingHeadModel {
     /// names the source in errors.
     pub fn load_from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
         let p = || path.to_path_buf();
+        // The header (tensor index + metadata JSON) is parsed in full by
+        // safetensors: cap it before that.
+        let header_len = bytes
+            .get(..8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .ok_or_else(|| ModelError::Corrupt {
+                path: p(),
+                reason: format!("{} bytes is too short for a safetensors file", bytes.len()),
+            })?;
+        if header_len > MAX_HEADER_BYTES {
+            return Err(ModelError::Corrupt {
+                path: p(),
+                reason: format!(
+                    "header of {header_len} bytes; the limit is {MAX_HEADER_BYTES}"
+                ),
+            });
+        }
         let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Corrupt {
             path: p(),
             reason: e.to_string(),
@@ -149,8 +168,14 @@ impl TalkingHeadModel {
             });
         }
 
-        // The shapes this config needs, from a shape-only model build.
-        let spec = TalkingHeadModel::init_tensors(&config, 0)?;
+        // The shapes this config needs, from a shape-only model build
+        // (nothing allocated), bounded in total before any tensor is read.
+        TalkingHeadModel::check_size(&config).map_err(|e| ModelError::BadMetadata {
+            path: p(),
+            key: "config".into(),
+            reason: e.to_string(),
+        })?;
+        let spec = TalkingHeadModel::parameter_shapes(&config)?;
         let present: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         let want_student = present.iter().any(|n| n.starts_with("student."));
         let want_teacher = present.iter().any(|n| n.starts_with("teacher."));
@@ -172,7 +197,7 @@ impl TalkingHeadModel {
                 path: p(),
                 name: name.clone(),
             })?;
-            let expected_shape = expected.dims().to_vec();
+            let expected_shape = expected.clone();
             if view.shape() != expected_shape.as_slice() {
                 return Err(ModelError::WrongShape {
                     path: p(),

@@ -60,6 +60,35 @@ impl Default for DiffusionConfig {
     }
 }
 
+/// Limit of `fps` (frames per second).
+pub const MAX_FPS: usize = 1000;
+/// Limit of `d_model` and `time_embed_dim`.
+pub const MAX_WIDTH: usize = 2048;
+/// Limit of `n_heads`.
+pub const MAX_HEADS: usize = 64;
+/// Limit of `n_layers` and `denoiser_blocks`.
+pub const MAX_LAYERS: usize = 32;
+/// Limit of `d_ff` and `denoiser_hidden`.
+pub const MAX_FF: usize = 8192;
+/// Limit of `conv_kernel` (frames).
+pub const MAX_CONV_KERNEL: usize = 64;
+/// Limit of `context_frames` (KV cache length).
+pub const MAX_CONTEXT_FRAMES: usize = 4096;
+/// Limit of `lookahead_frames`.
+pub const MAX_LOOKAHEAD_FRAMES: usize = 100;
+/// Limit of `history_frames`.
+pub const MAX_HISTORY_FRAMES: usize = 256;
+/// Limit of the number of styles.
+pub const MAX_STYLES: usize = 256;
+/// Limit of a style name, in bytes.
+pub const MAX_STYLE_NAME: usize = 128;
+/// Limit of `mel.n_mels`.
+pub const MAX_MELS: usize = 256;
+/// Limit of `mel.n_fft`.
+pub const MAX_N_FFT: usize = 8192;
+/// Limit of `diffusion.teacher_steps`.
+pub const MAX_TEACHER_STEPS: usize = 1000;
+
 /// Full model configuration. Defaults are the shipped model size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -201,6 +230,37 @@ impl ModelConfig {
             return bad(format!(
                 "d_model {} must split into {} heads of even size",
                 self.d_model, self.n_heads
+            ));
+        }
+        // Hard limits, checked before anything is allocated: a checkpoint's
+        // config comes from a file the game did not make (see
+        // `TalkingHeadModel::check_size` for the total parameter bound).
+        for (name, v, max) in [
+            ("fps", self.fps as usize, MAX_FPS),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("n_heads", self.n_heads, MAX_HEADS),
+            ("n_layers", self.n_layers, MAX_LAYERS),
+            ("d_ff", self.d_ff, MAX_FF),
+            ("conv_kernel", self.conv_kernel, MAX_CONV_KERNEL),
+            ("context_frames", self.context_frames, MAX_CONTEXT_FRAMES),
+            ("lookahead_frames", self.lookahead_frames, MAX_LOOKAHEAD_FRAMES),
+            ("history_frames", self.history_frames, MAX_HISTORY_FRAMES),
+            ("denoiser_hidden", self.denoiser_hidden, MAX_FF),
+            ("denoiser_blocks", self.denoiser_blocks, MAX_LAYERS),
+            ("time_embed_dim", self.time_embed_dim, MAX_WIDTH),
+            ("styles", self.styles.len(), MAX_STYLES),
+            ("mel.n_mels", self.mel.n_mels, MAX_MELS),
+            ("mel.n_fft", self.mel.n_fft, MAX_N_FFT),
+            ("diffusion.teacher_steps", self.diffusion.teacher_steps, MAX_TEACHER_STEPS),
+        ] {
+            if v > max {
+                return bad(format!("{name} is {v}; the limit is {max}"));
+            }
+        }
+        if let Some(s) = self.styles.iter().find(|s| s.len() > MAX_STYLE_NAME) {
+            return bad(format!(
+                "style name of {} bytes; the limit is {MAX_STYLE_NAME}",
+                s.len()
             ));
         }
         for (name, v) in [

@@ -366,11 +366,115 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
     }
 }
 
+/// Records parameter shapes without allocating their data (each tensor is
+/// a broadcast scalar), so a hostile config is sized before anything big
+/// is allocated.
+struct ShapeProbe {
+    shapes: Mutex<BTreeMap<String, Vec<usize>>>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for ShapeProbe {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.shapes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("shape probe lock poisoned".into()))?
+            .insert(name.to_string(), s.dims().to_vec());
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("shape probe cannot create {name} without a shape")
+    }
+
+    fn contains_tensor(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// Most parameters (encoder + student + teacher) a checkpoint may declare:
+/// 16 M (64 MB as f32). The shipped model has about 1.4 M.
+pub const MAX_PARAMETERS: usize = 16_000_000;
+
 impl TalkingHeadModel {
+    /// The shape of every parameter (`encoder.*`, `student.*`, `teacher.*`)
+    /// of a config, computed without allocating the tensors.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] when the config is out of range
+    /// ([`ModelConfig::validate`]) or the networks cannot be built.
+    pub fn parameter_shapes(
+        config: &ModelConfig,
+    ) -> Result<BTreeMap<String, Vec<usize>>, ModelError> {
+        config.validate()?;
+        let probe = std::sync::Arc::new(ShapeProbe {
+            shapes: Mutex::new(BTreeMap::new()),
+        });
+        struct Shared(std::sync::Arc<ShapeProbe>);
+        impl candle_nn::var_builder::SimpleBackend for Shared {
+            fn get(
+                &self,
+                s: Shape,
+                name: &str,
+                h: candle_nn::Init,
+                dtype: DType,
+                dev: &Device,
+            ) -> candle_core::Result<Tensor> {
+                self.0.get(s, name, h, dtype, dev)
+            }
+            fn get_unchecked(
+                &self,
+                name: &str,
+                d: DType,
+                dev: &Device,
+            ) -> candle_core::Result<Tensor> {
+                self.0.get_unchecked(name, d, dev)
+            }
+            fn contains_tensor(&self, name: &str) -> bool {
+                self.0.contains_tensor(name)
+            }
+        }
+        let vb = VarBuilder::from_backend(Box::new(Shared(probe.clone())), DType::F32, Device::Cpu);
+        OnlineEncoder::new(config, vb.pp("encoder"))?;
+        Denoiser::new(config, vb.pp("student"))?;
+        Denoiser::new(config, vb.pp("teacher"))?;
+        drop(vb);
+        let shapes = probe
+            .shapes
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("shape probe lock poisoned".into()))?
+            .clone();
+        Ok(shapes)
+    }
+
+    /// Total parameters of a config (all three networks), checked against
+    /// [`MAX_PARAMETERS`] without allocating them.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the count and the limit.
+    pub fn check_size(config: &ModelConfig) -> Result<usize, ModelError> {
+        let total: usize = Self::parameter_shapes(config)?
+            .values()
+            .map(|d| d.iter().product::<usize>())
+            .sum();
+        if total > MAX_PARAMETERS {
+            return Err(ModelError::InvalidConfig(format!(
+                "{total} parameters exceed the limit of {MAX_PARAMETERS}"
+            )));
+        }
+        Ok(total)
+    }
+
     /// A randomly initialised model (seeded, reproducible), marked untrained.
     /// Used by benchmarks, tests and as the trainer's starting point.
     pub fn random(config: ModelConfig, seed: u64) -> Result<Self, ModelError> {
-        config.validate()?;
+        Self::check_size(&config)?;
         let tensors = Self::init_tensors(&config, seed)?;
         let feature_norm = FeatureNorm::identity(config.mel.n_mels);
         Self::from_parts(

@@ -53,6 +53,19 @@ impl ClipData {
 /// Loads one clip's audio, labels and phones; features use the config's
 /// mel settings and frame rate (frames = labels, truncated to the shorter).
 pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipData, CorpusError> {
+    load_clip_with(dir, meta, cfg, None)
+}
+
+/// As [`load_clip`]; with `relabel`, clips of style `phonetic` that have
+/// phone timings get fresh labels from that labeler (the stored phones and
+/// audio, labelled at frame centres as the corpus does), so a labeler
+/// change needs no corpus rebuild.
+pub fn load_clip_with(
+    dir: &Path,
+    meta: &ClipMeta,
+    cfg: &ModelConfig,
+    relabel: Option<&crate::train::phonetic::PhoneticLabeler>,
+) -> Result<ClipData, CorpusError> {
     let base = dir.join("clips").join(&meta.id);
     let wav = with_ext(&base, "wav");
     let (audio, _) = crate::audio::load_mono_16k(&wav)
@@ -68,10 +81,33 @@ pub fn load_clip(dir: &Path, meta: &ClipMeta, cfg: &ModelConfig) -> Result<ClipD
     let take = LiveLinkFaceTake::read_file(&csv)
         .map_err(|e| CorpusError::Format(csv.clone(), e.to_string()))?;
     let n = n_audio.min(take.frames.len()).min(mel.len() / dim);
-    let labels: Vec<[f32; BLENDSHAPE_COUNT]> = take.frames[..n]
+    let mut labels: Vec<[f32; BLENDSHAPE_COUNT]> = take.frames[..n]
         .iter()
         .map(|f| std::array::from_fn(|c| f.blendshapes[c].clamp(0.0, 1.0)))
         .collect();
+    if let Some(lab) = relabel
+        && meta.has_phones
+        && meta.style == "phonetic"
+        && let Some(ph) = crate::train::manifest::read_phones_tsv(&with_ext(&base, "phones.tsv"))
+    {
+        let phones: Vec<crate::train::sphinx::Phone> = ph
+            .into_iter()
+            .map(|(p, a, b)| crate::train::sphinx::Phone::new(p, a, b))
+            .collect();
+        let fps = cfg.fps as f64;
+        let fresh: Vec<_> = lab
+            .label(&padded, &phones, 2 * n, 2.0 * fps)
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        // The labeler writes the lower face only; keep the rest as stored.
+        for (l, f) in labels.iter_mut().zip(fresh) {
+            for &k in crate::rig::MOUTH_CHANNELS.iter() {
+                l[k] = f[k];
+            }
+        }
+    }
     let mut phones = vec![u32::MAX; n];
     let tsv = with_ext(&base, "phones.tsv");
     if meta.has_phones
@@ -111,6 +147,19 @@ pub fn load_split(
     split: Split,
     cfg: &ModelConfig,
     limit: Option<usize>,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<ClipData>, CorpusError> {
+    load_split_with(dir, split, cfg, limit, None, progress)
+}
+
+/// As [`load_split`], relabelling phonetic clips with `relabel` (see
+/// [`load_clip_with`]).
+pub fn load_split_with(
+    dir: &Path,
+    split: Split,
+    cfg: &ModelConfig,
+    limit: Option<usize>,
+    relabel: Option<&crate::train::phonetic::PhoneticLabeler>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<ClipData>, CorpusError> {
     let manifest = CorpusManifest::load(dir)?;
@@ -123,7 +172,7 @@ pub fn load_split(
     let total = metas.len();
     let mut out = Vec::with_capacity(total);
     for (i, m) in metas.into_iter().enumerate() {
-        let c = load_clip(dir, m, cfg)?;
+        let c = load_clip_with(dir, m, cfg, relabel)?;
         if c.frames() > 0 {
             out.push(c);
         }

@@ -70,6 +70,8 @@ pub struct DistillConfig {
     /// Emotion augmentation of the windows (as in training), so the student
     /// learns the guided emotion on every voice and through changes.
     pub emotion_augment: Option<crate::train::dataset::EmotionAugment>,
+    /// Relabel phonetic clips at load time (as in training; `null`: stored labels).
+    pub relabel: Option<crate::train::phonetic::PhoneticLabelerConfig>,
 }
 
 impl Default for DistillConfig {
@@ -91,6 +93,7 @@ impl Default for DistillConfig {
             keep_teacher: false,
             animator_fraction: 0.3,
             emotion_augment: Some(crate::train::dataset::EmotionAugment::default()),
+            relabel: None,
         }
     }
 }

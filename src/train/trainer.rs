@@ -78,6 +78,9 @@ pub struct TrainConfig {
     pub velocity_weight: f32,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
+    /// Relabel phonetic clips at load time with these labeler settings
+    /// (`null`: the labels stored in the corpus).
+    pub relabel: Option<crate::train::phonetic::PhoneticLabelerConfig>,
 }
 
 impl Default for TrainConfig {
@@ -100,6 +103,7 @@ impl Default for TrainConfig {
             emotion_augment: Some(EmotionAugment::default()),
             velocity_weight: 0.5,
             clip_norm: 1.0,
+            relabel: None,
         }
     }
 }

@@ -29,8 +29,10 @@ pub struct TruthEvalConfig {
     pub val_recordings: Vec<String>,
     /// Ridge strength.
     pub ridge_alpha: f64,
-    /// Sentences (LJSpeech transcripts) spoken by each held-out voice.
+    /// Sentences spoken by each held-out voice.
     pub sentences: usize,
+    /// The sentences, one per line (`assets/eval/sentences_en.txt`).
+    pub sentences_file: PathBuf,
     /// Held-out flite voices of section 2 and the emotion section.
     pub voices: Vec<String>,
     /// Clips of held-out speech used for the emotion section.
@@ -41,6 +43,10 @@ pub struct TruthEvalConfig {
     pub work_dir: PathBuf,
     /// Seed of the upper-face layer in the rest-face check.
     pub seed: u64,
+    /// The phonetic labeler's settings for its baseline rows.
+    pub labeler: crate::train::phonetic::PhoneticLabelerConfig,
+    /// Skip the model (baselines and labeler only: a labeler experiment).
+    pub baselines_only: bool,
 }
 
 impl TruthEvalConfig {
@@ -50,12 +56,15 @@ impl TruthEvalConfig {
             data_dir,
             val_recordings: vec!["1114_2_05".into(), "1114_3_15".into()],
             ridge_alpha: 10.0,
-            sentences: 30,
+            sentences: 40,
+            sentences_file: PathBuf::from("assets/eval/sentences_en.txt"),
             voices: FLITE_HELDOUT.iter().map(|v| v.to_string()).collect(),
             emotion_clips: 8,
             guidance_sweep: vec![1.0, 1.5, 2.0, 3.0],
             work_dir: std::env::temp_dir().join("talking-head-eval"),
             seed: 0,
+            labeler: Default::default(),
+            baselines_only: false,
         }
     }
 }
@@ -181,14 +190,16 @@ fn one_hot(k: usize, w: f32) -> [f32; EMOTION_COUNT] {
 pub type HeldOutClip = (String, Vec<f32>, Vec<(String, f64, f64)>);
 
 /// Synthesises the held-out articulation set: the first `cfg.sentences`
-/// LJSpeech transcripts spoken by each held-out flite voice, with flite's
-/// phone timings.
+/// lines of `cfg.sentences_file` (Harvard sentences) spoken by each held-out
+/// flite voice, with flite's phone timings.
 pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String> {
-    let meta = cfg.data_dir.join("speech/ljspeech/metadata.csv");
-    let text = std::fs::read_to_string(&meta).map_err(|e| format!("{}: {e}", meta.display()))?;
+    let text = std::fs::read_to_string(&cfg.sentences_file)
+        .map_err(|e| format!("{}: {e}", cfg.sentences_file.display()))?;
     let sentences: Vec<String> = text
         .lines()
-        .filter_map(|l| l.split('|').nth(2).map(str::to_string))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
         .take(cfg.sentences)
         .collect();
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| e.to_string())?;
@@ -255,7 +266,8 @@ pub fn evaluate_truth(
     let train_refs: Vec<&TruthClip> = train_clips.iter().collect();
     let loud = LoudnessBaseline::fit(&train_refs);
     let ridge = Ridge::fit(&train_refs, cfg.ridge_alpha)?;
-    let labeler = crate::train::phonetic::PhoneticLabeler::default();
+    let labeler = crate::train::phonetic::PhoneticLabeler::new(cfg.labeler.clone());
+    let model_rows = !cfg.baselines_only;
     let mut methods: Vec<(String, Vec<Prediction>)> = Vec::new();
     let add = |name: &str, p: Prediction, methods: &mut Vec<(String, Vec<Prediction>)>| {
         match methods.iter_mut().find(|(n, _)| n == name) {
@@ -267,7 +279,7 @@ pub fn evaluate_truth(
         let n = c.frames();
         progress(&format!("section 1: {}", c.id));
         let neutral = one_hot(0, 1.0);
-        if model.has_student() {
+        if model_rows && model.has_student() {
             for style in ["facegood", "phonetic"] {
                 let f = run_model(model, Sampler::Student, &c.audio, neutral, style)?;
                 let p = Prediction::from_frames(&resample_at_frame_times(&f, fps, n, TRUTH_FPS));
@@ -279,7 +291,7 @@ pub fn evaluate_truth(
                 add(label, p, &mut methods);
             }
         }
-        if let (Some(t), Some(s)) = (teacher_model, teacher_sampler) {
+        if let (true, Some(t), Some(s)) = (model_rows, teacher_model, teacher_sampler) {
             for style in ["facegood", "phonetic"] {
                 let f = run_model(t, s, &c.audio, neutral, style)?;
                 let p = Prediction::from_frames(&resample_at_frame_times(&f, fps, n, TRUTH_FPS));
@@ -342,11 +354,11 @@ pub fn evaluate_truth(
     for (i, (_, audio, phones)) in held.iter().enumerate() {
         progress(&format!("section 2: clip {}/{}", i + 1, held.len()));
         let neutral = one_hot(0, 1.0);
-        if model.has_student() {
+        if model_rows && model.has_student() {
             let f = run_model(model, Sampler::Student, audio, neutral, "phonetic")?;
             tally("student, default style", &f, fps, phones);
         }
-        if let (Some(t), Some(s)) = (teacher_model, teacher_sampler) {
+        if let (true, Some(t), Some(s)) = (model_rows, teacher_model, teacher_sampler) {
             let f = run_model(t, s, audio, neutral, "phonetic")?;
             tally("teacher, default style", &f, fps, phones);
         }
@@ -383,7 +395,7 @@ pub fn evaluate_truth(
         })
         .collect();
     // ---- Emotion ----
-    if model.has_student() {
+    if model_rows && model.has_student() {
         progress("emotion section");
         let clips: Vec<&Vec<f32>> = held
             .iter()
