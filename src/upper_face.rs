@@ -2375,6 +2375,32 @@ impl GenRaise {
     }
 }
 
+/// Speech activity in `[0, 1]` for [`UpperFaceGenerator::step`] from a
+/// frame's audio level in dBFS: −60 dBFS → 0, 0 dBFS → 1 (linear between;
+/// NaN → 0). One definition for the plugin and `bake`.
+pub fn speech_activity_from_db(db: f32) -> f32 {
+    if db.is_nan() {
+        return 0.0;
+    }
+    ((db + 60.0) / 60.0).clamp(0.0, 1.0)
+}
+
+/// Lays the generated upper face over a model frame as the plugin shows
+/// it: gaze (`eyeLook*`) comes from the layer alone (it cannot be predicted
+/// from audio); blinks, squint, widening and brows take the larger of the
+/// model (which carries the emotion) and the layer.
+pub fn overlay_upper_face(out: &mut ArkitWeights, layer: &ArkitWeights) {
+    for ch in GENERATED_CHANNELS {
+        let k = ch.index();
+        let v = if ch.name().starts_with("eyeLook") {
+            layer[k]
+        } else {
+            out[k].max(layer[k])
+        };
+        out[k] = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    }
+}
+
 /// Seeded, streaming generator of a living upper face: blinks, saccades
 /// and fixations, brow raises and baseline noise, with the statistics of an
 /// [`UpperFaceStats`].
@@ -2451,9 +2477,22 @@ pub struct UpperFaceGenerator {
     raises: Vec<GenRaise>,
     noise: [f64; N_NOISE],
     shared: [f64; N_SHARED],
+    neutral_rest: bool,
 }
 
 impl UpperFaceGenerator {
+    /// A neutral face at rest (what the Bevy plugin and `bake` use): the
+    /// capture actors' resting offsets on the brows, squint and widening are
+    /// removed (their noise stays), and brow raises happen only while
+    /// speaking (rate proportional to speech activity), so on silence only
+    /// blinks, gaze and small noise move. Off (the default of
+    /// [`UpperFaceGenerator::new`]) the generator reproduces the capture
+    /// statistics, resting offsets and silent raises included.
+    pub fn with_neutral_rest(mut self, on: bool) -> Self {
+        self.neutral_rest = on;
+        self
+    }
+
     /// A generator with the given statistics (e.g.
     /// [`UpperFaceStats::default`]) and seed. Unusable values in `stats`
     /// (non-finite, empty samples) are replaced by the
@@ -2485,6 +2524,7 @@ impl UpperFaceGenerator {
             raises: Vec::new(),
             noise,
             shared,
+            neutral_rest: false,
         };
         // Start in a stationary-looking state: the first events come after
         // a uniform fraction of a typical interval.
@@ -2655,7 +2695,11 @@ impl UpperFaceGenerator {
         // Brow raises: Poisson with speech-dependent rate.
         self.raises.retain(|r| r.end() > t);
         let (q, a) = self.p.brow_rate_per_s;
-        let rate = q + (a - q) * speech;
+        let rate = if self.neutral_rest {
+            a * speech
+        } else {
+            q + (a - q) * speech
+        };
         if rate > 0.0 && dt > 0.0 {
             self.brow_hazard -= rate * dt;
             let mut guard = 0;
@@ -2793,7 +2837,13 @@ impl UpperFaceGenerator {
                 Some(s) => sh * self.shared[s] + own * self.noise[i],
                 None => self.noise[i],
             };
-            p.rest[i] + p.noise[i] * n
+            let blink_lid = matches!(ch, Noise::BlinkL | Noise::BlinkR);
+            let rest = if self.neutral_rest && !blink_lid {
+                0.0
+            } else {
+                p.rest[i]
+            };
+            rest + p.noise[i] * n
         };
         let put = |out: &mut ArkitWeights, b: Blendshape, v: f64| {
             out[ix(b)] = if v.is_finite() {

@@ -544,3 +544,51 @@ fn a_stalled_stream_or_a_removed_voice_lets_the_face_rest() {
         morph(&app, node, jaw)
     );
 }
+
+/// Emotion through the path the egui panel uses (`TalkingHead::emotion`
+/// weights, neutral left at 1): mid-utterance, happy = 1 makes the smile rise
+/// within 300 ms of audio time (the face runs `VoiceStream`'s 300 ms delay
+/// behind the pushed audio, so that is 600 ms of app time), with no
+/// frame-to-frame jump above 0.15 on any channel.
+#[test]
+fn happy_from_the_panel_path_smiles_within_300_ms_without_a_pop() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    app.update();
+    let smile = ARKIT_BLENDSHAPES
+        .iter()
+        .position(|n| *n == "mouthSmileLeft")
+        .unwrap();
+    let audio = &speech()[..16_000 * 4];
+    let switch = 100; // updates (2 s)
+    let mut frames: Vec<Vec<f32>> = Vec::new();
+    for (i, chunk) in audio.chunks(CHUNK).enumerate() {
+        if i == switch {
+            let mut h = app.world_mut().get_mut::<TalkingHead>(head).unwrap();
+            let k = bevy_talking_head::model::EMOTIONS
+                .iter()
+                .position(|e| *e == "happy")
+                .unwrap();
+            h.emotion.weights[k] = 1.0;
+        }
+        stream.push(chunk, 16_000).unwrap();
+        app.update();
+        frames.push(app.world().get::<MorphWeights>(node).unwrap().weights().to_vec());
+        std::thread::sleep(PACE);
+    }
+    let before: f32 = frames[switch - 40..switch].iter().map(|w| w[smile]).sum::<f32>() / 40.0;
+    // 300 ms delay + 300 ms of audio = 30 updates after the switch.
+    let after = frames[switch + 30][smile];
+    assert!(
+        after > before + 0.1,
+        "mouthSmileLeft {before:.3} before, {after:.3} 300 ms of audio after happy = 1"
+    );
+    let mut worst = 0f32;
+    for p in frames[switch - 5..].windows(2) {
+        for (a, b) in p[0].iter().zip(&p[1]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst <= 0.15, "a frame-to-frame jump of {worst}");
+}

@@ -87,9 +87,13 @@ enum Command {
         /// Classifier-free guidance scale on emotion for the teacher (default: the model's).
         #[arg(long)]
         guidance: Option<f32>,
-        /// Noise seed.
+        /// Noise seed (also seeds the upper-face layer).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Leave out the upper-face layer (blinks, gaze, brow raises) the
+        /// plugin adds: the model's output alone.
+        #[arg(long)]
+        no_upper_face: bool,
         /// Files processed in parallel (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -147,9 +151,14 @@ enum Command {
         /// Seed (overrides the config).
         #[arg(long)]
         seed: Option<u64>,
-        /// Continue from --out if it exists.
+        /// Continue from --out if it exists (weights, step, and the AdamW
+        /// moments from the `.optim.safetensors` file next to it).
         #[arg(long)]
         resume: bool,
+        /// Stop after this step (checkpoint and optimiser state written);
+        /// the schedule still spans --steps, and --resume continues exactly.
+        #[arg(long)]
+        stop_at: Option<usize>,
         /// Use at most this many training clips (quick runs).
         #[arg(long)]
         limit: Option<usize>,
@@ -272,6 +281,7 @@ fn main() {
             steps,
             guidance,
             seed,
+            no_upper_face,
             jobs,
             allow_untrained,
         } => bake(BakeArgs {
@@ -284,6 +294,7 @@ fn main() {
             steps,
             guidance,
             seed,
+            no_upper_face,
             jobs,
             allow_untrained,
         }),
@@ -304,9 +315,10 @@ fn main() {
             batch,
             seed,
             resume,
+            stop_at,
             limit,
             threads: _,
-        } => train_cmd(corpus, out, config, steps, batch, seed, resume, limit),
+        } => train_cmd(corpus, out, config, steps, batch, seed, resume, stop_at, limit),
         #[cfg(feature = "train")]
         Command::Distill {
             teacher,
@@ -434,6 +446,7 @@ struct BakeArgs {
     steps: usize,
     guidance: Option<f32>,
     seed: u64,
+    no_upper_face: bool,
     jobs: Option<usize>,
     allow_untrained: bool,
 }
@@ -466,6 +479,33 @@ fn resample_frames(
             std::array::from_fn(|c| frames[j - 1].weights[c] * (1.0 - a) + frames[j].weights[c] * a)
         })
         .collect()
+}
+
+/// The plugin's upper-face layer (blinks, gaze, brow raises with speech;
+/// neutral at rest), seeded, laid over baked frames the way the plugin
+/// shows them ([`bevy_talking_head::upper_face::overlay_upper_face`]).
+fn add_upper_face_layer(
+    frames: &mut [bevy_talking_head::runtime::ExpressionFrame],
+    samples: &[f32],
+    fps: u32,
+    seed: u64,
+) {
+    use bevy_talking_head::upper_face::{
+        UpperFaceGenerator, UpperFaceStats, overlay_upper_face, speech_activity_from_db,
+    };
+    let spf = (16_000 / fps.max(1)) as usize;
+    let mut g = UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true);
+    let dt = 1.0 / fps.max(1) as f32;
+    for (i, f) in frames.iter_mut().enumerate() {
+        let lo = (i * spf).min(samples.len());
+        let hi = ((i + 1) * spf).min(samples.len());
+        let n = (hi - lo).max(1) as f64;
+        let ms: f64 = samples[lo..hi].iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / n;
+        let db = (10.0 * ms.max(1e-18).log10()) as f32;
+        let mut layer = f.weights;
+        g.step(dt, speech_activity_from_db(db), &mut layer);
+        overlay_upper_face(&mut f.weights, &layer);
+    }
 }
 
 fn bake(args: BakeArgs) -> Result<()> {
@@ -581,8 +621,11 @@ fn bake(args: BakeArgs) -> Result<()> {
                     let mut session = Session::new(&model, AudioFormat::MODEL, args.seed)?;
                     session.set_emotion(emotion);
                     session.set_style(style);
-                    let frames = run_to_end(&model, &mut session, Pcm::F32(&samples), sampler, |n| bar.inc(n))?;
+                    let mut frames = run_to_end(&model, &mut session, Pcm::F32(&samples), sampler, |n| bar.inc(n))?;
                     bar.finish_and_clear();
+                    if !args.no_upper_face {
+                        add_upper_face_layer(&mut frames, &samples, model.config().fps, args.seed);
+                    }
                     let duration = samples.len() as f64 / AudioFormat::MODEL.sample_rate as f64;
                     let rows = resample_frames(&frames, spf, duration, args.fps);
                     let take = LiveLinkFaceTake::from_weights(&rows, args.fps, 0.0)?;
@@ -863,6 +906,7 @@ fn train_cmd(
     batch: Option<usize>,
     seed: Option<u64>,
     resume: bool,
+    stop_at: Option<usize>,
     limit: Option<usize>,
 ) -> Result<()> {
     use bevy_talking_head::model::MotionNorm;
@@ -949,17 +993,31 @@ fn train_cmd(
     let every = tcfg.checkpoint_every.max(1);
     let mut pending: Vec<(usize, f64, bevy_talking_head::train::trainer::Losses)> = Vec::new();
     let t0 = Instant::now();
-    trainer.train(&train, &out, |step, lr, l| {
+    let until = stop_at.unwrap_or(tcfg.steps);
+    let quiet = pb.is_hidden();
+    trainer.train_until(until, &train, &out, |step, lr, l| {
         let e = ema.get_or_insert((l.diffusion, l.phone, l.phone_accuracy));
         e.0 = 0.98 * e.0 + 0.02 * l.diffusion;
         e.1 = 0.98 * e.1 + 0.02 * l.phone;
         e.2 = 0.98 * e.2 + 0.02 * l.phone_accuracy;
         pb.set_position(step as u64);
         pb.set_message(format!("diff {:.4} phone {:.3} acc {:.2} lr {lr:.2e}", e.0, e.1, e.2));
+        if quiet && step % 50 == 0 {
+            eprintln!(
+                "step {step}/{}: diff {:.4} phone {:.3} acc {:.2} vel {:.4} grad {:.2} lr {lr:.2e} ({:.0} s)",
+                tcfg.steps,
+                e.0,
+                e.1,
+                e.2,
+                l.velocity,
+                l.grad_norm,
+                t0.elapsed().as_secs_f64()
+            );
+        }
         pending.push((step, lr, *l));
-        if step % every == 0 {
+        if step % every == 0 || step == until {
             for (s, lr, l) in pending.drain(..) {
-                let _ = writeln!(log, "{}", serde_json::json!({"step": s, "lr": lr, "diffusion": l.diffusion, "phone": l.phone, "phone_accuracy": l.phone_accuracy}));
+                let _ = writeln!(log, "{}", serde_json::json!({"step": s, "lr": lr, "diffusion": l.diffusion, "phone": l.phone, "phone_accuracy": l.phone_accuracy, "velocity": l.velocity, "grad_norm": l.grad_norm}));
             }
         }
     })?;

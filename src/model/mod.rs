@@ -871,6 +871,21 @@ fn sanitize_emotion(e: &[f32; EMOTION_COUNT]) -> [f32; EMOTION_COUNT] {
     })
 }
 
+/// The canonical emotion vector the model is conditioned on: every weight
+/// clamped to [0, 1] (NaN as 0), and the neutral weight replaced by
+/// `max(0, 1 − sum of the other six)`. Sliders that leave neutral at 1, a
+/// spec without neutral and `emotion_vector`-style vectors all map to the
+/// same conditioning.
+pub fn canonical_emotion(e: [f32; EMOTION_COUNT]) -> [f32; EMOTION_COUNT] {
+    let mut out = [0f32; EMOTION_COUNT];
+    for (o, v) in out.iter_mut().zip(e).skip(1) {
+        *o = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+    }
+    let others: f32 = out[1..].iter().sum();
+    out[0] = (1.0 - others).max(0.0);
+    out
+}
+
 /// Parses `happy=0.8,sad=0.1` into an emotion vector (unnamed emotions 0;
 /// when no weight is given at all, neutral = 1).
 pub fn parse_emotion(spec: &str) -> Result<[f32; EMOTION_COUNT], ModelError> {

@@ -267,3 +267,23 @@ fn same_seed_same_weights() {
         assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
     }
 }
+
+#[test]
+fn emotion_spellings_share_one_conditioning() {
+    let mut a = [0f32; EMOTION_COUNT];
+    a[1] = 0.5;
+    let mut b = a;
+    b[0] = 1.0;
+    let mut c = a;
+    c[0] = 0.5;
+    assert_eq!(canonical_emotion(a), canonical_emotion(b));
+    assert_eq!(canonical_emotion(a), canonical_emotion(c));
+    assert_eq!(canonical_emotion(a)[0], 0.5);
+    let mut d = [f32::NAN; EMOTION_COUNT];
+    d[2] = 7.0;
+    let d = canonical_emotion(d);
+    assert_eq!(d[2], 1.0);
+    assert_eq!(d[0], 0.0);
+    assert!(d.iter().all(|v| v.is_finite()));
+    assert_eq!(canonical_emotion(NEUTRAL_EMOTION), NEUTRAL_EMOTION);
+}

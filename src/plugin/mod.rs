@@ -343,14 +343,7 @@ fn interpolate(
             // Gaze cannot be predicted from audio: the layer owns it. Blinks,
             // squint, widening and brows take the larger of the model (which
             // carries the emotion offsets) and the layer.
-            for ch in GENERATED_CHANNELS {
-                let k = ch.index();
-                out[k] = if ch.name().starts_with("eyeLook") {
-                    clamp01(upper[k])
-                } else {
-                    clamp01(out[k].max(upper[k]))
-                };
-            }
+            crate::upper_face::overlay_upper_face(&mut out, &upper);
         }
         face.weights = out;
         runtime::push_history(state, out[Blendshape::JawOpen.index()]);

@@ -385,7 +385,7 @@ fn record_levels(
         }
         let rms = (sum / (end - start) as f64).sqrt();
         let db = 20.0 * rms.max(1e-9).log10();
-        let level = ((db + 60.0) / 60.0).clamp(0.0, 1.0) as f32;
+        let level = crate::upper_face::speech_activity_from_db(db as f32);
         state
             .levels
             .push_back((source_16k + end as f64 * step16, level));

@@ -133,9 +133,12 @@ impl Session {
         self.conditioner.format()
     }
 
-    /// Sets the emotion weights (each clamped to [0, 1] when used).
+    /// Sets the emotion weights, in canonical form
+    /// ([`crate::model::canonical_emotion`]: each clamped to [0, 1], NaN as
+    /// 0, and the neutral weight `max(0, 1 − sum of the others)`), so
+    /// `happy = 0.5` means the same face whether neutral is 0, 0.5 or 1.
     pub fn set_emotion(&mut self, emotion: [f32; EMOTION_COUNT]) {
-        self.state.emotion = emotion;
+        self.state.emotion = crate::model::canonical_emotion(emotion);
     }
 
     /// The current emotion weights.

@@ -616,3 +616,68 @@ impl WindowBatch {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rig::Blendshape as B;
+    use rand::SeedableRng;
+
+    #[test]
+    fn emotion_offsets_ease_on_closures_and_keep_the_jaw() {
+        let happy = {
+            let mut e = [0f32; EMOTION_COUNT];
+            e[1] = 1.0;
+            e
+        };
+        let mut open = [0f32; BLENDSHAPE_COUNT];
+        open[B::JawOpen.index()] = 0.4;
+        let mut closed = [0f32; BLENDSHAPE_COUNT];
+        closed[B::MouthClose.index()] = 0.5;
+        let (mut a, mut b) = (open, closed);
+        apply_emotion_frame(&mut a, &happy);
+        apply_emotion_frame(&mut b, &happy);
+        let s = B::MouthSmileLeft.index();
+        assert!(a[s] > 0.5, "{}", a[s]);
+        assert!(b[s] < 0.5 * a[s], "smile must ease on a closure: {} vs {}", b[s], a[s]);
+        assert_eq!(a[B::JawOpen.index()], 0.4);
+        // Cheeks are not lip channels: no easing.
+        assert_eq!(a[B::CheekSquintLeft.index()], b[B::CheekSquintLeft.index()]);
+        let mut n = open;
+        apply_emotion_frame(&mut n, &crate::model::NEUTRAL_EMOTION);
+        assert_eq!(n, open);
+    }
+
+    #[test]
+    fn emotion_windows_are_smooth_and_varied() {
+        let aug = EmotionAugment::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let neutral = crate::model::NEUTRAL_EMOTION;
+        let (mut neutral_windows, mut changes) = (0, 0);
+        for _ in 0..400 {
+            let w = aug.window(&neutral, 100, 50.0, &mut rng);
+            assert_eq!(w.len(), 100);
+            for f in &w {
+                assert!(f.iter().all(|v| (0.0..=1.0).contains(v)));
+            }
+            for p in w.windows(2) {
+                for k in 0..EMOTION_COUNT {
+                    assert!((p[1][k] - p[0][k]).abs() <= 0.2, "pop in emotion weight");
+                }
+            }
+            if w[0][1..].iter().all(|&v| v == 0.0) && w[99][1..].iter().all(|&v| v == 0.0) {
+                neutral_windows += 1;
+            }
+            if w[0] != w[99] {
+                changes += 1;
+            }
+        }
+        assert!((60..200).contains(&neutral_windows), "{neutral_windows}");
+        assert!(changes > 40, "{changes}");
+        // A clip with its own (prosodic) emotion keeps it.
+        let mut sad = [0f32; EMOTION_COUNT];
+        sad[2] = 0.8;
+        sad[0] = 0.2;
+        assert!(aug.window(&sad, 10, 50.0, &mut rng).iter().all(|f| *f == sad));
+    }
+}

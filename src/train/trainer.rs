@@ -509,8 +509,25 @@ impl Trainer {
         &mut self,
         train: &[ClipData],
         out: &Path,
+        on_step: impl FnMut(usize, f64, &Losses),
+    ) -> Result<(), ModelError> {
+        let end = self.cfg.steps;
+        self.train_until(end, train, out, on_step)
+    }
+
+    /// As [`Trainer::train`], but stops after step `until` (at most
+    /// `cfg.steps`), with a checkpoint and the optimiser state there; the
+    /// learning-rate schedule still spans `cfg.steps`. A later
+    /// [`Trainer::resume`] continues exactly (a run split across sessions
+    /// equals one run).
+    pub fn train_until(
+        &mut self,
+        until: usize,
+        train: &[ClipData],
+        out: &Path,
         mut on_step: impl FnMut(usize, f64, &Losses),
     ) -> Result<(), ModelError> {
+        let until = until.min(self.cfg.steps);
         if train.is_empty() {
             return Err(ModelError::BadInput("no training clips".into()));
         }
@@ -524,7 +541,7 @@ impl Trainer {
         if let Some(p) = self.resume_optimizer.take() {
             opt.load(&p)?;
         }
-        while self.step < self.cfg.steps {
+        while self.step < until {
             let lr = learning_rate(&self.cfg, self.step);
             opt.params.lr = lr;
             self.rng = step_rng(self.cfg.seed, self.step);
@@ -533,9 +550,7 @@ impl Trainer {
             parts.grad_norm = opt.step(&grads)?;
             self.step += 1;
             on_step(self.step, lr, &parts);
-            if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1))
-                || self.step == self.cfg.steps
-            {
+            if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1)) || self.step == until {
                 // Optimiser state first: a checkpoint never points at older moments.
                 opt.save(&optimizer_path(out))?;
                 self.save(out, "in progress")?;

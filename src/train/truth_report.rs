@@ -509,7 +509,8 @@ fn emotion_section(
     let mut layer_gen = crate::upper_face::UpperFaceGenerator::new(
         crate::upper_face::UpperFaceStats::default(),
         cfg.seed,
-    );
+    )
+    .with_neutral_rest(true);
     let layer = layer_gen.generate(rest.len(), fps, &vec![0.0; rest.len()]);
     let skip = |b: Blendshape| b.name().starts_with("eyeBlink") || b.name().starts_with("eyeLook");
     let max_of = |frames: &[[f32; BLENDSHAPE_COUNT]]| -> (String, f32) {
@@ -531,14 +532,7 @@ fn emotion_section(
         .zip(&layer)
         .map(|(m, u)| {
             let mut o = *m;
-            for ch in crate::upper_face::GENERATED_CHANNELS {
-                let k = ch.index();
-                o[k] = if ch.name().starts_with("eyeLook") {
-                    u[k]
-                } else {
-                    o[k].max(u[k])
-                };
-            }
+            crate::upper_face::overlay_upper_face(&mut o, u);
             o
         })
         .collect();

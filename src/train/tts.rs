@@ -291,6 +291,18 @@ mod tests {
     use crate::train::emotion::EMOTION_PROSODY;
 
     #[test]
+    fn flite_phone_timings_parse() {
+        let p = parse_flite_psdur("pau:0.184 dh:0.246 ax:0.273 m:0.335 zz:0.4 pau:0.5 pau:0.6\n");
+        let names: Vec<&str> = p.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(names, ["SIL", "DH", "AH", "M", "SIL"]);
+        assert_eq!(p[0], ("SIL".to_string(), 0.0, 0.184));
+        assert_eq!(p[3], ("M".to_string(), 0.273, 0.335));
+        // The unknown `zz` is skipped but its time advances; silences merge.
+        assert_eq!(p[4], ("SIL".to_string(), 0.4, 0.6));
+        assert!(parse_flite_psdur("garbage :x nan:NaN").is_empty());
+    }
+
+    #[test]
     fn synthesises_when_installed() {
         let dir = std::env::temp_dir().join(format!("tts-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
