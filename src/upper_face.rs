@@ -2397,7 +2397,11 @@ pub fn overlay_upper_face(out: &mut ArkitWeights, layer: &ArkitWeights) {
         } else {
             out[k].max(layer[k])
         };
-        out[k] = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+        out[k] = if v.is_finite() {
+            v.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
     }
 }
 

@@ -74,8 +74,10 @@ fn tiny_corpus_builds_end_to_end() {
         // Labels are neutral outside the lower face: no emotion offsets and
         // no upper-face layer are baked in (emotion is applied when batches
         // are drawn, blinks and gaze at run time), so a neutral face rests.
-        let mouth: std::collections::HashSet<usize> =
-            bevy_talking_head::rig::MOUTH_CHANNELS.iter().copied().collect();
+        let mouth: std::collections::HashSet<usize> = bevy_talking_head::rig::MOUTH_CHANNELS
+            .iter()
+            .copied()
+            .collect();
         let upper_max = w
             .iter()
             .flat_map(|f| (0..52).filter(|k| !mouth.contains(k)).map(move |k| f[k]))

@@ -88,7 +88,13 @@ fn mutate(seed: &[u8]) -> impl Strategy<Value = Vec<u8>> + use<> {
         prop::collection::vec((0..n, any::<u8>()), 0..24),
         prop::option::of(0..n),
         prop::option::of((0..n, prop::collection::vec(any::<u8>(), 1..64))),
-        prop::collection::vec((0..n.min(64), prop::sample::select(vec![0u8, 0x7f, 0x80, 0xff])), 0..4),
+        prop::collection::vec(
+            (
+                0..n.min(64),
+                prop::sample::select(vec![0u8, 0x7f, 0x80, 0xff]),
+            ),
+            0..4,
+        ),
     )
         .prop_map(move |(flips, cut, insert, header)| {
             let mut v = seed.clone();
@@ -121,7 +127,8 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
     let mut r = runner();
     let mut errors = 0usize;
     r.run(&mutate(&seed), |bytes| {
-        let (res, peak) = peak_of(|| TalkingHeadModel::load_from_bytes(&bytes, Path::new("fuzz.safetensors")));
+        let (res, peak) =
+            peak_of(|| TalkingHeadModel::load_from_bytes(&bytes, Path::new("fuzz.safetensors")));
         prop_assert!(peak < ALLOC_BOUND, "allocation of {peak} bytes");
         if let Err(e) = res {
             prop_assert!(!e.to_string().is_empty());
@@ -130,7 +137,10 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
         Ok(())
     })
     .unwrap();
-    println!("checkpoint byte mutations: {} cases, {errors} refused", iters());
+    println!(
+        "checkpoint byte mutations: {} cases, {errors} refused",
+        iters()
+    );
 }
 
 /// The shipped checkpoint with its metadata config fields set to hostile
@@ -178,7 +188,9 @@ fn hostile_configs_are_refused_before_allocating() {
             if cfg == *model.config() {
                 continue;
             }
-            let e = res.err().unwrap_or_else(|| panic!("{f} = {v} was accepted"));
+            let e = res
+                .err()
+                .unwrap_or_else(|| panic!("{f} = {v} was accepted"));
             let msg = e.to_string();
             assert!(
                 msg.contains("config") || msg.contains(f) || msg.contains("shape"),
@@ -253,7 +265,8 @@ fn retarget_maps_parse_or_fail_cleanly() {
         Ok(())
     })
     .unwrap();
-    let oculus = std::fs::read(root().join("assets/retarget/arkit_to_oculus_visemes.json")).unwrap();
+    let oculus =
+        std::fs::read(root().join("assets/retarget/arkit_to_oculus_visemes.json")).unwrap();
     r.run(&mutate(&oculus), |bytes| {
         let text = String::from_utf8_lossy(&bytes);
         let _ = RetargetMap::from_json_str(&text);
@@ -267,7 +280,8 @@ fn retarget_maps_parse_or_fail_cleanly() {
 fn mutated_audio_files_decode_or_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     for ext in ["wav", "flac", "mp3", "ogg"] {
-        let seed = std::fs::read(root().join(format!("tests/fixtures/fuzz_seeds/seed.{ext}"))).unwrap();
+        let seed =
+            std::fs::read(root().join(format!("tests/fixtures/fuzz_seeds/seed.{ext}"))).unwrap();
         let path = dir.path().join(format!("case.{ext}"));
         let mut r = runner();
         let (mut decoded, mut refused) = (0usize, 0usize);
@@ -292,7 +306,10 @@ fn mutated_audio_files_decode_or_fail_cleanly() {
             Ok(())
         })
         .unwrap();
-        println!("{ext}: {} cases, {decoded} decoded, {refused} refused", iters());
+        println!(
+            "{ext}: {} cases, {decoded} decoded, {refused} refused",
+            iters()
+        );
     }
 }
 
@@ -306,7 +323,14 @@ fn pcm_pushes_with_any_rate_chunking_and_values_stay_finite() {
         1 => Just(f32::MAX),
     ];
     let case = (
-        prop_oneof![Just(8_000u32), Just(16_000), Just(22_050), Just(44_100), Just(48_000), 1u32..400_000],
+        prop_oneof![
+            Just(8_000u32),
+            Just(16_000),
+            Just(22_050),
+            Just(44_100),
+            Just(48_000),
+            1u32..400_000
+        ],
         1u16..9,
         prop::collection::vec(values, 0..6_000),
         prop::collection::vec(1usize..2_000, 1..8),
@@ -343,7 +367,10 @@ fn pcm_pushes_with_any_rate_chunking_and_values_stay_finite() {
                 for (_, f) in step_batch(&model, &mut [&mut s], Sampler::Student)
                     .map_err(|e| e.to_string())?
                 {
-                    if f.weights.iter().any(|v| !v.is_finite() || *v < 0.0 || *v > 1.0) {
+                    if f.weights
+                        .iter()
+                        .any(|v| !v.is_finite() || *v < 0.0 || *v > 1.0)
+                    {
                         return Err("weights out of range".into());
                     }
                 }

@@ -574,10 +574,20 @@ fn happy_from_the_panel_path_smiles_within_300_ms_without_a_pop() {
         }
         stream.push(chunk, 16_000).unwrap();
         app.update();
-        frames.push(app.world().get::<MorphWeights>(node).unwrap().weights().to_vec());
+        frames.push(
+            app.world()
+                .get::<MorphWeights>(node)
+                .unwrap()
+                .weights()
+                .to_vec(),
+        );
         std::thread::sleep(PACE);
     }
-    let before: f32 = frames[switch - 40..switch].iter().map(|w| w[smile]).sum::<f32>() / 40.0;
+    let before: f32 = frames[switch - 40..switch]
+        .iter()
+        .map(|w| w[smile])
+        .sum::<f32>()
+        / 40.0;
     // 300 ms delay + 300 ms of audio = 30 updates after the switch.
     let after = frames[switch + 30][smile];
     assert!(

@@ -318,7 +318,9 @@ fn main() {
             stop_at,
             limit,
             threads: _,
-        } => train_cmd(corpus, out, config, steps, batch, seed, resume, stop_at, limit),
+        } => train_cmd(
+            corpus, out, config, steps, batch, seed, resume, stop_at, limit,
+        ),
         #[cfg(feature = "train")]
         Command::Distill {
             teacher,
@@ -500,7 +502,11 @@ fn add_upper_face_layer(
         let lo = (i * spf).min(samples.len());
         let hi = ((i + 1) * spf).min(samples.len());
         let n = (hi - lo).max(1) as f64;
-        let ms: f64 = samples[lo..hi].iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / n;
+        let ms: f64 = samples[lo..hi]
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            / n;
         let db = (10.0 * ms.max(1e-18).log10()) as f32;
         let mut layer = f.weights;
         g.step(dt, speech_activity_from_db(db), &mut layer);
@@ -945,11 +951,25 @@ fn train_cmd(
         .relabel
         .clone()
         .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
-    let train = load_split_with(&corpus, Split::Train, &model_cfg, limit, relabel.as_ref(), |i, n| {
-        bar.set_length(n as u64);
-        bar.set_position(i as u64);
-    })?;
-    let val = load_split_with(&corpus, Split::Val, &model_cfg, Some(400), relabel.as_ref(), |_, _| {})?;
+    let train = load_split_with(
+        &corpus,
+        Split::Train,
+        &model_cfg,
+        limit,
+        relabel.as_ref(),
+        |i, n| {
+            bar.set_length(n as u64);
+            bar.set_position(i as u64);
+        },
+    )?;
+    let val = load_split_with(
+        &corpus,
+        Split::Val,
+        &model_cfg,
+        Some(400),
+        relabel.as_ref(),
+        |_, _| {},
+    )?;
     bar.finish_and_clear();
     let frames: usize = train.iter().map(|c| c.frames()).sum();
     eprintln!(
@@ -1079,8 +1099,22 @@ fn distill_cmd(
         .relabel
         .clone()
         .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
-    let train = load_split_with(&corpus, Split::Train, model.config(), limit, relabel.as_ref(), |_, _| {})?;
-    let val = load_split_with(&corpus, Split::Val, model.config(), Some(400), relabel.as_ref(), |_, _| {})?;
+    let train = load_split_with(
+        &corpus,
+        Split::Train,
+        model.config(),
+        limit,
+        relabel.as_ref(),
+        |_, _| {},
+    )?;
+    let val = load_split_with(
+        &corpus,
+        Split::Val,
+        model.config(),
+        Some(400),
+        relabel.as_ref(),
+        |_, _| {},
+    )?;
     eprintln!(
         "distilling on {} training clips ({} validation clips)",
         train.len(),
@@ -1170,7 +1204,10 @@ fn eval_cmd(
     .map_err(|e| anyhow::anyhow!("truth-first evaluation: {e}"))?;
     let md = truth.markdown();
     std::fs::write(dir.join("truth.md"), &md)?;
-    std::fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&truth)?)?;
+    std::fs::write(
+        dir.join("truth.json"),
+        serde_json::to_string_pretty(&truth)?,
+    )?;
     println!("{md}");
     for p in truth
         .write_plots(&dir)

@@ -116,9 +116,7 @@ impl TalkingHeadModel {
         if header_len > MAX_HEADER_BYTES {
             return Err(ModelError::Corrupt {
                 path: p(),
-                reason: format!(
-                    "header of {header_len} bytes; the limit is {MAX_HEADER_BYTES}"
-                ),
+                reason: format!("header of {header_len} bytes; the limit is {MAX_HEADER_BYTES}"),
             });
         }
         let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Corrupt {

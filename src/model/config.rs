@@ -243,7 +243,11 @@ impl ModelConfig {
             ("d_ff", self.d_ff, MAX_FF),
             ("conv_kernel", self.conv_kernel, MAX_CONV_KERNEL),
             ("context_frames", self.context_frames, MAX_CONTEXT_FRAMES),
-            ("lookahead_frames", self.lookahead_frames, MAX_LOOKAHEAD_FRAMES),
+            (
+                "lookahead_frames",
+                self.lookahead_frames,
+                MAX_LOOKAHEAD_FRAMES,
+            ),
             ("history_frames", self.history_frames, MAX_HISTORY_FRAMES),
             ("denoiser_hidden", self.denoiser_hidden, MAX_FF),
             ("denoiser_blocks", self.denoiser_blocks, MAX_LAYERS),
@@ -251,7 +255,11 @@ impl ModelConfig {
             ("styles", self.styles.len(), MAX_STYLES),
             ("mel.n_mels", self.mel.n_mels, MAX_MELS),
             ("mel.n_fft", self.mel.n_fft, MAX_N_FFT),
-            ("diffusion.teacher_steps", self.diffusion.teacher_steps, MAX_TEACHER_STEPS),
+            (
+                "diffusion.teacher_steps",
+                self.diffusion.teacher_steps,
+                MAX_TEACHER_STEPS,
+            ),
         ] {
             if v > max {
                 return bad(format!("{name} is {v}; the limit is {max}"));

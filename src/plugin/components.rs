@@ -392,9 +392,8 @@ impl TalkingHeadState {
     }
 
     pub(crate) fn upper_generator(&mut self, seed: u64) -> &mut UpperFaceGenerator {
-        self.upper
-            .get_or_insert_with(|| {
-                UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true)
-            })
+        self.upper.get_or_insert_with(|| {
+            UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true)
+        })
     }
 }

@@ -296,7 +296,10 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
     // the corpus: the articulation evaluation speaks with them.
     let mut voices = Vec::new();
     for (lang, _) in &texts {
-        for v in ESPEAK_VARIANTS.iter().filter(|v| !ESPEAK_HELDOUT.contains(v)) {
+        for v in ESPEAK_VARIANTS
+            .iter()
+            .filter(|v| !ESPEAK_HELDOUT.contains(v))
+        {
             voices.push(TtsVoice {
                 engine: TtsEngine::Espeak,
                 voice: format!("{lang}+{v}"),
@@ -559,9 +562,13 @@ fn process(
             emotion,
             intensity,
         } => {
-            let (audio, exact) =
-                tts::synthesize_with_phones(voice, text, &EMOTION_PROSODY[*emotion], &work.join(id))
-                    .map_err(|e| e.to_string())?;
+            let (audio, exact) = tts::synthesize_with_phones(
+                voice,
+                text,
+                &EMOTION_PROSODY[*emotion],
+                &work.join(id),
+            )
+            .map_err(|e| e.to_string())?;
             let n = n_frames(audio.len());
             // flite's own timings are exact; English espeak-ng speech is
             // force-aligned to its text; other languages use allphone.

@@ -226,7 +226,9 @@ pub fn motion_stats(clips: &[ClipData]) -> (Vec<f32>, Vec<f32>) {
     frame_stats(clips.iter().flat_map(|c| c.labels.iter()))
 }
 
-fn frame_stats<'a>(frames: impl Iterator<Item = &'a [f32; BLENDSHAPE_COUNT]>) -> (Vec<f32>, Vec<f32>) {
+fn frame_stats<'a>(
+    frames: impl Iterator<Item = &'a [f32; BLENDSHAPE_COUNT]>,
+) -> (Vec<f32>, Vec<f32>) {
     let mut sum = [0f64; BLENDSHAPE_COUNT];
     let mut sq = [0f64; BLENDSHAPE_COUNT];
     let mut n = 0f64;
@@ -511,8 +513,16 @@ pub fn make_batch_with(
     let mut silence = vec![-10.0f32; dim];
     feature_norm.apply(&mut silence);
     let all: Vec<usize> = (0..clips.len()).collect();
-    let animator: Vec<usize> = all.iter().copied().filter(|&i| is_animator(&clips[i])).collect();
-    let others: Vec<usize> = all.iter().copied().filter(|&i| !is_animator(&clips[i])).collect();
+    let animator: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| is_animator(&clips[i]))
+        .collect();
+    let others: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| !is_animator(&clips[i]))
+        .collect();
     let n_anim = if opts.animator_fraction > 0.0 && !animator.is_empty() {
         ((b as f64 * opts.animator_fraction).round() as usize).min(b)
     } else {
@@ -639,7 +649,12 @@ mod tests {
         apply_emotion_frame(&mut b, &happy);
         let s = B::MouthSmileLeft.index();
         assert!(a[s] > 0.5, "{}", a[s]);
-        assert!(b[s] < 0.5 * a[s], "smile must ease on a closure: {} vs {}", b[s], a[s]);
+        assert!(
+            b[s] < 0.5 * a[s],
+            "smile must ease on a closure: {} vs {}",
+            b[s],
+            a[s]
+        );
         assert_eq!(a[B::JawOpen.index()], 0.4);
         // Cheeks are not lip channels: no easing.
         assert_eq!(a[B::CheekSquintLeft.index()], b[B::CheekSquintLeft.index()]);
@@ -678,6 +693,10 @@ mod tests {
         let mut sad = [0f32; EMOTION_COUNT];
         sad[2] = 0.8;
         sad[0] = 0.2;
-        assert!(aug.window(&sad, 10, 50.0, &mut rng).iter().all(|f| *f == sad));
+        assert!(
+            aug.window(&sad, 10, 50.0, &mut rng)
+                .iter()
+                .all(|f| *f == sad)
+        );
     }
 }

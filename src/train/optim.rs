@@ -149,9 +149,8 @@ impl NamedAdamW {
                     .map_err(|e| ModelError::InvalidConfig(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
-        safetensors::serialize_to_file(tensors, Some(meta), &tmp).map_err(|e| {
-            ModelError::InvalidConfig(format!("writing {}: {e}", tmp.display()))
-        })?;
+        safetensors::serialize_to_file(tensors, Some(meta), &tmp)
+            .map_err(|e| ModelError::InvalidConfig(format!("writing {}: {e}", tmp.display())))?;
         std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
             source,
@@ -177,7 +176,8 @@ impl NamedAdamW {
             .and_then(|m| m.get("t"))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| corrupt("no step count `t` in the metadata".into()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let read = |name: &str, like: &Tensor| -> Result<Tensor, ModelError> {
             let v = st
                 .tensor(name)

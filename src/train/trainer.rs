@@ -34,7 +34,9 @@ use crate::model::{
     ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
 };
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
-use crate::train::dataset::{BatchOptions, ClipData, EmotionAugment, PHONE_CLASSES, make_batch_with};
+use crate::train::dataset::{
+    BatchOptions, ClipData, EmotionAugment, PHONE_CLASSES, make_batch_with,
+};
 use crate::train::optim::{AdamWParams, NamedAdamW};
 
 /// Trainer settings (serde; stored in the checkpoint's provenance).

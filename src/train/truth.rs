@@ -62,10 +62,15 @@ impl TruthClip {
             }
         };
         let (st, oh, oo) = (ch("mouth_stretch_c"), ch("mouth_oh_c"), ch("mouth_oo_c"));
-        let funnels: Vec<Vec<f32>> = ["mouth_funnel_dl", "mouth_funnel_dr", "mouth_funnel_ul", "mouth_funnel_ur"]
-            .iter()
-            .map(|n| ch(n))
-            .collect();
+        let funnels: Vec<Vec<f32>> = [
+            "mouth_funnel_dl",
+            "mouth_funnel_dr",
+            "mouth_funnel_ul",
+            "mouth_funnel_ur",
+        ]
+        .iter()
+        .map(|n| ch(n))
+        .collect();
         let n = c.raw.len();
         let map_jaw = (0..n)
             .map(|i| (st[i] + 0.3 * oh[i] + 0.2 * oo[i]).clamp(0.0, 1.0))
@@ -170,11 +175,16 @@ impl Prediction {
     /// From full ARKit frames.
     pub fn from_frames(frames: &[[f32; BLENDSHAPE_COUNT]]) -> Self {
         Self {
-            jaw: frames.iter().map(|f| f[Blendshape::JawOpen.index()]).collect(),
+            jaw: frames
+                .iter()
+                .map(|f| f[Blendshape::JawOpen.index()])
+                .collect(),
             rounding: Some(
                 frames
                     .iter()
-                    .map(|f| f[Blendshape::MouthFunnel.index()] + f[Blendshape::MouthPucker.index()])
+                    .map(|f| {
+                        f[Blendshape::MouthFunnel.index()] + f[Blendshape::MouthPucker.index()]
+                    })
                     .collect(),
             ),
         }
@@ -322,7 +332,9 @@ pub fn ridge_rows(audio: &[f32], fps: f64, n: usize) -> Vec<Vec<f32>> {
             for tap in 0..RIDGE_TAPS {
                 let f = j - (tap * RIDGE_STRIDE) as isize;
                 if f >= 0 && (f as usize) < frames {
-                    row.extend_from_slice(&mel[f as usize * RIDGE_MELS..(f as usize + 1) * RIDGE_MELS]);
+                    row.extend_from_slice(
+                        &mel[f as usize * RIDGE_MELS..(f as usize + 1) * RIDGE_MELS],
+                    );
                 } else {
                     row.extend(std::iter::repeat_n(floor, RIDGE_MELS));
                 }
@@ -502,7 +514,12 @@ impl ArticulationCounts {
     /// - segment means of mouthFunnel + mouthPucker (rounded `UW UH OW W` vs
     ///   spread `IY IH EY EH AE`) and of jawOpen (open `AA AE AO AW AY AH`
     ///   vs close `IY UW IH UH`) feed the AUCs.
-    pub fn add(&mut self, pred: &[[f32; BLENDSHAPE_COUNT]], fps: f64, phones: &[(String, f64, f64)]) {
+    pub fn add(
+        &mut self,
+        pred: &[[f32; BLENDSHAPE_COUNT]],
+        fps: f64,
+        phones: &[(String, f64, f64)],
+    ) {
         use Blendshape as B;
         let n = pred.len();
         if n == 0 {
@@ -523,14 +540,13 @@ impl ArticulationCounts {
             let (a, b) = (*a, *b);
             let ph = ph.as_str();
             if ["P", "B", "M"].contains(&ph) {
-                let near_pause = pauses
-                    .iter()
-                    .any(|&(s, e)| s < b + 0.1 && e > a - 0.1);
+                let near_pause = pauses.iter().any(|&(s, e)| s < b + 0.1 && e > a - 0.1);
                 if near_pause {
                     continue;
                 }
                 let (lo, hi) = frames_in(a, b);
-                let closed = (lo.saturating_sub(1)..=(hi + 1).min(n - 1)).any(|f| lips_closed(&pred[f]));
+                let closed =
+                    (lo.saturating_sub(1)..=(hi + 1).min(n - 1)).any(|f| lips_closed(&pred[f]));
                 self.bil += 1;
                 if closed {
                     self.bil_closed += 1;

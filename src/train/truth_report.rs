@@ -151,12 +151,34 @@ pub struct TruthReport {
 pub fn signature(emotion: usize) -> &'static [Blendshape] {
     use Blendshape::*;
     match emotion {
-        1 => &[MouthSmileLeft, MouthSmileRight, CheekSquintLeft, CheekSquintRight],
+        1 => &[
+            MouthSmileLeft,
+            MouthSmileRight,
+            CheekSquintLeft,
+            CheekSquintRight,
+        ],
         2 => &[BrowInnerUp, MouthFrownLeft, MouthFrownRight],
         3 => &[BrowDownLeft, BrowDownRight, NoseSneerLeft, NoseSneerRight],
-        4 => &[BrowOuterUpLeft, BrowOuterUpRight, BrowInnerUp, EyeWideLeft, EyeWideRight],
-        5 => &[BrowInnerUp, EyeWideLeft, EyeWideRight, MouthStretchLeft, MouthStretchRight],
-        6 => &[NoseSneerLeft, NoseSneerRight, MouthUpperUpLeft, MouthUpperUpRight],
+        4 => &[
+            BrowOuterUpLeft,
+            BrowOuterUpRight,
+            BrowInnerUp,
+            EyeWideLeft,
+            EyeWideRight,
+        ],
+        5 => &[
+            BrowInnerUp,
+            EyeWideLeft,
+            EyeWideRight,
+            MouthStretchLeft,
+            MouthStretchRight,
+        ],
+        6 => &[
+            NoseSneerLeft,
+            NoseSneerRight,
+            MouthUpperUpLeft,
+            MouthUpperUpRight,
+        ],
         _ => &[],
     }
 }
@@ -269,12 +291,14 @@ pub fn evaluate_truth(
     let labeler = crate::train::phonetic::PhoneticLabeler::new(cfg.labeler.clone());
     let model_rows = !cfg.baselines_only;
     let mut methods: Vec<(String, Vec<Prediction>)> = Vec::new();
-    let add = |name: &str, p: Prediction, methods: &mut Vec<(String, Vec<Prediction>)>| {
-        match methods.iter_mut().find(|(n, _)| n == name) {
+    let add =
+        |name: &str, p: Prediction, methods: &mut Vec<(String, Vec<Prediction>)>| match methods
+            .iter_mut()
+            .find(|(n, _)| n == name)
+        {
             Some((_, v)) => v.push(p),
             None => methods.push((name.to_string(), vec![p])),
-        }
-    };
+        };
     for c in &val_clips {
         let n = c.frames();
         progress(&format!("section 1: {}", c.id));
@@ -303,11 +327,23 @@ pub fn evaluate_truth(
                 add(label, p, &mut methods);
             }
         }
-        add("loudness (linear fit)", loud.predict(&c.audio, TRUTH_FPS, n), &mut methods);
-        add("ridge (log-mel, 300 ms)", ridge.predict(&c.audio, TRUTH_FPS, n), &mut methods);
+        add(
+            "loudness (linear fit)",
+            loud.predict(&c.audio, TRUTH_FPS, n),
+            &mut methods,
+        );
+        add(
+            "ridge (log-mel, 300 ms)",
+            ridge.predict(&c.audio, TRUTH_FPS, n),
+            &mut methods,
+        );
         if let Ok(ph) = crate::train::sphinx::allphone(&c.audio) {
             let lab = labeler.label(&c.audio, &ph, n, TRUTH_FPS);
-            add("phonetic labeler", Prediction::from_frames(&lab), &mut methods);
+            add(
+                "phonetic labeler",
+                Prediction::from_frames(&lab),
+                &mut methods,
+            );
         }
     }
     let mut report = TruthReport {
@@ -321,7 +357,9 @@ pub fn evaluate_truth(
                 clip: c.id.clone(),
                 metrics: truth_metrics(&[c], &[p]),
             });
-            report.curves.push((c.id.clone(), name.clone(), p.jaw.clone()));
+            report
+                .curves
+                .push((c.id.clone(), name.clone(), p.jaw.clone()));
         }
         let cs: Vec<&TruthClip> = val_clips.iter().collect();
         let ps: Vec<&Prediction> = preds.iter().collect();
@@ -341,16 +379,17 @@ pub fn evaluate_truth(
     let held = heldout_speech(cfg)?;
     report.articulation_clips = held.len();
     let mut counts: Vec<(String, ArticulationCounts)> = Vec::new();
-    let mut tally = |name: &str, pred: &[[f32; BLENDSHAPE_COUNT]], f: f64, ph: &[(String, f64, f64)]| {
-        let i = match counts.iter().position(|(n, _)| n == name) {
-            Some(i) => i,
-            None => {
-                counts.push((name.to_string(), ArticulationCounts::default()));
-                counts.len() - 1
-            }
+    let mut tally =
+        |name: &str, pred: &[[f32; BLENDSHAPE_COUNT]], f: f64, ph: &[(String, f64, f64)]| {
+            let i = match counts.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    counts.push((name.to_string(), ArticulationCounts::default()));
+                    counts.len() - 1
+                }
+            };
+            counts[i].1.add(pred, f, ph);
         };
-        counts[i].1.add(pred, f, ph);
-    };
     for (i, (_, audio, phones)) in held.iter().enumerate() {
         progress(&format!("section 2: clip {}/{}", i + 1, held.len()));
         let neutral = one_hot(0, 1.0);
@@ -403,12 +442,7 @@ pub fn evaluate_truth(
             .take(cfg.emotion_clips)
             .map(|(_, a, _)| a)
             .collect();
-        report.emotion = Some(emotion_section(
-            model,
-            teacher_model,
-            &clips,
-            cfg,
-        )?);
+        report.emotion = Some(emotion_section(model, teacher_model, &clips, cfg)?);
     }
     Ok(report)
 }
@@ -418,7 +452,12 @@ fn mean_change(
     b: &[[f32; BLENDSHAPE_COUNT]],
 ) -> [f32; BLENDSHAPE_COUNT] {
     let n = a.len().min(b.len()).max(1);
-    std::array::from_fn(|k| (0..a.len().min(b.len())).map(|i| a[i][k] - b[i][k]).sum::<f32>() / n as f32)
+    std::array::from_fn(|k| {
+        (0..a.len().min(b.len()))
+            .map(|i| a[i][k] - b[i][k])
+            .sum::<f32>()
+            / n as f32
+    })
 }
 
 fn signature_change(d: &[f32; BLENDSHAPE_COUNT], e: usize) -> f32 {
@@ -433,7 +472,10 @@ fn emotion_section(
     cfg: &TruthEvalConfig,
 ) -> Result<EmotionReport, String> {
     let style = "phonetic";
-    let run_all = |m: &TalkingHeadModel, s: Sampler, e: [f32; EMOTION_COUNT]| -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+    let run_all = |m: &TalkingHeadModel,
+                   s: Sampler,
+                   e: [f32; EMOTION_COUNT]|
+     -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
         let mut all = Vec::new();
         for a in clips {
             all.extend(run_model(m, s, a, e, style)?);
@@ -499,7 +541,10 @@ fn emotion_section(
             for e in 1..EMOTION_COUNT {
                 total += signature_change(&mean_change(&run2(one_hot(e, 1.0))?, &n), e);
             }
-            sweep.push((format!("teacher, guidance {g}"), total / (EMOTION_COUNT - 1) as f32));
+            sweep.push((
+                format!("teacher, guidance {g}"),
+                total / (EMOTION_COUNT - 1) as f32,
+            ));
         }
     }
     // Rest face: 2 s of digital silence.
@@ -559,7 +604,9 @@ impl TruthReport {
     /// Markdown tables of every section.
     pub fn markdown(&self) -> String {
         let mut s = format!("# Truth-first evaluation of `{}`\n\n", self.model);
-        s.push_str("## Section 1: real animator truth (FACEGOOD recordings never trained on, 30 fps)\n\n");
+        s.push_str(
+            "## Section 1: real animator truth (FACEGOOD recordings never trained on, 30 fps)\n\n",
+        );
         s.push_str("| method | clip | map-jaw r | full-opening r | in-speech closures | rounding r | dynamic range | frames |\n|---|---|---|---|---|---|---|---|\n");
         let mut rows = self.truth.clone();
         rows.sort_by_key(|r| (r.clip != "pooled", r.clip.clone()));
@@ -653,7 +700,12 @@ impl TruthReport {
                 .curves
                 .iter()
                 .filter(|c| &c.0 == clip)
-                .filter(|c| c.1.starts_with("animator") || c.1.starts_with("student") || c.1.starts_with("ridge") || c.1.starts_with("loudness"))
+                .filter(|c| {
+                    c.1.starts_with("animator")
+                        || c.1.starts_with("student")
+                        || c.1.starts_with("ridge")
+                        || c.1.starts_with("loudness")
+                })
                 .map(|c| (c.1.as_str(), c.2.iter().take(max).copied().collect()))
                 .collect();
             cs.sort_by_key(|c| !c.0.starts_with("animator"));

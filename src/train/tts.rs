@@ -89,9 +89,9 @@ pub const ESPEAK_HELDOUT: [&str; 3] = ["f5", "m7", "Annie"];
 /// without stress (`AH`, `SIL`); `None` for names outside the set.
 pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
     const SET: [&str; 39] = [
-        "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
-        "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
-        "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
+        "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
+        "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH",
+        "UH", "UW", "V", "W", "Y", "Z", "ZH",
     ];
     let up = p.trim().to_ascii_uppercase();
     match up.as_str() {
