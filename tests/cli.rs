@@ -673,3 +673,42 @@ fn bench_prints_json_summary_last() {
     );
     assert!(v["realtime_factor"].as_f64().is_some_and(|r| r > 0.0));
 }
+
+/// `bake` adds the plugin's upper-face layer (seeded): blinks and gaze move
+/// in the CSV; `--no-upper-face` leaves the model's output alone.
+#[test]
+fn bake_includes_the_upper_face_layer_unless_asked_not_to() {
+    use bevy_talking_head::rig::Blendshape;
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 4);
+    let wav = dir.path().join("speech.wav");
+    write_wav_i16(&wav, 16_000, 1, &speechy(16_000, 20.0, 1));
+    let with = dir.path().join("with.csv");
+    let without = dir.path().join("without.csv");
+    assert_success(&bake(&model, &[&wav], &with, &[]));
+    assert_success(&bake(&model, &[&wav], &without, &["--no-upper-face"]));
+    let a = check_take(&with, 20.0, 30.0);
+    let b = check_take(&without, 20.0, 30.0);
+    let blink = Blendshape::EyeBlinkLeft.index();
+    let max_blink = a
+        .frames
+        .iter()
+        .map(|f| f.blendshapes[blink])
+        .fold(0f32, f32::max);
+    assert!(
+        max_blink > 0.5,
+        "no blink in 20 s: max eyeBlinkLeft {max_blink}"
+    );
+    let gaze = Blendshape::EyeLookOutLeft.index();
+    let differs = a
+        .frames
+        .iter()
+        .zip(&b.frames)
+        .any(|(x, y)| (x.blendshapes[gaze] - y.blendshapes[gaze]).abs() > 1e-3);
+    assert!(differs, "the layer's gaze is missing");
+    // The mouth is the model's in both.
+    let jaw = Blendshape::JawOpen.index();
+    for (x, y) in a.frames.iter().zip(&b.frames) {
+        assert_eq!(x.blendshapes[jaw], y.blendshapes[jaw]);
+    }
+}

@@ -190,3 +190,37 @@ fn demo_screenshot_mouth_moves_between_silence_and_speech() {
         "mouth {mouth:.2} vs shoulders {shoulders:.2}"
     );
 }
+
+/// The same audio moment rendered neutral and happy (`--emotion`, the
+/// panel's emotion at 1): the mouth corners differ, the shoulders do not.
+#[test]
+fn demo_screenshot_happy_differs_from_neutral_at_the_mouth() {
+    let dir = tempfile::tempdir().unwrap();
+    let neutral_png = dir.path().join("neutral.png");
+    let happy_png = dir.path().join("happy.png");
+    for (emotion, png) in [("neutral", &neutral_png), ("happy", &happy_png)] {
+        run_demo(&[
+            "--emotion",
+            emotion,
+            "--screenshot",
+            png.to_str().unwrap(),
+            "--exit-after",
+            "2.0",
+        ]);
+    }
+    let keep = root().join("target").join("screenshots");
+    let _ = std::fs::create_dir_all(&keep);
+    let _ = std::fs::copy(&neutral_png, keep.join("demo_neutral.png"));
+    let _ = std::fs::copy(&happy_png, keep.join("demo_happy.png"));
+    let a = load_rgb(&neutral_png);
+    let b = load_rgb(&happy_png);
+    assert!(mean_brightness(&a) > 10.0 && mean_brightness(&b) > 10.0);
+    let mouth = region_diff(&a, &b, MOUTH);
+    let shoulders = region_diff(&a, &b, SHOULDERS);
+    eprintln!("neutral vs happy: mouth diff {mouth:.2}, shoulders diff {shoulders:.2}");
+    assert!(mouth > 1.0, "happy barely changes the mouth: {mouth:.2}");
+    assert!(
+        mouth > 4.0 * shoulders,
+        "mouth {mouth:.2} vs shoulders {shoulders:.2}"
+    );
+}

@@ -192,38 +192,9 @@ enum Command {
         #[command(subcommand)]
         action: CorpusAction,
     },
-    /// Evaluate a model and baselines on the corpus validation split (feature `train`).
+    /// Evaluate a model truth first: animator truth, articulation on held-out voices, emotion; labeler imitation with --corpus (feature `train`).
     #[cfg(feature = "train")]
-    Eval {
-        /// Model (student) checkpoint; default: the shipped model.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Teacher checkpoint, when the model file has none.
-        #[arg(long)]
-        teacher: Option<PathBuf>,
-        /// Corpus directory: adds section 3, labeler imitation on its
-        /// validation split (a training diagnostic, not quality).
-        #[arg(long)]
-        corpus: Option<PathBuf>,
-        /// Shared data directory (FACEGOOD recordings).
-        #[arg(long, default_value = "../shared/data")]
-        data: PathBuf,
-        /// Where to write truth.md/json, eval.md/json and plots (default: next to the model).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// At most this many validation clips in section 3.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Sentences per held-out voice in section 2 (from assets/eval/sentences_en.txt).
-        #[arg(long, default_value_t = 40)]
-        sentences: usize,
-        /// JSON PhoneticLabelerConfig for the labeler rows (default: the built-in settings).
-        #[arg(long)]
-        labeler: Option<PathBuf>,
-        /// Baselines and labeler only (skip the model): a labeler experiment.
-        #[arg(long)]
-        baselines_only: bool,
-    },
+    Eval(EvalArgs),
     /// Distil the N-step guided teacher into the one-step student (feature `train`).
     #[cfg(feature = "train")]
     Distill {
@@ -353,27 +324,7 @@ fn main() {
                 },
         } => corpus_cmd(out, data, seed, tts_minutes, augment, limit, jobs),
         #[cfg(feature = "train")]
-        Command::Eval {
-            model,
-            teacher,
-            corpus,
-            data,
-            out,
-            limit,
-            sentences,
-            labeler,
-            baselines_only,
-        } => eval_cmd(
-            model,
-            teacher,
-            corpus,
-            data,
-            out,
-            limit,
-            sentences,
-            labeler,
-            baselines_only,
-        ),
+        Command::Eval(args) => eval_cmd(args),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));
@@ -436,6 +387,40 @@ fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
     }
     let model = TalkingHeadModel::load(&path)?;
     Ok((model, path))
+}
+
+/// Arguments of `talking-head eval`.
+#[cfg(feature = "train")]
+#[derive(clap::Args, Debug)]
+struct EvalArgs {
+    /// Model (student) checkpoint; default: the shipped model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Teacher checkpoint, when the model file has none.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Corpus directory: adds section 3, labeler imitation on its
+    /// validation split (a training diagnostic, not quality).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Shared data directory (FACEGOOD recordings).
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Where to write truth.md/json, eval.md/json and plots (default: next to the model).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// At most this many validation clips in section 3.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sentences per held-out voice in section 2 (from assets/eval/sentences_en.txt).
+    #[arg(long, default_value_t = 40)]
+    sentences: usize,
+    /// JSON PhoneticLabelerConfig for the labeler rows (default: the built-in settings).
+    #[arg(long)]
+    labeler: Option<PathBuf>,
+    /// Baselines and labeler only (skip the model): a labeler experiment.
+    #[arg(long)]
+    baselines_only: bool,
 }
 
 struct BakeArgs {
@@ -1170,20 +1155,20 @@ fn distill_cmd(
 }
 
 #[cfg(feature = "train")]
-#[allow(clippy::too_many_arguments)]
-fn eval_cmd(
-    model: Option<PathBuf>,
-    teacher: Option<PathBuf>,
-    corpus: Option<PathBuf>,
-    data: PathBuf,
-    out: Option<PathBuf>,
-    limit: Option<usize>,
-    sentences: usize,
-    labeler: Option<PathBuf>,
-    baselines_only: bool,
-) -> Result<()> {
+fn eval_cmd(args: EvalArgs) -> Result<()> {
     use bevy_talking_head::train::eval::evaluate;
     use bevy_talking_head::train::truth_report::{TruthEvalConfig, evaluate_truth};
+    let EvalArgs {
+        model,
+        teacher,
+        corpus,
+        data,
+        out,
+        limit,
+        sentences,
+        labeler,
+        baselines_only,
+    } = args;
     let (m, path) = load_model(model)?;
     let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
     let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());

@@ -398,6 +398,29 @@ impl candle_nn::var_builder::SimpleBackend for ShapeProbe {
     }
 }
 
+/// A shared handle to a backend, so the caller keeps it after the
+/// `VarBuilder` that owns the box is dropped.
+struct Shared<B>(std::sync::Arc<B>);
+
+impl<B: candle_nn::var_builder::SimpleBackend> candle_nn::var_builder::SimpleBackend for Shared<B> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get(s, name, h, dtype, dev)
+    }
+    fn get_unchecked(&self, name: &str, d: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.0.get_unchecked(name, d, dev)
+    }
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_tensor(name)
+    }
+}
+
 /// Most parameters (encoder + student + teacher) a checkpoint may declare:
 /// 16 M (64 MB as f32). The shipped model has about 1.4 M.
 pub const MAX_PARAMETERS: usize = 16_000_000;
@@ -416,30 +439,6 @@ impl TalkingHeadModel {
         let probe = std::sync::Arc::new(ShapeProbe {
             shapes: Mutex::new(BTreeMap::new()),
         });
-        struct Shared(std::sync::Arc<ShapeProbe>);
-        impl candle_nn::var_builder::SimpleBackend for Shared {
-            fn get(
-                &self,
-                s: Shape,
-                name: &str,
-                h: candle_nn::Init,
-                dtype: DType,
-                dev: &Device,
-            ) -> candle_core::Result<Tensor> {
-                self.0.get(s, name, h, dtype, dev)
-            }
-            fn get_unchecked(
-                &self,
-                name: &str,
-                d: DType,
-                dev: &Device,
-            ) -> candle_core::Result<Tensor> {
-                self.0.get_unchecked(name, d, dev)
-            }
-            fn contains_tensor(&self, name: &str) -> bool {
-                self.0.contains_tensor(name)
-            }
-        }
         let vb = VarBuilder::from_backend(Box::new(Shared(probe.clone())), DType::F32, Device::Cpu);
         OnlineEncoder::new(config, vb.pp("encoder"))?;
         Denoiser::new(config, vb.pp("student"))?;
@@ -496,30 +495,6 @@ impl TalkingHeadModel {
             seed,
             made: Mutex::new(BTreeMap::new()),
         });
-        struct Shared(std::sync::Arc<SeededInit>);
-        impl candle_nn::var_builder::SimpleBackend for Shared {
-            fn get(
-                &self,
-                s: Shape,
-                name: &str,
-                h: candle_nn::Init,
-                dtype: DType,
-                dev: &Device,
-            ) -> candle_core::Result<Tensor> {
-                self.0.get(s, name, h, dtype, dev)
-            }
-            fn get_unchecked(
-                &self,
-                name: &str,
-                d: DType,
-                dev: &Device,
-            ) -> candle_core::Result<Tensor> {
-                self.0.get_unchecked(name, d, dev)
-            }
-            fn contains_tensor(&self, name: &str) -> bool {
-                self.0.contains_tensor(name)
-            }
-        }
         let vb = VarBuilder::from_backend(Box::new(Shared(init.clone())), DType::F32, Device::Cpu);
         OnlineEncoder::new(config, vb.pp("encoder"))?;
         Denoiser::new(config, vb.pp("student"))?;

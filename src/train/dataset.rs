@@ -469,29 +469,6 @@ pub struct WindowBatch {
     pub animator: Vec<bool>,
 }
 
-/// Draws a [`WindowBatch`] from all clips by length, with each clip's own
-/// emotion (no augmentation).
-pub fn make_batch(
-    clips: &[ClipData],
-    cfg: &ModelConfig,
-    b: usize,
-    t: usize,
-    feature_norm: &FeatureNorm,
-    motion_norm: &crate::model::MotionNorm,
-    rng: &mut impl Rng,
-) -> WindowBatch {
-    make_batch_with(
-        clips,
-        cfg,
-        b,
-        t,
-        feature_norm,
-        motion_norm,
-        &BatchOptions::default(),
-        rng,
-    )
-}
-
 /// Draws a [`WindowBatch`] under `opts`: the first
 /// `round(b * animator_fraction)` windows come from animator-labelled clips
 /// (when there are any), the rest from the other clips (from all clips when

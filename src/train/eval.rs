@@ -386,10 +386,9 @@ pub fn evaluate(
     limit: Option<usize>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport, crate::train::manifest::CorpusError> {
-    use crate::audio::AudioFormat;
     use crate::model::Sampler;
     use crate::rig::LiveLinkFaceTake;
-    use crate::runtime::{Pcm, Session, run_to_end};
+
     use crate::train::manifest::{CorpusError, CorpusManifest, Split, with_ext};
     use std::collections::BTreeMap;
 
@@ -443,16 +442,8 @@ pub fn evaluate(
                sampler: Sampler,
                audio: &[f32],
                emotion,
-               style: &str|
-     -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
-        let mut s = Session::new(m, AudioFormat::MODEL, 0).map_err(|e| e.to_string())?;
-        s.set_emotion(emotion);
-        s.set_style(m.config().style_id(style).unwrap_or(0));
-        Ok(run_to_end(m, &mut s, Pcm::F32(audio), sampler, |_| {})
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|f| f.weights)
-            .collect())
+               style: &str| {
+        crate::train::truth_report::run_model(m, sampler, audio, emotion, style)
     };
     for (i, c) in val.iter().enumerate() {
         let base = dir.join("clips").join(&c.id);
