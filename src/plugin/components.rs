@@ -355,6 +355,21 @@ impl TalkingHeadState {
         self.sent_16k / crate::audio::MODEL_SAMPLE_RATE as f64
     }
 
+    /// Time, in seconds of the current session's audio, of the end of the
+    /// newest expression frame the worker has delivered (`None` before the
+    /// first). When the worker keeps up it is at or ahead of
+    /// [`playhead_secs`](Self::playhead_secs).
+    pub fn latest_frame_secs(&self) -> Option<f64> {
+        let n = self.frames.len();
+        let last = self.frames.back()?;
+        // Frame spacing from the last two frames (the model's frame length).
+        let spf = match n {
+            0 | 1 => 320,
+            _ => last.sample.saturating_sub(self.frames[n - 2].sample).max(1),
+        };
+        Some((last.sample + spf) as f64 / crate::audio::MODEL_SAMPLE_RATE as f64)
+    }
+
     /// Expression frames buffered ahead of / around the playhead.
     pub fn buffered_frames(&self) -> usize {
         self.frames.len()
