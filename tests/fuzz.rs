@@ -185,7 +185,11 @@ fn hostile_configs_are_refused_before_allocating() {
             .unwrap();
             let (res, peak) = peak_of(|| TalkingHeadModel::load(&p));
             assert!(peak < ALLOC_BOUND, "{f} = {v}: allocation of {peak} bytes");
-            if cfg == *model.config() {
+            // Small values may be a valid (if odd) model; huge ones never are.
+            if v < 1_000_000 {
+                if let Err(e) = res {
+                    assert!(!e.to_string().is_empty());
+                }
                 continue;
             }
             let e = res
