@@ -798,3 +798,169 @@ fn soak_lobby_short() {
 fn soak_lobby_one_hour() {
     lobby_soak(3600.0, 64);
 }
+
+/// A microphone test double: opens with a format unless "unplugged", feeds
+/// what the test sends, and fails on command (like cpal's error callback).
+#[cfg(feature = "mic")]
+mod fake_mic {
+    use std::sync::{Arc, Mutex};
+
+    use bevy_talking_head::audio::AudioFormat;
+    use bevy_talking_head::plugin::{MicrophoneBackend, MicrophoneRequest};
+
+    pub enum Cmd {
+        Samples(Vec<f32>),
+        Fail,
+    }
+
+    #[derive(Default)]
+    pub struct State {
+        pub plugged: bool,
+        pub opens: u32,
+        pub tx: Option<crossbeam_channel::Sender<Cmd>>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct FakeMic(pub Arc<Mutex<State>>);
+
+    impl MicrophoneBackend for FakeMic {
+        fn capture(&self, request: MicrophoneRequest) {
+            let rx = {
+                let mut s = self.0.lock().unwrap();
+                if !s.plugged {
+                    drop(s);
+                    request.failed("no default input device");
+                    return;
+                }
+                s.opens += 1;
+                let (tx, rx) = crossbeam_channel::unbounded();
+                s.tx = Some(tx);
+                rx
+            };
+            let Some(mut sink) = request.opened(AudioFormat {
+                sample_rate: 16_000,
+                channels: 1,
+            }) else {
+                return;
+            };
+            loop {
+                if request.stop.try_recv().is_ok() {
+                    return;
+                }
+                match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+                    Ok(Cmd::Samples(v)) => sink.push_f32(&v),
+                    Ok(Cmd::Fail) => {
+                        sink.fault();
+                        // A dead device: wait to be stopped.
+                        let _ = request.stop.recv();
+                        return;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// A microphone that errors mid-stream: the head warns (the capture
+/// reports the error), rests, and reconnects when a device returns.
+#[cfg(feature = "mic")]
+#[test]
+fn a_failing_microphone_rests_the_face_and_reconnects() {
+    use bevy_talking_head::plugin::{MicrophoneBackendResource, MicrophoneCapture};
+    let fake = fake_mic::FakeMic::default();
+    fake.0.lock().unwrap().plugged = true;
+    let mut app = app();
+    app.insert_resource(MicrophoneBackendResource(Arc::new(fake.clone())));
+    wait_ready(&mut app);
+    let head = app
+        .world_mut()
+        .spawn((TalkingHead::default(), MicrophoneVoice::default()))
+        .id();
+    let node = spawn_face_mesh(&mut app, head, &ARKIT_BLENDSHAPES);
+    let jaw = Blendshape::JawOpen.index();
+    let open = |app: &App| {
+        app.world()
+            .get::<MicrophoneCapture>(head)
+            .is_some_and(|c| c.is_open())
+    };
+    let speak = |app: &mut App, secs: f64| -> f32 {
+        let mut max_jaw = 0f32;
+        let n = (secs / 0.02) as usize;
+        for i in 0..n {
+            if let Some(tx) = &fake.0.lock().unwrap().tx {
+                let off = (i * CHUNK) % (speech().len() - CHUNK);
+                let _ = tx.send(fake_mic::Cmd::Samples(speech()[off..off + CHUNK].to_vec()));
+            }
+            app.update();
+            std::thread::sleep(Duration::from_millis(20));
+            max_jaw = max_jaw.max(morph(app, node, jaw));
+        }
+        max_jaw
+    };
+    let _ = speak(&mut app, 0.2);
+    assert!(open(&app), "the fake microphone did not open");
+    assert!(speak(&mut app, 2.0) > 0.05, "no face from the microphone");
+    // The device fails and stays unplugged.
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.plugged = false;
+        let _ = s.tx.take().unwrap().send(fake_mic::Cmd::Fail);
+    }
+    let _ = speak(&mut app, 1.0);
+    let cap = app.world().get::<MicrophoneCapture>(head).unwrap();
+    assert_eq!(cap.faults(), 1);
+    assert!(!cap.is_open());
+    assert!(cap.error().is_some());
+    assert!(morph(&app, node, jaw) < 0.02, "the face did not rest");
+    // The device returns: the plugin reopens it and the face moves again.
+    fake.0.lock().unwrap().plugged = true;
+    let mut moved = 0f32;
+    for _ in 0..10 {
+        moved = moved.max(speak(&mut app, 1.0));
+        if open(&app) && moved > 0.05 {
+            break;
+        }
+    }
+    assert!(open(&app), "the microphone was not reopened");
+    assert!(moved > 0.05, "no face after reconnecting");
+    assert!(fake.0.lock().unwrap().opens >= 2);
+}
+
+/// The sound device is lost mid-clip (the seam `TalkingHeadAudio::device_lost`,
+/// which `poll_device` takes when cpal reports `DeviceNotAvailable` and no
+/// output is left): the clip continues on the virtual clock from where it
+/// was, and the face keeps following it.
+#[test]
+fn kira_device_loss_falls_back_to_the_virtual_clock() {
+    use kira::sound::static_sound::StaticSoundData;
+    let mut app = app();
+    wait_ready(&mut app);
+    let data = StaticSoundData::from_cursor(std::io::Cursor::new(wav_bytes(speech()))).unwrap();
+    let voice = {
+        let audio = app.world().resource::<TalkingHeadAudio>();
+        KiraVoice::play(audio, data).unwrap()
+    };
+    let head = app.world_mut().spawn((TalkingHead::default(), voice)).id();
+    let node = spawn_face_mesh(&mut app, head, &ARKIT_BLENDSHAPES);
+    let jaw = Blendshape::JawOpen.index();
+    let _ = max_over_frames(&mut app, 75, node, jaw);
+    let before = app.world().get::<KiraVoice>(head).unwrap().position();
+    let generation = app.world().resource::<TalkingHeadAudio>().generation();
+    app.world()
+        .resource::<TalkingHeadAudio>()
+        .device_lost("test: device unplugged");
+    let max_jaw = max_over_frames(&mut app, 75, node, jaw);
+    let audio = app.world().resource::<TalkingHeadAudio>();
+    assert!(audio.is_virtual());
+    assert_eq!(audio.generation(), generation + 1);
+    let after = app.world().get::<KiraVoice>(head).unwrap().position();
+    assert!(
+        after > before + 1.2 && after < before + 1.8,
+        "clip at {before} s before the loss, {after} s 1.5 s later"
+    );
+    let state = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!((state.playhead_secs().unwrap() - after).abs() < 0.05);
+    assert!(max_jaw > 0.05, "the face stopped after the loss: {max_jaw}");
+}

@@ -44,6 +44,9 @@ pub struct PlayError(String);
 #[derive(Resource)]
 pub struct TalkingHeadAudio {
     backend: Mutex<Backend>,
+    /// Bumped when the backend is replaced (device lost → virtual clock):
+    /// voices re-play on the new manager from where they were.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TalkingHeadAudio {
@@ -67,6 +70,7 @@ impl TalkingHeadAudio {
         match AudioManager::<DefaultBackend>::new(AudioManagerSettings::default()) {
             Ok(m) => Self {
                 backend: Mutex::new(Backend::Device(Box::new(m))),
+                generation: Default::default(),
             },
             Err(e) => {
                 warn!(
@@ -79,6 +83,13 @@ impl TalkingHeadAudio {
 
     /// A silent manager driven by frame time (no device needed).
     pub fn virtual_clock() -> Self {
+        Self {
+            backend: Mutex::new(Self::virtual_backend()),
+            generation: Default::default(),
+        }
+    }
+
+    fn virtual_backend() -> Backend {
         let manager = AudioManager::<MockBackend>::new(AudioManagerSettings {
             backend_settings: MockBackendSettings {
                 sample_rate: VIRTUAL_SAMPLE_RATE,
@@ -86,12 +97,61 @@ impl TalkingHeadAudio {
             ..Default::default()
         })
         .expect("kira's mock backend cannot fail to start");
-        Self {
-            backend: Mutex::new(Backend::Virtual {
-                manager: Box::new(manager),
-                pending_frames: 0.0,
-            }),
+        Backend::Virtual {
+            manager: Box::new(manager),
+            pending_frames: 0.0,
         }
+    }
+
+    /// How many times the backend was replaced (a lost device); voices
+    /// compare it with their own to know when to re-play.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Reads the device backend's stream errors. A lost device
+    /// (`DeviceNotAvailable`, `StreamInvalidated`) that kira could not
+    /// replace with another output switches to the virtual clock: returns
+    /// the reason when it did.
+    pub fn poll_device(&self) -> Option<String> {
+        use kira::backend::cpal::cpal::ErrorKind;
+        let lost = {
+            let mut b = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+            let Backend::Device(m) = &mut *b else {
+                return None;
+            };
+            let mut lost = None;
+            while let Some(e) = m.backend_mut().pop_error() {
+                if matches!(
+                    e.kind(),
+                    ErrorKind::DeviceNotAvailable | ErrorKind::StreamInvalidated
+                ) {
+                    lost = Some(e.to_string());
+                }
+            }
+            lost
+        }?;
+        // kira restarts the stream when a default output exists; fall back
+        // only when there is none.
+        let has_output = kira::backend::cpal::cpal::default_host()
+            .default_output_device()
+            .is_some();
+        if has_output {
+            return None;
+        }
+        self.device_lost(&lost);
+        Some(lost)
+    }
+
+    /// Switches to the virtual clock as after losing the sound device (the
+    /// path [`poll_device`](Self::poll_device) takes; also the seam tests
+    /// use). Voices keep their positions and the faces keep animating.
+    pub fn device_lost(&self, why: &str) {
+        let mut b = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        warn!("talking-head: sound device lost ({why}); clips continue on a virtual clock");
+        *b = Self::virtual_backend();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Whether this is the device-less virtual clock.
@@ -151,6 +211,8 @@ impl TalkingHeadAudio {
 pub struct KiraVoice {
     /// kira's handle to the playing sound (control playback through it).
     pub handle: StaticSoundHandle,
+    data: StaticSoundData,
+    generation: u64,
     mono: std::sync::Arc<[f32]>,
     sample_rate: u32,
     /// Clip frame the session's sample 0 is at.
@@ -183,9 +245,11 @@ impl KiraVoice {
             .map(|f| 0.5 * (f.left + f.right))
             .collect();
         let sample_rate = data.sample_rate;
-        let handle = audio.play(data)?;
+        let handle = audio.play(data.clone())?;
         Ok(Self {
             handle,
+            data,
+            generation: audio.generation(),
             mono,
             sample_rate,
             origin: 0,
@@ -221,20 +285,48 @@ impl KiraVoice {
     }
 }
 
-/// Advances the virtual clock (before positions are read).
+/// Watches the sound device (a lost one falls back to the virtual clock)
+/// and advances the virtual clock (before positions are read).
 pub(crate) fn advance_virtual_clock(audio: Option<Res<TalkingHeadAudio>>, time: Res<Time<Real>>) {
     if let Some(audio) = audio {
+        let _ = audio.poll_device();
         audio.advance(time.delta_secs_f64());
     }
 }
 
 /// Feeds clip audio ahead of kira's playhead and sets the heads' playheads.
 pub(crate) fn ingest_kira_voices(
+    audio: Option<Res<TalkingHeadAudio>>,
     mut runtime: ResMut<TalkingHeadRuntime>,
     mut heads: Query<(Entity, &mut KiraVoice, &mut TalkingHeadState)>,
 ) {
     for (entity, mut voice, mut state) in &mut heads {
         let voice = &mut *voice;
+        // The backend was replaced (device lost): re-play from where it was.
+        if let Some(audio) = &audio
+            && audio.generation() != voice.generation
+        {
+            let state_before = voice.handle.state();
+            let at = voice.last_pos.max(0.0);
+            match audio.play(voice.data.start_position(at)) {
+                Ok(mut h) => {
+                    if matches!(state_before, PlaybackState::Paused | PlaybackState::Pausing) {
+                        h.pause(Tween::default());
+                    }
+                    if matches!(
+                        state_before,
+                        PlaybackState::Stopped | PlaybackState::Stopping
+                    ) {
+                        h.stop(Tween::default());
+                    }
+                    voice.handle = h;
+                }
+                Err(e) => {
+                    warn!("TalkingHead {entity}: could not move the clip to the virtual clock: {e}")
+                }
+            }
+            voice.generation = audio.generation();
+        }
         let rate = voice.sample_rate.max(1) as f64;
         let pos = voice.handle.position();
         let playing = matches!(

@@ -53,7 +53,11 @@ pub use kira_voice::{
     VIRTUAL_SAMPLE_RATE,
 };
 #[cfg(feature = "mic")]
-pub use mic::{MIC_RING_SECS, MicrophoneCapture, MicrophoneVoice, input_device_names};
+pub use mic::{
+    CpalMicrophone, MIC_RETRY_MAX_SECS, MIC_RETRY_SECS, MIC_RING_SECS, MicSink, MicrophoneBackend,
+    MicrophoneBackendResource, MicrophoneCapture, MicrophoneRequest, MicrophoneVoice,
+    input_device_names,
+};
 pub use runtime::{
     DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadRuntime, default_model_path,
 };
