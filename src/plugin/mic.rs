@@ -429,7 +429,6 @@ pub(crate) fn open_microphones(
         cap.stop = Some(stop);
         cap.retry_at = None;
         if let Some(f) = failed {
-            let now = now;
             cap.close(f, now);
         }
     }
