@@ -125,21 +125,22 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
     let path = root().join("assets/models/default.safetensors");
     let seed = std::fs::read(&path).unwrap();
     let mut r = runner();
-    let mut errors = 0usize;
+    let errors = Cell::new(0usize);
     r.run(&mutate(&seed), |bytes| {
         let (res, peak) =
             peak_of(|| TalkingHeadModel::load_from_bytes(&bytes, Path::new("fuzz.safetensors")));
         prop_assert!(peak < ALLOC_BOUND, "allocation of {peak} bytes");
         if let Err(e) = res {
             prop_assert!(!e.to_string().is_empty());
-            errors += 1;
+            errors.set(errors.get() + 1);
         }
         Ok(())
     })
     .unwrap();
     println!(
-        "checkpoint byte mutations: {} cases, {errors} refused",
-        iters()
+        "checkpoint byte mutations: {} cases, {} refused",
+        iters(),
+        errors.get()
     );
 }
 
@@ -227,13 +228,13 @@ fn live_link_face_csv_reader_never_panics() {
     // Keep the seed small so cases are quick.
     let seed: Vec<u8> = seed.into_iter().take(40_000).collect();
     let mut r = runner();
-    let mut ok = 0usize;
+    let ok = Cell::new(0usize);
     r.run(&mutate(&seed), |bytes| {
         let (res, peak) = peak_of(|| LiveLinkFaceTake::read(bytes.as_slice()));
         prop_assert!(peak < ALLOC_BOUND);
         match res {
             Ok(t) => {
-                ok += 1;
+                ok.set(ok.get() + 1);
                 for f in &t.frames {
                     prop_assert!(f.blendshapes.iter().all(|v| v.is_finite()));
                 }
@@ -243,7 +244,7 @@ fn live_link_face_csv_reader_never_panics() {
         Ok(())
     })
     .unwrap();
-    println!("Live Link Face CSV: {} cases, {ok} parsed", iters());
+    println!("Live Link Face CSV: {} cases, {} parsed", iters(), ok.get());
     // Arbitrary text too.
     r.run(&".{0,400}", |s| {
         let _ = LiveLinkFaceTake::read(s.as_bytes());
@@ -288,18 +289,18 @@ fn mutated_audio_files_decode_or_fail_cleanly() {
             std::fs::read(root().join(format!("tests/fixtures/fuzz_seeds/seed.{ext}"))).unwrap();
         let path = dir.path().join(format!("case.{ext}"));
         let mut r = runner();
-        let (mut decoded, mut refused) = (0usize, 0usize);
+        let (decoded, refused) = (Cell::new(0usize), Cell::new(0usize));
         r.run(&mutate(&seed), |bytes| {
             std::fs::write(&path, &bytes).unwrap();
             let (res, peak) = peak_of(|| read_audio_file(&path));
             prop_assert!(peak < ALLOC_BOUND, "{ext}: allocation of {peak} bytes");
             match res {
                 Ok(a) => {
-                    decoded += 1;
+                    decoded.set(decoded.get() + 1);
                     prop_assert!(a.samples.iter().all(|v| v.is_finite()));
                 }
                 Err(e) => {
-                    refused += 1;
+                    refused.set(refused.get() + 1);
                     prop_assert!(!e.to_string().is_empty());
                 }
             }
@@ -311,8 +312,10 @@ fn mutated_audio_files_decode_or_fail_cleanly() {
         })
         .unwrap();
         println!(
-            "{ext}: {} cases, {decoded} decoded, {refused} refused",
-            iters()
+            "{ext}: {} cases, {} decoded, {} refused",
+            iters(),
+            decoded.get(),
+            refused.get()
         );
     }
 }

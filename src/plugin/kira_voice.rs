@@ -133,6 +133,7 @@ impl TalkingHeadAudio {
         }?;
         // kira restarts the stream when a default output exists; fall back
         // only when there is none.
+        use kira::backend::cpal::cpal::traits::HostTrait;
         let has_output = kira::backend::cpal::cpal::default_host()
             .default_output_device()
             .is_some();

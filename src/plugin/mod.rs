@@ -66,7 +66,6 @@ pub use voice::{STALL_SECS, VOICE_STREAM_CAPACITY, VoiceStream, VoiceStreamError
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
 use crate::runtime::WorkerConfig;
-use crate::upper_face::GENERATED_CHANNELS;
 use components::clamp01;
 
 /// The plugin's system sets, in execution order (see the [module
