@@ -659,10 +659,18 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mk = |rng: &mut rand::rngs::StdRng| {
-            let n = 150;
-            let env: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0f32)).collect();
+            // A syllable-rate envelope (2–4 Hz): predictable from the
+            // causal 300 ms window.
+            let n = 300;
+            let (f1, f2): (f32, f32) = (rng.random_range(2.0..3.0), rng.random_range(3.0..4.0));
+            let ph: f32 = rng.random_range(0.0..6.0);
+            let at = |t: f32| {
+                (0.5 + 0.25 * (6.283 * f1 * t + ph).sin() + 0.25 * (6.283 * f2 * t).sin())
+                    .clamp(0.0, 1.0)
+            };
+            let env: Vec<f32> = (0..n).map(|k| at(k as f32 / 30.0)).collect();
             let audio: Vec<f32> = (0..n * 16_000 / 30)
-                .map(|i| env[i * 30 / 16_000] * (i as f32 * 0.3).sin())
+                .map(|i| at(i as f32 / 16_000.0) * (i as f32 * 0.3).sin())
                 .collect();
             TruthClip {
                 id: "x".into(),
