@@ -119,8 +119,8 @@ pub fn speech_mask(audio: &[f32], fps: f64, n: usize) -> Vec<bool> {
     let mut out = loud.clone();
     let gap = (0.3 * fps).round() as usize;
     let mut last: Option<usize> = None;
-    for i in 0..n {
-        if loud[i] {
+    for (i, &is_loud) in loud.iter().enumerate() {
+        if is_loud {
             if let Some(p) = last
                 && i - p <= gap
             {
@@ -420,10 +420,11 @@ impl Ridge {
             jaw: ridge_rows(audio, fps, n)
                 .iter()
                 .map(|r| {
-                    let mut y = self.w[d];
-                    for k in 0..d.min(r.len()) {
-                        y += self.w[k] * (r[k] - self.mean[k]) / self.std[k];
-                    }
+                    let terms = r.iter().zip(&self.w).zip(self.mean.iter().zip(&self.std));
+                    let y: f32 = self.w[d]
+                        + terms
+                            .map(|((x, w), (m, sd))| w * (x - m) / sd)
+                            .sum::<f32>();
                     y.clamp(0.0, 1.0)
                 })
                 .collect(),
@@ -665,7 +666,8 @@ mod tests {
             let (f1, f2): (f32, f32) = (rng.random_range(2.0..3.0), rng.random_range(3.0..4.0));
             let ph: f32 = rng.random_range(0.0..6.0);
             let at = |t: f32| {
-                (0.5 + 0.25 * (6.283 * f1 * t + ph).sin() + 0.25 * (6.283 * f2 * t).sin())
+                (0.5 + 0.25 * (std::f32::consts::TAU * f1 * t + ph).sin()
+                    + 0.25 * (std::f32::consts::TAU * f2 * t).sin())
                     .clamp(0.0, 1.0)
             };
             let env: Vec<f32> = (0..n).map(|k| at(k as f32 / 30.0)).collect();

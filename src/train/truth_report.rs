@@ -486,7 +486,7 @@ fn emotion_section(
     let jaw = Blendshape::JawOpen.index();
     let jaw_n: Vec<f32> = neutral.iter().map(|f| f[jaw]).collect();
     let mut rows = Vec::new();
-    for e in 1..EMOTION_COUNT {
+    for (e, name) in EMOTIONS.iter().enumerate().skip(1) {
         let full = run_all(model, Sampler::Student, one_hot(e, 1.0))?;
         let half = run_all(model, Sampler::Student, one_hot(e, 0.5))?;
         let d = mean_change(&full, &neutral);
@@ -504,7 +504,7 @@ fn emotion_section(
         }
         let jaw_e: Vec<f32> = full.iter().map(|f| f[jaw]).collect();
         rows.push(EmotionRow {
-            emotion: EMOTIONS[e].to_string(),
+            emotion: name.to_string(),
             signature_change: sig,
             off_signature: off,
             off_channel: off_ch,

@@ -102,6 +102,9 @@ pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
     }
 }
 
+/// Phone spans: `(ARPAbet phone, start s, end s)`.
+pub type PhoneSpans = Vec<(String, f64, f64)>;
+
 /// Parses flite's `-psdur` output (`pau:0.184 dh:0.246 ...`: phone and its
 /// end time in seconds) into `(ARPAbet phone, start, end)` spans; adjacent
 /// silences are merged, unknown phones skipped.
@@ -187,7 +190,7 @@ pub fn synthesize_with_phones(
     text: &str,
     prosody: &EmotionProsody,
     work: &Path,
-) -> Result<(Vec<f32>, Option<Vec<(String, f64, f64)>>), TtsError> {
+) -> Result<(Vec<f32>, Option<PhoneSpans>), TtsError> {
     let wav: PathBuf = work.with_extension("wav");
     let mut phones = None;
     match voice.engine {
