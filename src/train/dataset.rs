@@ -310,6 +310,18 @@ pub struct EmotionAugment {
     pub change: f64,
     /// Lowest intensity drawn.
     pub min_intensity: f32,
+    /// Probability that a window's motion history (the teacher-forced past
+    /// frames the denoiser sees) carries a different, independently drawn
+    /// emotion than its targets. Without it the history alone reveals the
+    /// emotion, the denoiser learns to copy it from there and ignores the
+    /// emotion input, so at run time (history starting neutral) emotion
+    /// barely shows.
+    #[serde(default = "default_history_mismatch")]
+    pub history_mismatch: f64,
+}
+
+fn default_history_mismatch() -> f64 {
+    0.5
 }
 
 impl Default for EmotionAugment {
@@ -319,6 +331,7 @@ impl Default for EmotionAugment {
             blend: 0.2,
             change: 0.25,
             min_intensity: 0.2,
+            history_mismatch: default_history_mismatch(),
         }
     }
 }
@@ -453,8 +466,12 @@ pub struct WindowBatch {
     pub features: Vec<f32>,
     /// `[b * n_out]` normalised label frames (neutral after a clip's end).
     pub labels: Vec<[f32; BLENDSHAPE_COUNT]>,
-    /// `[b * history]` normalised label frames just before each window.
+    /// `[b * history]` normalised history frames just before each window.
     pub before: Vec<[f32; BLENDSHAPE_COUNT]>,
+    /// `[b * n_out]` normalised frames the motion history is built from: the
+    /// labels, or (emotion augmentation, `history_mismatch`) the same speech
+    /// under another emotion.
+    pub history_labels: Vec<[f32; BLENDSHAPE_COUNT]>,
     /// `[b * n_out]` 1 for real frames, 0 for padding.
     pub mask: Vec<f32>,
     /// `[b * n_out]` phone class of each output frame (`u32::MAX` unknown).
@@ -512,6 +529,7 @@ pub fn make_batch_with(
         features: Vec::with_capacity(b * t * dim),
         labels: Vec::with_capacity(b * n_out),
         before: Vec::with_capacity(b * h),
+        history_labels: Vec::with_capacity(b * n_out),
         mask: Vec::with_capacity(b * n_out),
         phones: Vec::with_capacity(b * n_out),
         emotions: Vec::with_capacity(b),
@@ -545,6 +563,12 @@ pub fn make_batch_with(
             None => vec![clip.meta.emotion; n_out.max(1)],
         };
         let augment = opts.emotion.is_some();
+        let hist_emo: Vec<[f32; EMOTION_COUNT]> = match &opts.emotion {
+            Some(aug) if rng.random_bool(aug.history_mismatch.clamp(0.0, 1.0)) => {
+                vec![aug.draw(rng); emo.len()]
+            }
+            _ => emo.clone(),
+        };
         let label = |f: isize, e: &[f32; EMOTION_COUNT]| {
             let mut raw = if f < 0 || f as usize >= nf {
                 [0.0; BLENDSHAPE_COUNT]
@@ -557,10 +581,12 @@ pub fn make_batch_with(
             motion_norm.normalize(&raw)
         };
         for k in (1..=h).rev() {
-            wb.before.push(label(start as isize - k as isize, &emo[0]));
+            wb.before
+                .push(label(start as isize - k as isize, &hist_emo[0]));
         }
         for (j, f) in (start..start + n_out).enumerate() {
             wb.labels.push(label(f as isize, &emo[j]));
+            wb.history_labels.push(label(f as isize, &hist_emo[j]));
             wb.mask.push(if f < nf { 1.0 } else { 0.0 });
             wb.phones
                 .push(if f < nf { clip.phones[f] } else { u32::MAX });
@@ -585,7 +611,7 @@ impl WindowBatch {
             for j in 0..self.n_out {
                 for k in (1..=h).rev() {
                     let frame = if j >= k {
-                        &self.labels[w * self.n_out + j - k]
+                        &self.history_labels[w * self.n_out + j - k]
                     } else {
                         &self.before[w * h + h - (k - j)]
                     };

@@ -421,10 +421,8 @@ impl Ridge {
                 .iter()
                 .map(|r| {
                     let terms = r.iter().zip(&self.w).zip(self.mean.iter().zip(&self.std));
-                    let y: f32 = self.w[d]
-                        + terms
-                            .map(|((x, w), (m, sd))| w * (x - m) / sd)
-                            .sum::<f32>();
+                    let y: f32 =
+                        self.w[d] + terms.map(|((x, w), (m, sd))| w * (x - m) / sd).sum::<f32>();
                     y.clamp(0.0, 1.0)
                 })
                 .collect(),
@@ -668,7 +666,7 @@ mod tests {
             let at = |t: f32| {
                 (0.5 + 0.25 * (std::f32::consts::TAU * f1 * t + ph).sin()
                     + 0.25 * (std::f32::consts::TAU * f2 * t).sin())
-                    .clamp(0.0, 1.0)
+                .clamp(0.0, 1.0)
             };
             let env: Vec<f32> = (0..n).map(|k| at(k as f32 / 30.0)).collect();
             let audio: Vec<f32> = (0..n * 16_000 / 30)
