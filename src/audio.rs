@@ -562,6 +562,19 @@ pub struct ConditionReport {
 ///   changing mid-stream. The message names the file and the cause.
 /// * [`AudioError::Empty`] — the file decodes to zero frames.
 pub fn read_audio_file(path: &Path) -> Result<DecodedAudio, AudioError> {
+    // symphonia can panic on crafted input (`tests/fuzz.rs` found a WAV that
+    // does, in symphonia-format-riff 0.6.1): a malformed file must be an
+    // error, never a crash of the game.
+    match std::panic::catch_unwind(|| read_audio_file_inner(path)) {
+        Ok(r) => r,
+        Err(_) => Err(AudioError::Decode {
+            path: path.to_path_buf(),
+            reason: "the decoder failed on malformed data (it panicked)".into(),
+        }),
+    }
+}
+
+fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
     let decode_err = |reason: String| AudioError::Decode {
         path: path.to_path_buf(),
         reason,

@@ -67,12 +67,26 @@ fn iters() -> u32 {
         .unwrap_or(48)
 }
 
+/// A deterministic runner (the same cases on every run; `FUZZ_SEED` picks
+/// another sequence for long runs).
 fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: iters(),
-        failure_persistence: None,
-        ..Config::default()
-    })
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        Config {
+            cases: iters(),
+            failure_persistence: None,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &bytes,
+        ),
+    )
 }
 
 fn root() -> PathBuf {
