@@ -887,6 +887,34 @@ struct TrainFile {
     train: Option<bevy_talking_head::train::trainer::TrainConfig>,
 }
 
+/// The training split (at most `limit` clips) and up to 400 validation
+/// clips, phonetic clips relabelled with `relabel` when given.
+#[cfg(feature = "train")]
+fn load_train_val(
+    corpus: &std::path::Path,
+    cfg: &bevy_talking_head::model::ModelConfig,
+    limit: Option<usize>,
+    relabel: Option<bevy_talking_head::train::phonetic::PhoneticLabelerConfig>,
+    progress: impl FnMut(usize, usize),
+) -> Result<(
+    Vec<bevy_talking_head::train::dataset::ClipData>,
+    Vec<bevy_talking_head::train::dataset::ClipData>,
+)> {
+    use bevy_talking_head::train::dataset::load_split_with;
+    use bevy_talking_head::train::manifest::Split;
+    let relabel = relabel.map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
+    let train = load_split_with(corpus, Split::Train, cfg, limit, relabel.as_ref(), progress)?;
+    let val = load_split_with(
+        corpus,
+        Split::Val,
+        cfg,
+        Some(400),
+        relabel.as_ref(),
+        |_, _| {},
+    )?;
+    Ok((train, val))
+}
+
 #[cfg(feature = "train")]
 #[allow(clippy::too_many_arguments)]
 fn train_cmd(
@@ -901,10 +929,7 @@ fn train_cmd(
     limit: Option<usize>,
 ) -> Result<()> {
     use bevy_talking_head::model::MotionNorm;
-    use bevy_talking_head::train::dataset::{
-        feature_norm, load_split_with, motion_stats_augmented,
-    };
-    use bevy_talking_head::train::manifest::Split;
+    use bevy_talking_head::train::dataset::{feature_norm, motion_stats_augmented};
     use bevy_talking_head::train::trainer::Trainer;
     use std::io::Write;
 
@@ -932,29 +957,10 @@ fn train_cmd(
             .progress_chars("=> "),
     );
     bar.set_message("loading");
-    let relabel = tcfg
-        .relabel
-        .clone()
-        .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
-    let train = load_split_with(
-        &corpus,
-        Split::Train,
-        &model_cfg,
-        limit,
-        relabel.as_ref(),
-        |i, n| {
-            bar.set_length(n as u64);
-            bar.set_position(i as u64);
-        },
-    )?;
-    let val = load_split_with(
-        &corpus,
-        Split::Val,
-        &model_cfg,
-        Some(400),
-        relabel.as_ref(),
-        |_, _| {},
-    )?;
+    let (train, val) = load_train_val(&corpus, &model_cfg, limit, tcfg.relabel.clone(), |i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    })?;
     bar.finish_and_clear();
     let frames: usize = train.iter().map(|c| c.frames()).sum();
     eprintln!(
@@ -1061,9 +1067,7 @@ fn distill_cmd(
     steps: Option<usize>,
     limit: Option<usize>,
 ) -> Result<()> {
-    use bevy_talking_head::train::dataset::load_split_with;
     use bevy_talking_head::train::distill::{DistillConfig, Distiller};
-    use bevy_talking_head::train::manifest::Split;
     use std::io::Write;
 
     let mut cfg: DistillConfig = match &config {
@@ -1080,24 +1084,11 @@ fn distill_cmd(
     if !model.has_teacher() {
         bail!("{} has no teacher denoiser to distil", teacher.display());
     }
-    let relabel = cfg
-        .relabel
-        .clone()
-        .map(bevy_talking_head::train::phonetic::PhoneticLabeler::new);
-    let train = load_split_with(
+    let (train, val) = load_train_val(
         &corpus,
-        Split::Train,
         model.config(),
         limit,
-        relabel.as_ref(),
-        |_, _| {},
-    )?;
-    let val = load_split_with(
-        &corpus,
-        Split::Val,
-        model.config(),
-        Some(400),
-        relabel.as_ref(),
+        cfg.relabel.clone(),
         |_, _| {},
     )?;
     eprintln!(

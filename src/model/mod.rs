@@ -421,6 +421,19 @@ impl<B: candle_nn::var_builder::SimpleBackend> candle_nn::var_builder::SimpleBac
     }
 }
 
+/// Builds the encoder, student and teacher over `backend`, so it sees (and
+/// creates, or records) every parameter.
+fn build_all<B: candle_nn::var_builder::SimpleBackend>(
+    config: &ModelConfig,
+    backend: &std::sync::Arc<B>,
+) -> Result<(), ModelError> {
+    let vb = VarBuilder::from_backend(Box::new(Shared(backend.clone())), DType::F32, Device::Cpu);
+    OnlineEncoder::new(config, vb.pp("encoder"))?;
+    Denoiser::new(config, vb.pp("student"))?;
+    Denoiser::new(config, vb.pp("teacher"))?;
+    Ok(())
+}
+
 /// Most parameters (encoder + student + teacher) a checkpoint may declare:
 /// 16 M (64 MB as f32). The shipped model has about 1.4 M.
 pub const MAX_PARAMETERS: usize = 16_000_000;
@@ -439,11 +452,7 @@ impl TalkingHeadModel {
         let probe = std::sync::Arc::new(ShapeProbe {
             shapes: Mutex::new(BTreeMap::new()),
         });
-        let vb = VarBuilder::from_backend(Box::new(Shared(probe.clone())), DType::F32, Device::Cpu);
-        OnlineEncoder::new(config, vb.pp("encoder"))?;
-        Denoiser::new(config, vb.pp("student"))?;
-        Denoiser::new(config, vb.pp("teacher"))?;
-        drop(vb);
+        build_all(config, &probe)?;
         let shapes = probe
             .shapes
             .lock()
@@ -495,11 +504,7 @@ impl TalkingHeadModel {
             seed,
             made: Mutex::new(BTreeMap::new()),
         });
-        let vb = VarBuilder::from_backend(Box::new(Shared(init.clone())), DType::F32, Device::Cpu);
-        OnlineEncoder::new(config, vb.pp("encoder"))?;
-        Denoiser::new(config, vb.pp("student"))?;
-        Denoiser::new(config, vb.pp("teacher"))?;
-        drop(vb);
+        build_all(config, &init)?;
         let made = init
             .made
             .lock()
