@@ -547,13 +547,7 @@ impl EvalReport {
         dir: &std::path::Path,
         fps: f64,
     ) -> Result<Vec<std::path::PathBuf>, String> {
-        let palette = [
-            (0u8, 0u8, 0u8),
-            (220, 50, 47),
-            (38, 139, 210),
-            (133, 153, 0),
-            (211, 54, 130),
-        ];
+        let palette = &PLOT_PALETTE[..5];
         let mut clips: Vec<&str> = self.curves.iter().map(|c| c.0.as_str()).collect();
         clips.dedup();
         let mut out = Vec::new();
@@ -607,6 +601,19 @@ fn register_plot_font() -> bool {
         false
     })
 }
+
+/// Line colours of the evaluation plots (reference first, in black).
+pub const PLOT_PALETTE: [(u8, u8, u8); 9] = [
+    (0, 0, 0),
+    (220, 50, 47),
+    (38, 139, 210),
+    (133, 153, 0),
+    (211, 54, 130),
+    (181, 137, 0),
+    (42, 161, 152),
+    (108, 113, 196),
+    (120, 120, 120),
+];
 
 /// One curve of a plot: legend label, values per frame, RGB colour.
 pub type Curve<'a> = (&'a str, &'a [f32], (u8, u8, u8));

@@ -679,17 +679,7 @@ impl TruthReport {
     /// One PNG per section-1 clip: animator map-jaw and each method's jawOpen
     /// over the first 12 s. Returns the files written.
     pub fn write_plots(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        let palette = [
-            (0u8, 0u8, 0u8),
-            (220, 50, 47),
-            (38, 139, 210),
-            (133, 153, 0),
-            (211, 54, 130),
-            (181, 137, 0),
-            (42, 161, 152),
-            (108, 113, 196),
-            (120, 120, 120),
-        ];
+        let palette = crate::train::eval::PLOT_PALETTE;
         let mut clips: Vec<&String> = self.curves.iter().map(|c| &c.0).collect();
         clips.sort();
         clips.dedup();
