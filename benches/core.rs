@@ -2,16 +2,17 @@
 //!
 //! * `logmel_step`: [`LogMelStreamer::push`] of one 10 ms hop (160 samples)
 //!   and of one 20 ms animation frame (320 samples) of 16 kHz audio.
-//! * `student_step`: one [`TalkingHeadModel::step`] with the one-step student
-//!   for 1, 8 and 32 sessions at once, on a random model of the default
-//!   (shipped) size.
+//! * `student_step`: one [`TalkingHeadModel::step_items`] with the one-step
+//!   student for 1, 8, 32 and 128 sessions at once, on a random model of
+//!   the default (shipped) size.
+//! * `matmul_peak`: a 256³ fp32 matrix product through `gemm` on one thread
+//!   (throughput in FLOP/s), the peak the student step is compared with.
 //! * `teacher_vs_student`: one student step against one teacher step (the
 //!   config's DDIM steps and guidance scale) for a single session.
 //!
-//! Model steps are timed on states that are past the look-ahead (so every
-//! step runs the denoiser) and whose attention window is only partly filled,
-//! the same regime as `talking-head bench`: a state is reset and warmed up
-//! again, outside the timed region, before its window fills.
+//! Model steps are timed in the steady state of a long stream: past the
+//! look-ahead (every step runs the denoiser) with a full attention window,
+//! the same regime as `talking-head bench`.
 //!
 //! Run with `cargo bench --bench core` (add `-- --quick` for a fast pass).
 
@@ -19,11 +20,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bevy_talking_head::features::{LogMelStreamer, MelConfig};
-use bevy_talking_head::model::{FrameInput, ModelConfig, Sampler, StreamState, TalkingHeadModel};
+use bevy_talking_head::model::{
+    FrameInput, ModelConfig, OutputFrame, Sampler, StepScratch, StreamState, TalkingHeadModel,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-/// Frames stepped before timing starts: past the look-ahead, into the window.
-const WARM_FRAMES: usize = 16;
+/// Frames stepped past a full attention window before timing starts.
+const WARM_FRAMES: usize = 8;
 
 fn criterion() -> Criterion {
     Criterion::default()
@@ -72,12 +75,16 @@ fn logmel_step(c: &mut Criterion) {
     group.finish();
 }
 
-/// `b` sessions of one model, kept between `WARM_FRAMES` frames and a
-/// partly filled attention window.
+/// `b` sessions of one model in the steady state of a long stream (past
+/// the look-ahead, attention window full), stepped through
+/// [`TalkingHeadModel::step_items`] with buffers kept between steps, as the
+/// worker runs them.
 struct Batch {
     model: TalkingHeadModel,
     states: Vec<StreamState>,
     feats: Vec<Vec<f32>>,
+    scratch: StepScratch,
+    out: Vec<(usize, OutputFrame)>,
 }
 
 impl Batch {
@@ -98,52 +105,47 @@ impl Batch {
             model,
             states,
             feats,
+            scratch: StepScratch::default(),
+            out: Vec::with_capacity(b),
         };
-        batch.rewarm(sampler);
+        let warm = batch.model.config().context_frames + WARM_FRAMES;
+        for _ in 0..warm {
+            batch.step(sampler);
+        }
         batch
     }
 
     fn step(&mut self, sampler: Sampler) {
-        let inputs: Vec<FrameInput<'_>> = self
-            .feats
-            .iter()
-            .map(|f| FrameInput {
-                log_mel: f,
-                rms_dbfs: -20.0,
+        let mut items: Vec<(&mut StreamState, FrameInput<'_>)> = self
+            .states
+            .iter_mut()
+            .zip(&self.feats)
+            .map(|(s, f)| {
+                (
+                    s,
+                    FrameInput {
+                        log_mel: f,
+                        rms_dbfs: -20.0,
+                    },
+                )
             })
             .collect();
-        let mut refs: Vec<&mut StreamState> = self.states.iter_mut().collect();
-        let out = self
-            .model
-            .step(&mut refs, &inputs, sampler)
+        let due: Vec<usize> = (0..items.len()).collect();
+        self.out.clear();
+        self.model
+            .step_items(&mut items, &due, sampler, &mut self.scratch, &mut self.out)
             .expect("model step");
-        black_box(out);
+        black_box(&self.out);
     }
 
-    /// Resets every state and steps it past the look-ahead into the window.
-    fn rewarm(&mut self, sampler: Sampler) {
-        for s in &mut self.states {
-            self.model.reset_state(s).expect("reset");
-        }
-        let warm = self.model.config().lookahead_frames + WARM_FRAMES;
-        for _ in 0..warm {
-            self.step(sampler);
-        }
-    }
-
-    /// Times `iters` steps; re-warms (untimed) before the window fills.
+    /// Times `iters` steps (the two small index vectors built per step are
+    /// included; they are what a caller without a worker would build).
     fn time(&mut self, iters: u64, sampler: Sampler) -> Duration {
-        let limit = self.model.config().context_frames as u64 - 1;
-        let mut total = Duration::ZERO;
+        let t = Instant::now();
         for _ in 0..iters {
-            if self.states[0].frames_in() >= limit {
-                self.rewarm(sampler);
-            }
-            let t = Instant::now();
             self.step(sampler);
-            total += t.elapsed();
         }
-        total
+        t.elapsed()
     }
 }
 
@@ -153,13 +155,36 @@ fn default_model() -> TalkingHeadModel {
 
 fn student_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("student_step");
-    for b in [1usize, 8, 32] {
+    for b in [1usize, 8, 32, 128] {
         let mut batch = Batch::new(default_model(), b, Sampler::Student);
         group.throughput(Throughput::Elements(b as u64));
         group.bench_with_input(BenchmarkId::new("batch", b), &b, |bench, _| {
             bench.iter_custom(|iters| batch.time(iters, Sampler::Student))
         });
     }
+    group.finish();
+}
+
+/// The machine's fp32 matrix-product rate through the `gemm` crate (the
+/// library the streaming kernels call), one thread: the reference for the
+/// student step's GFLOP/s (`talking-head bench` prints both).
+fn matmul_peak(c: &mut Criterion) {
+    let n = 256usize;
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 89) as f32 - 44.0) * 0.01)
+        .collect();
+    let mut out = vec![0f32; n * n];
+    let mut group = c.benchmark_group("matmul_peak");
+    group.throughput(Throughput::Elements((2 * n * n * n) as u64));
+    group.bench_function("sgemm_256", |bench| {
+        bench.iter(|| {
+            bevy_talking_head::model::square_sgemm(n, &a, &b, &mut out);
+            black_box(&out);
+        })
+    });
     group.finish();
 }
 
@@ -202,6 +227,7 @@ fn main() {
         let mut c = criterion().configure_from_args();
         logmel_step(&mut c);
         student_step(&mut c);
+        matmul_peak(&mut c);
         teacher_vs_student(&mut c);
         c.final_summary();
     });

@@ -162,6 +162,21 @@ fn collect_frames(
     (frames, other)
 }
 
+/// Adds neutral, style-0 sessions with seed 9.
+fn add_neutral_sessions(worker: &Worker, ids: std::ops::Range<u64>, format: AudioFormat) {
+    for id in ids {
+        worker
+            .send_blocking(WorkerCommand::AddSession {
+                id: SessionId(id),
+                format,
+                emotion: NEUTRAL_EMOTION,
+                style: 0,
+                seed: 9,
+            })
+            .unwrap();
+    }
+}
+
 #[test]
 fn worker_batches_sessions_and_matches_offline_results() {
     let model = Arc::new(TalkingHeadModel::random(small(), 2).unwrap());
@@ -171,17 +186,7 @@ fn worker_batches_sessions_and_matches_offline_results() {
         channels: 1,
     };
     let pcm = speechy(16_000, 0.6, 1);
-    for id in 0..8u64 {
-        worker
-            .send_blocking(WorkerCommand::AddSession {
-                id: SessionId(id),
-                format: fmt,
-                emotion: NEUTRAL_EMOTION,
-                style: 0,
-                seed: 9,
-            })
-            .unwrap();
-    }
+    add_neutral_sessions(&worker, 0..8, fmt);
     for chunk in pcm.chunks(800) {
         for id in 0..8u64 {
             worker
@@ -387,4 +392,82 @@ fn memory_is_bounded_over_a_one_hour_stream() {
         at_1h <= at_10s + 1024,
         "10 s: {at_10s} bytes, 1 h: {at_1h} bytes"
     );
+}
+
+#[test]
+fn control_slots_reach_the_session_without_commands_and_sessions_can_leave() {
+    // Two sessions on identical audio; one is made happy through its
+    // latest-wins slots (many writes, no queued command); a third session
+    // is removed mid-stream, which must not disturb the others.
+    let model = Arc::new(TalkingHeadModel::random(small(), 4).unwrap());
+    let worker = Worker::spawn(model.clone(), WorkerConfig::default()).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    add_neutral_sessions(&worker, 0..3, fmt);
+    let controls = worker
+        .attach_controls(SessionId(1), NEUTRAL_EMOTION, 0)
+        .unwrap();
+    let mut happy = NEUTRAL_EMOTION;
+    happy[1] = 1.0;
+    for k in 0..100 {
+        let mut e = NEUTRAL_EMOTION;
+        e[1] = k as f32 / 100.0;
+        controls.set_emotion(e);
+    }
+    controls.set_emotion(happy);
+    let pcm = speechy(16_000, 0.6, 1);
+    for (k, chunk) in pcm.chunks(800).enumerate() {
+        for id in 0..3u64 {
+            if id == 2 && k >= 5 {
+                continue;
+            }
+            worker
+                .send_blocking(WorkerCommand::Audio(SessionId(id), chunk.to_vec()))
+                .unwrap();
+        }
+        if k == 5 {
+            worker
+                .send_blocking(WorkerCommand::RemoveSession(SessionId(2)))
+                .unwrap();
+        }
+    }
+    for id in 0..2u64 {
+        worker
+            .send_blocking(WorkerCommand::Finish(SessionId(id)))
+            .unwrap();
+    }
+    let (frames, other) = collect_frames(&worker, 2 * 30, Duration::from_secs(60));
+    assert!(other.is_empty(), "{other:?}");
+    let of = |id: u64| -> Vec<[f32; 52]> {
+        frames
+            .iter()
+            .filter(|(s, _)| *s == SessionId(id))
+            .map(|(_, f)| f.weights)
+            .collect()
+    };
+    let (neutral, happy_frames) = (of(0), of(1));
+    assert_eq!(neutral.len(), 30);
+    assert_eq!(happy_frames.len(), 30);
+    // Session 0 is exactly the offline neutral run.
+    let offline = frames_for(&model, fmt, &pcm, &[800]);
+    for (a, b) in neutral.iter().zip(&offline) {
+        let err = a
+            .iter()
+            .zip(&b.weights)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-4, "{err}");
+    }
+    // Session 1 was conditioned differently from the first step.
+    let diff: f32 = neutral
+        .iter()
+        .zip(&happy_frames)
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>())
+        .sum();
+    assert!(diff > 0.0, "the control slot did not reach the session");
+    let stats = worker.stats();
+    assert_eq!(stats.sessions, 2, "{stats:?}");
+    assert!((0.0..=1.0).contains(&stats.busy_fraction), "{stats:?}");
 }

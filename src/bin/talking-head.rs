@@ -706,8 +706,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median ms of one batched step of `b` sessions with `sampler`.
-fn time_steps(model: &TalkingHeadModel, b: usize, sampler: Sampler, iters: usize) -> Result<f64> {
+/// Median ms of one batched step of `b` sessions with `sampler`, in the
+/// steady state of a long stream: every session is past its look-ahead and
+/// its attention window is full (the most work a step does). Steps run
+/// through [`TalkingHeadModel::step_items`] with buffers kept between steps,
+/// as the worker runs them. Returns the median and the model-state bytes of
+/// one session.
+fn time_steps(
+    model: &TalkingHeadModel,
+    b: usize,
+    sampler: Sampler,
+    iters: usize,
+) -> Result<(f64, usize)> {
     let cfg = model.config();
     let mut states = (0..b)
         .map(|i| model.new_state(i as u64))
@@ -719,27 +729,58 @@ fn time_steps(model: &TalkingHeadModel, b: usize, sampler: Sampler, iters: usize
                 .collect()
         })
         .collect();
-    let inputs: Vec<FrameInput<'_>> = feats
-        .iter()
-        .map(|f| FrameInput {
-            log_mel: f,
-            rms_dbfs: -20.0,
+    let mut items: Vec<(&mut bevy_talking_head::model::StreamState, FrameInput<'_>)> = states
+        .iter_mut()
+        .zip(&feats)
+        .map(|(s, f)| {
+            (
+                s,
+                FrameInput {
+                    log_mel: f,
+                    rms_dbfs: -20.0,
+                },
+            )
         })
         .collect();
-    // Warm up past the look-ahead and fill part of the context.
-    let warm = (cfg.lookahead_frames + 16).min(cfg.context_frames + cfg.lookahead_frames);
+    let due: Vec<usize> = (0..b).collect();
+    let mut scratch = bevy_talking_head::model::StepScratch::default();
+    let mut out = Vec::with_capacity(b);
+    let warm = cfg.context_frames + cfg.lookahead_frames + 8;
     for _ in 0..warm {
-        let mut refs: Vec<_> = states.iter_mut().collect();
-        model.step(&mut refs, &inputs, sampler)?;
+        out.clear();
+        model.step_items(&mut items, &due, sampler, &mut scratch, &mut out)?;
     }
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters.max(1) {
-        let mut refs: Vec<_> = states.iter_mut().collect();
+        out.clear();
         let t = Instant::now();
-        model.step(&mut refs, &inputs, sampler)?;
+        model.step_items(&mut items, &due, sampler, &mut scratch, &mut out)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(median(times))
+    let state_bytes = items[0].0.state_bytes();
+    Ok((median(times), state_bytes))
+}
+
+/// The machine's fp32 matrix-product rate on one thread, GFLOP/s: the median
+/// of square `n³` products through the `gemm` crate, the library the
+/// streaming kernels call.
+fn peak_gflops(n: usize, iters: usize) -> f64 {
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 89) as f32 - 44.0) * 0.01)
+        .collect();
+    let mut c = vec![0f32; n * n];
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) + 3 {
+        let t = Instant::now();
+        bevy_talking_head::model::square_sgemm(n, &a, &b, &mut c);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    let secs = median(times.split_off(3));
+    2.0 * (n * n * n) as f64 / secs / 1e9
 }
 
 fn bench(
@@ -799,15 +840,28 @@ fn bench(
         bail!("the model has no student to benchmark")
     };
     let mut medians = serde_json::Map::new();
-    for b in [1usize, 8, 32] {
+    let mut gflops = serde_json::Map::new();
+    let flops = model.student_step_flops() as f64;
+    let mut state_bytes = 0;
+    for b in [1usize, 8, 32, 128] {
         let n = if b == 1 { iters } else { (iters / 4).max(10) };
-        let ms = time_steps(&model, b, student, n)?;
+        let (ms, bytes) = time_steps(&model, b, student, n)?;
+        state_bytes = bytes;
+        let rate = flops * b as f64 / (ms * 1e-3) / 1e9;
         println!(
-            "student step, batch {b:>2}: median {ms:.3} ms ({:.3} ms per session)",
+            "student step, batch {b:>3}: median {ms:.3} ms ({:.4} ms per session, {rate:.1} GFLOP/s)",
             ms / b as f64
         );
         medians.insert(b.to_string(), serde_json::json!(round3(ms)));
+        if b >= 32 {
+            gflops.insert(b.to_string(), serde_json::json!(round3(rate)));
+        }
     }
+    let peak = peak_gflops(256, 30);
+    println!(
+        "matmul peak (256³ fp32, gemm, one thread): {peak:.1} GFLOP/s; a student step is {:.2} MFLOP per session",
+        flops / 1e6
+    );
     let cfg = model.config();
     let teacher_steps = cfg.diffusion.teacher_steps;
     let teacher_sampler = Sampler::Teacher {
@@ -828,8 +882,8 @@ fn bench(
     };
     let teacher_model = separate_teacher.as_ref().unwrap_or(&model);
     let (ratio, teacher_ms) = if teacher_model.has_teacher() {
-        let s = time_steps(&model, 1, student, iters)?;
-        let t = time_steps(teacher_model, 1, teacher_sampler, (iters / 4).max(10))?;
+        let (s, _) = time_steps(&model, 1, student, iters)?;
+        let (t, _) = time_steps(teacher_model, 1, teacher_sampler, (iters / 4).max(10))?;
         println!(
             "teacher step ({teacher_steps} DDIM steps, guidance {}): median {t:.3} ms = {:.1}x the student",
             cfg.diffusion.guidance_scale,
@@ -846,6 +900,7 @@ fn bench(
         load_mono_16k(&audio).with_context(|| format!("bench audio {}", audio.display()))?;
     let mut session = Session::new(&model, AudioFormat::MODEL, 0)?;
     let frames = run_to_end(&model, &mut session, Pcm::F32(&samples), student, |_| {})?;
+    let session_bytes = session.memory_bytes();
     let compute = t0.elapsed().as_secs_f64();
     let audio_secs = samples.len() as f64 / 16_000.0;
     let rtf = audio_secs / compute;
@@ -858,8 +913,16 @@ fn bench(
         "model file: {model_bytes} bytes; algorithmic latency {:.0} ms",
         cfg.algorithmic_latency_secs() * 1e3
     );
+    println!(
+        "memory per session: {state_bytes} bytes of model state (KV caches, conv taps, history), {session_bytes} bytes with the audio front-end"
+    );
     let json = serde_json::json!({
         "step_ms_median": medians,
+        "gflops": gflops,
+        "peak_gflops": round3(peak),
+        "student_step_mflop": round3(flops / 1e6),
+        "state_bytes_per_session": state_bytes,
+        "session_bytes": session_bytes,
         "teacher_student_ratio": ratio,
         "teacher_step_ms_median": teacher_ms,
         "teacher_steps": teacher_steps,

@@ -11,6 +11,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
+use super::fast::{Dense, FastDenoiser};
 use super::nn::{Mlp, Norm, linear};
 use crate::model::{EMOTION_COUNT, ModelConfig, Prediction};
 use crate::rig::BLENDSHAPE_COUNT;
@@ -101,6 +102,36 @@ impl Denoiser {
         })
     }
 
+    /// The plain-memory one-step sampler ([`FastDenoiser`]).
+    pub(crate) fn fast(&self) -> Result<FastDenoiser> {
+        let (_, h) = self.style.embeddings().dims2()?;
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|(ln, mlp)| {
+                let (a, b) = mlp.fast()?;
+                Ok((ln.fast()?, a, b))
+            })
+            .collect::<Result<_>>()?;
+        let temb = time_embedding(&[1.0], self.time_dim, &Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        debug_assert_eq!(h, self.in_x.weight().dims2()?.0);
+        Ok(FastDenoiser {
+            in_cond: Dense::from_linear(&self.in_cond)?,
+            in_x: Dense::from_linear(&self.in_x)?,
+            style: self.style.embeddings().flatten_all()?.to_vec1::<f32>()?,
+            blocks,
+            ln_out: self.ln_out.fast()?,
+            out: Dense::from_linear(&self.out)?,
+            temb,
+            v_coeffs: match self.prediction {
+                Prediction::X0 => None,
+                Prediction::V => Some(FastDenoiser::v_coeffs_at_one(self.offset)),
+            },
+        })
+    }
+
     /// Projects the conditioning. `enc: [N, d_model]`, `history: [N, H * 52]`
     /// (oldest frame first, normalised), `emotion: [N, 8]`, `style: [N]` (u32).
     pub(crate) fn condition(
@@ -169,6 +200,9 @@ impl Denoiser {
     }
 
     /// Single-step sampling (the distilled student): `x0 = f(noise, t = 1)`.
+    /// The reference of [`FastDenoiser::sample`] in the parity tests; the
+    /// distiller's differentiable student.
+    #[cfg(any(test, feature = "train"))]
     pub(crate) fn sample_one_step(&self, noise: &Tensor, cond: &Conditioning) -> Result<Tensor> {
         let n = noise.dim(0)?;
         self.predict_x0(noise, &vec![1.0; n], cond, true)

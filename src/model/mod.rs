@@ -7,10 +7,13 @@
 //! diffusion decoder with emotion conditioning) and *StreamingTalker* (Yang et
 //! al. 2025: autoregressive diffusion over a short window of past motion).
 //!
-//! Streaming: [`TalkingHeadModel::step`] advances any number of sessions
-//! ([`StreamState`]) by one animation frame as one batch. Every stateful part
-//! has a batch form ([`TalkingHeadModel::encode`]) used by training; the
-//! test suite proves the two agree within 1e-4.
+//! Streaming: [`TalkingHeadModel::step_items`] advances any number of
+//! sessions ([`StreamState`]) by one animation frame as one batch, through
+//! plain-memory kernels over each session's own fixed-size state (the
+//! `fast` module: `gemm` for every matrix product, no allocation in steady
+//! state; [`TalkingHeadModel::step`] is the allocating convenience form).
+//! The batch form ([`TalkingHeadModel::encode`], candle) is what training
+//! differentiates; the test suite proves the two agree within 1e-4.
 //!
 //! Look-ahead is an output delay: at encoder step `t` (audio up to the end of
 //! frame `t`) the denoiser produces frame `t - L`, so the first `L` steps
@@ -20,6 +23,7 @@ mod checkpoint;
 mod config;
 pub(crate) mod denoiser;
 pub(crate) mod encoder;
+pub(crate) mod fast;
 pub(crate) mod nn;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -58,7 +62,9 @@ pub fn default_model_path() -> std::path::PathBuf {
 use crate::features::FeatureNorm;
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
 use denoiser::{Denoiser, emotion_input, style_input};
-use encoder::{EncoderState, OnlineEncoder};
+use encoder::OnlineEncoder;
+use fast::{EncoderState, FastDenoiser, FastEncoder, sized};
+pub use fast::{StepScratch, square_sgemm};
 
 /// Errors of model construction, checkpoint I/O and inference.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +295,8 @@ pub struct TalkingHeadModel {
     encoder: OnlineEncoder,
     student: Option<Denoiser>,
     teacher: Option<Denoiser>,
+    fast_encoder: FastEncoder,
+    fast_student: Option<FastDenoiser>,
     feature_norm: FeatureNorm,
     motion_norm: MotionNorm,
     provenance: Provenance,
@@ -551,11 +559,15 @@ impl TalkingHeadModel {
         if student.is_none() && teacher.is_none() {
             return Err(ModelError::MissingDenoiser("student or teacher"));
         }
+        let fast_encoder = encoder.fast(&config)?;
+        let fast_student = student.as_ref().map(Denoiser::fast).transpose()?;
         Ok(Self {
             config,
             encoder,
             student,
             teacher,
+            fast_encoder,
+            fast_student,
             feature_norm,
             motion_norm,
             provenance,
@@ -647,7 +659,7 @@ impl TalkingHeadModel {
             history.extend_from_slice(&neutral);
         }
         Ok(StreamState {
-            enc: self.encoder.new_state(&self.device)?,
+            enc: self.fast_encoder.new_state(),
             history,
             rng: StdRng::seed_from_u64(seed),
             seed,
@@ -683,6 +695,9 @@ impl TalkingHeadModel {
     /// frame completed by this step (`None` during the first
     /// `lookahead_frames` steps).
     ///
+    /// A convenience over [`TalkingHeadModel::step_items`], which a real-time
+    /// caller should use instead: this form allocates its buffers per call.
+    ///
     /// Errors: [`ModelError::BadInput`] when the sizes disagree,
     /// [`ModelError::MissingDenoiser`] when the sampler's network is absent,
     /// [`ModelError::UnknownStyle`] for a style id out of range.
@@ -693,121 +708,162 @@ impl TalkingHeadModel {
         sampler: Sampler,
     ) -> Result<Vec<Option<OutputFrame>>, ModelError> {
         let b = states.len();
-        if b == 0 {
-            return Ok(Vec::new());
-        }
         if inputs.len() != b {
             return Err(ModelError::BadInput(format!(
                 "{} inputs for {b} sessions",
                 inputs.len()
             )));
         }
+        let mut items: Vec<(&mut StreamState, FrameInput<'_>)> = states
+            .iter_mut()
+            .map(|s| &mut **s)
+            .zip(inputs.iter().copied())
+            .collect();
+        let due: Vec<usize> = (0..b).collect();
+        let mut scratch = StepScratch::default();
+        let mut done = Vec::with_capacity(b);
+        self.step_items(&mut items, &due, sampler, &mut scratch, &mut done)?;
+        let mut out = vec![None; b];
+        for (i, f) in done {
+            out[i] = Some(f);
+        }
+        Ok(out)
+    }
+
+    /// Advances the sessions `items[due[..]]` by one animation frame each,
+    /// as one batch, and appends `(index into items, frame)` to `out` for
+    /// every frame completed (none during a session's first
+    /// `lookahead_frames` steps). `due` must not repeat an index.
+    ///
+    /// The student path allocates nothing once `scratch` and `out` have seen
+    /// a batch this large: it runs the plain-memory kernels of
+    /// [`fast`](self) over each session's own state. The teacher path runs
+    /// the candle denoiser (DDIM) and allocates.
+    ///
+    /// Errors: as [`TalkingHeadModel::step`]; on error no state has changed.
+    pub fn step_items<S: StepItem>(
+        &self,
+        items: &mut [S],
+        due: &[usize],
+        sampler: Sampler,
+        scratch: &mut StepScratch,
+        out: &mut Vec<(usize, OutputFrame)>,
+    ) -> Result<(), ModelError> {
+        let b = due.len();
+        if b == 0 {
+            return Ok(());
+        }
         let dim = self.config.input_dim();
-        let mut feats = Vec::with_capacity(b * dim);
-        for (i, inp) in inputs.iter().enumerate() {
-            if inp.log_mel.len() != dim {
+        let styles = self.config.styles.len();
+        for (k, &i) in due.iter().enumerate() {
+            let Some(item) = items.get_mut(i) else {
                 return Err(ModelError::BadInput(format!(
-                    "session {i}: {} log-mel values, expected {dim}",
-                    inp.log_mel.len()
+                    "due index {i} out of {} sessions",
+                    b
+                )));
+            };
+            let n = item.input().log_mel.len();
+            if n != dim {
+                return Err(ModelError::BadInput(format!(
+                    "session {k}: {n} log-mel values, expected {dim}"
                 )));
             }
-            let start = feats.len();
-            feats.extend(
-                inp.log_mel
-                    .iter()
-                    .map(|v| if v.is_finite() { *v } else { -10.0 }),
-            );
-            self.feature_norm.apply(&mut feats[start..]);
-        }
-        for s in states.iter() {
-            if s.style >= self.config.styles.len() {
+            let style = item.state().style;
+            if style >= styles {
                 return Err(ModelError::UnknownStyle {
-                    name: format!("#{}", s.style),
+                    name: format!("#{style}"),
                     available: self.config.styles.clone(),
                 });
             }
         }
-        let x = Tensor::from_vec(feats, (b, 1, dim), &self.device)?;
-        let h = {
-            let mut encs: Vec<&mut EncoderState> = states.iter_mut().map(|s| &mut s.enc).collect();
-            self.encoder.step(&x, &mut encs)?.squeeze(1)?
-        };
+        match sampler {
+            Sampler::Student if self.fast_student.is_none() => {
+                return Err(ModelError::MissingDenoiser("student"));
+            }
+            Sampler::Teacher { .. } if self.teacher.is_none() => {
+                return Err(ModelError::MissingDenoiser("teacher"));
+            }
+            _ => {}
+        }
+        let feats = sized(&mut scratch.feats, b * dim);
+        for (row, &i) in feats.chunks_exact_mut(dim).zip(due) {
+            let inp = items[i].input();
+            for (o, v) in row.iter_mut().zip(inp.log_mel) {
+                *o = if v.is_finite() { *v } else { -10.0 };
+            }
+            self.feature_norm.apply(row);
+        }
+        self.fast_encoder
+            .step(items, due, |it: &mut S| &mut it.state().enc, scratch);
         let lookahead = self.config.lookahead_frames;
-        for (s, inp) in states.iter_mut().zip(inputs) {
-            s.levels.push_back(inp.rms_dbfs);
+        scratch.active.clear();
+        for (k, &i) in due.iter().enumerate() {
+            let level = items[i].input().rms_dbfs;
+            let s = items[i].state();
+            if s.levels.len() == s.levels.capacity() {
+                s.levels.pop_front();
+            }
+            s.levels.push_back(level);
             while s.levels.len() > lookahead + 2 {
                 s.levels.pop_front();
             }
+            // Sessions past the look-ahead complete a frame this step.
+            if s.enc.pos > lookahead as u64 {
+                scratch.active.push(k);
+            }
         }
-        // Which sessions complete a frame this step (past the look-ahead).
-        let active: Vec<usize> = (0..b)
-            .filter(|&i| states[i].enc.pos > lookahead as u64)
-            .collect();
-        let mut out = vec![None; b];
-        if active.is_empty() {
-            return Ok(out);
+        let n = scratch.active.len();
+        if n == 0 {
+            return Ok(());
         }
-        let n = active.len();
-        let idx = Tensor::from_vec(
-            active.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-            n,
-            &self.device,
-        )?;
-        let h = if n == b { h } else { h.index_select(&idx, 0)? };
-        let hist: Vec<f32> = active
-            .iter()
-            .flat_map(|&i| states[i].history.iter().copied())
-            .collect();
-        let hist = Tensor::from_vec(
-            hist,
-            (n, self.config.history_frames * BLENDSHAPE_COUNT),
-            &self.device,
-        )?;
-        let emotions: Vec<[f32; EMOTION_COUNT]> = active
-            .iter()
-            .map(|&i| sanitize_emotion(&states[i].emotion))
-            .collect();
-        let styles: Vec<usize> = active.iter().map(|&i| states[i].style).collect();
-        let style = style_input(&styles, &self.device)?;
-        let emo = emotion_input(&emotions, false, &self.device)?;
+        let d = self.config.d_model;
+        let hist_w = self.config.history_frames * BLENDSHAPE_COUNT;
         let noise_scale = self.config.diffusion.noise_scale;
-        let mut noise = Vec::with_capacity(n * BLENDSHAPE_COUNT);
-        for &i in &active {
-            let rng = &mut states[i].rng;
-            noise.extend((0..BLENDSHAPE_COUNT).map(|_| {
-                let z: f32 = StandardNormal.sample(rng);
-                noise_scale * z
-            }));
+        let cw = d + hist_w + fast::EMOTION_WIDTH;
+        let StepScratch {
+            h,
+            cond_in,
+            noise,
+            styles,
+            active,
+            ..
+        } = scratch;
+        let cond_in = sized(cond_in, n * cw);
+        let noise = sized(noise, n * BLENDSHAPE_COUNT);
+        styles.clear();
+        for (j, &k) in active.iter().enumerate() {
+            let s = items[due[k]].state();
+            let row = &mut cond_in[j * cw..(j + 1) * cw];
+            row[..d].copy_from_slice(&h[k * d..(k + 1) * d]);
+            row[d..d + hist_w].copy_from_slice(&s.history);
+            let e = sanitize_emotion(&s.emotion);
+            row[d + hist_w..d + hist_w + EMOTION_COUNT].copy_from_slice(&e);
+            row[cw - 1] = 0.0;
+            styles.push(s.style);
+            for z in &mut noise[j * BLENDSHAPE_COUNT..(j + 1) * BLENDSHAPE_COUNT] {
+                let v: f32 = StandardNormal.sample(&mut s.rng);
+                *z = noise_scale * v;
+            }
         }
-        let noise = Tensor::from_vec(noise, (n, BLENDSHAPE_COUNT), &self.device)?;
-        let y = match sampler {
+        match sampler {
             Sampler::Student => {
                 let net = self
-                    .student
+                    .fast_student
                     .as_ref()
                     .ok_or(ModelError::MissingDenoiser("student"))?;
-                let cond = net.condition(&h, &hist, &emo, &style)?;
-                net.sample_one_step(&noise, &cond)?
+                net.sample(n, scratch);
             }
             Sampler::Teacher { steps, guidance } => {
-                let net = self
-                    .teacher
-                    .as_ref()
-                    .ok_or(ModelError::MissingDenoiser("teacher"))?;
-                let cond = net.condition(&h, &hist, &emo, &style)?;
-                let uncond = if guidance != 1.0 {
-                    let emo_u = emotion_input(&emotions, true, &self.device)?;
-                    Some(net.condition(&h, &hist, &emo_u, &style)?)
-                } else {
-                    None
-                };
-                net.sample_ddim(&noise, &cond, uncond.as_ref(), steps.max(1), guidance)?
+                let y = self.teacher_sample(scratch, n, cw, steps, guidance)?;
+                sized(&mut scratch.y, n * BLENDSHAPE_COUNT).copy_from_slice(&y);
             }
-        };
-        let y: Vec<Vec<f32>> = y.to_vec2()?;
+        }
         let gate_db = self.config.silence_gate_dbfs;
-        for (row, &i) in y.iter().zip(&active) {
-            let s = &mut *states[i];
+        for j in 0..n {
+            let k = scratch.active[j];
+            let i = due[k];
+            let row = &scratch.y[j * BLENDSHAPE_COUNT..(j + 1) * BLENDSHAPE_COUNT];
+            let s = items[i].state();
             let mut w = [0f32; BLENDSHAPE_COUNT];
             for (c, wc) in w.iter_mut().enumerate() {
                 let v = row[c] * self.motion_norm.std[c] + self.motion_norm.mean[c];
@@ -830,13 +886,83 @@ impl TalkingHeadModel {
                 }
             }
             let yn = self.motion_norm.normalize(&w);
-            s.history.drain(..BLENDSHAPE_COUNT);
-            s.history.extend_from_slice(&yn);
+            s.history.copy_within(BLENDSHAPE_COUNT.., 0);
+            let tail = s.history.len() - BLENDSHAPE_COUNT;
+            s.history[tail..].copy_from_slice(&yn);
             let index = s.frames_out;
             s.frames_out += 1;
-            out[i] = Some(OutputFrame { index, weights: w });
+            out.push((i, OutputFrame { index, weights: w }));
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The teacher's DDIM sampler (with guidance) on the conditioning rows
+    /// gathered in `scratch.cond_in`; returns `x0 [n, 52]` flattened.
+    fn teacher_sample(
+        &self,
+        scratch: &StepScratch,
+        n: usize,
+        cw: usize,
+        steps: usize,
+        guidance: f32,
+    ) -> Result<Vec<f32>, ModelError> {
+        let net = self
+            .teacher
+            .as_ref()
+            .ok_or(ModelError::MissingDenoiser("teacher"))?;
+        let d = self.config.d_model;
+        let hist_w = self.config.history_frames * BLENDSHAPE_COUNT;
+        let rows = Tensor::from_slice(&scratch.cond_in[..n * cw], (n, cw), &self.device)?;
+        let h = rows.narrow(1, 0, d)?;
+        let hist = rows.narrow(1, d, hist_w)?;
+        let emotions: Vec<[f32; EMOTION_COUNT]> = (0..n)
+            .map(|j| {
+                let base = j * cw + d + hist_w;
+                std::array::from_fn(|c| scratch.cond_in[base + c])
+            })
+            .collect();
+        let style = style_input(&scratch.styles[..n], &self.device)?;
+        let emo = emotion_input(&emotions, false, &self.device)?;
+        let noise = Tensor::from_slice(
+            &scratch.noise[..n * BLENDSHAPE_COUNT],
+            (n, BLENDSHAPE_COUNT),
+            &self.device,
+        )?;
+        let cond = net.condition(&h, &hist, &emo, &style)?;
+        let uncond = if guidance != 1.0 {
+            let emo_u = emotion_input(&emotions, true, &self.device)?;
+            Some(net.condition(&h, &hist, &emo_u, &style)?)
+        } else {
+            None
+        };
+        let y = net.sample_ddim(&noise, &cond, uncond.as_ref(), steps.max(1), guidance)?;
+        Ok(y.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// FLOPs of one student session-step (matrix products and attention
+    /// over a full window), the figure `talking-head bench` divides by time.
+    pub fn student_step_flops(&self) -> usize {
+        self.fast_encoder.flops() + self.fast_student.as_ref().map_or(0, FastDenoiser::flops)
+    }
+}
+
+/// One session's part of a batched step
+/// ([`TalkingHeadModel::step_items`]): its model state and its next input
+/// frame. Implemented by `(&mut StreamState, FrameInput)` and by
+/// [`crate::runtime::Session`].
+pub trait StepItem {
+    /// The session's model state.
+    fn state(&mut self) -> &mut StreamState;
+    /// The session's next input frame.
+    fn input(&self) -> FrameInput<'_>;
+}
+
+impl StepItem for (&mut StreamState, FrameInput<'_>) {
+    fn state(&mut self) -> &mut StreamState {
+        self.0
+    }
+    fn input(&self) -> FrameInput<'_> {
+        self.1
     }
 }
 

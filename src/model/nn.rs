@@ -1,9 +1,11 @@
 //! Building blocks of the model, each with a batch `forward` (differentiable,
-//! used by the trainer) and, for the streaming ones, a `step` (fused CPU ops,
-//! used at run time). Tests in `tests/streaming_parity.rs` prove that
+//! used by the trainer) and a `fast` copy of its weights for the streaming
+//! kernels in [`super::fast`]. The tests in `src/model/tests.rs` prove that
 //! stepping reproduces `forward` within 1e-4.
 
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{D, Device, Module, Result, Tensor};
+
+use super::fast::{Dense, LayerW, Ln};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 /// A linear layer `y = x W^T + b` (`W: [out, in]`).
@@ -36,9 +38,14 @@ impl Norm {
         candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)
     }
 
-    /// Fused CPU kernel (no backward), used by `step`.
+    /// Fused CPU kernel (no backward), used by the teacher's sampler.
     pub(crate) fn step(&self, x: &Tensor) -> Result<Tensor> {
         self.inner.forward(x)
+    }
+
+    /// The plain-memory copy used by the streaming kernels.
+    pub(crate) fn fast(&self) -> Result<Ln> {
+        Ln::new(&self.weight, &self.bias)
     }
 }
 
@@ -59,6 +66,14 @@ impl Mlp {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+    }
+
+    /// Plain-memory copies of `fc1` and `fc2`.
+    pub(crate) fn fast(&self) -> Result<(Dense, Dense)> {
+        Ok((
+            Dense::from_linear(&self.fc1)?,
+            Dense::from_linear(&self.fc2)?,
+        ))
     }
 }
 
@@ -111,31 +126,6 @@ fn rope_diff(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let x2 = x.narrow(D::Minus1, half, half)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
-}
-
-/// One session's rotating key/value cache for one attention layer:
-/// `k, v: [1, heads, window, head_dim]`; the key of absolute position `p`
-/// lives in slot `p % window`. Memory is fixed whatever the stream length.
-/// The cache is written in place, so it is deliberately not `Clone` (a
-/// shallow clone would alias the storage).
-#[derive(Debug)]
-pub(crate) struct KvCache {
-    k: Tensor,
-    v: Tensor,
-}
-
-impl KvCache {
-    pub(crate) fn new(heads: usize, window: usize, head_dim: usize, dev: &Device) -> Result<Self> {
-        Ok(Self {
-            k: Tensor::zeros((1, heads, window, head_dim), DType::F32, dev)?,
-            v: Tensor::zeros((1, heads, window, head_dim), DType::F32, dev)?,
-        })
-    }
-
-    /// Bytes held by this cache.
-    pub(crate) fn bytes(&self) -> usize {
-        2 * self.k.elem_count() * 4
-    }
 }
 
 /// Multi-head self-attention over a sliding window of `window` frames
@@ -199,56 +189,6 @@ impl WindowAttention {
         let o = p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
         self.out.forward(&o)
     }
-
-    /// Streaming form: `x: [B, 1, dim]`, one frame for each of `B` sessions,
-    /// whose absolute positions are `positions[b]`; writes this frame's key
-    /// and value into each session's rotating cache.
-    pub(crate) fn step(
-        &self,
-        x: &Tensor,
-        positions: &[u64],
-        rope: &Rope,
-        caches: &mut [&mut KvCache],
-    ) -> Result<Tensor> {
-        let (b, _, dim) = x.dims3()?;
-        let dev = x.device();
-        let (q, k, v) = self.split_qkv(x)?;
-        let (cos, sin) = rope.tables(positions, dev)?;
-        let half = self.head_dim / 2;
-        let cos = cos.reshape((b, 1, half))?;
-        let sin = sin.reshape((b, 1, half))?;
-        let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-        let mut any_partial = false;
-        for (i, cache) in caches.iter_mut().enumerate() {
-            let slot = (positions[i] % self.window as u64) as usize;
-            cache.k.slice_set(&k.narrow(0, i, 1)?, 2, slot)?;
-            cache.v.slice_set(&v.narrow(0, i, 1)?, 2, slot)?;
-            any_partial |= positions[i] + 1 < self.window as u64;
-        }
-        let (keys, values) = if b == 1 {
-            (caches[0].k.clone(), caches[0].v.clone())
-        } else {
-            let ks: Vec<&Tensor> = caches.iter().map(|c| &c.k).collect();
-            let vs: Vec<&Tensor> = caches.iter().map(|c| &c.v).collect();
-            (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
-        };
-        let mut scores = (q.matmul(&keys.t()?)? * self.scale)?;
-        if any_partial {
-            // Slots not written yet (stream shorter than the window) are masked.
-            let mut mask = vec![0f32; b * self.window];
-            for (i, &p) in positions.iter().enumerate() {
-                for s in (p as usize + 1).min(self.window)..self.window {
-                    mask[i * self.window + s] = f32::NEG_INFINITY;
-                }
-            }
-            let mask = Tensor::from_vec(mask, (b, 1, 1, self.window), dev)?;
-            scores = scores.broadcast_add(&mask)?;
-        }
-        let p = candle_nn::ops::softmax_last_dim(&scores)?;
-        let o = p.matmul(&values)?.transpose(1, 2)?.reshape((b, 1, dim))?;
-        self.out.forward(&o)
-    }
 }
 
 /// Pre-norm transformer layer: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
@@ -281,21 +221,17 @@ impl TransformerLayer {
         &x + self.mlp.forward(&self.ln2.forward(&x)?)?
     }
 
-    pub(crate) fn step(
-        &self,
-        x: &Tensor,
-        positions: &[u64],
-        rope: &Rope,
-        caches: &mut [&mut KvCache],
-    ) -> Result<Tensor> {
-        let x = (x + self
-            .attn
-            .step(&self.ln1.step(x)?, positions, rope, caches)?)?;
-        &x + self.mlp.forward(&self.ln2.step(&x)?)?
-    }
-
-    pub(crate) fn new_cache(&self, dev: &Device) -> Result<KvCache> {
-        KvCache::new(self.attn.heads, self.attn.window, self.attn.head_dim, dev)
+    /// Plain-memory copy used by the streaming kernels.
+    pub(crate) fn fast(&self) -> Result<LayerW> {
+        let (fc1, fc2) = self.mlp.fast()?;
+        Ok(LayerW {
+            ln1: self.ln1.fast()?,
+            qkv: Dense::from_linear(&self.attn.qkv)?,
+            out: Dense::from_linear(&self.attn.out)?,
+            ln2: self.ln2.fast()?,
+            fc1,
+            fc2,
+        })
     }
 }
 
@@ -306,7 +242,6 @@ impl TransformerLayer {
 pub(crate) struct CausalConv1d {
     proj: Linear,
     kernel: usize,
-    in_dim: usize,
 }
 
 impl CausalConv1d {
@@ -319,7 +254,6 @@ impl CausalConv1d {
         Ok(Self {
             proj: linear(in_dim * kernel, out_dim, vb)?,
             kernel,
-            in_dim,
         })
     }
 
@@ -334,31 +268,8 @@ impl CausalConv1d {
         self.proj.forward(&Tensor::cat(&taps, D::Minus1)?)
     }
 
-    /// Zeroed streaming state `[1, k - 1, in]` for one session.
-    pub(crate) fn new_state(&self, dev: &Device) -> Result<Tensor> {
-        Tensor::zeros((1, self.kernel - 1, self.in_dim), DType::F32, dev)
-    }
-
-    /// `x: [B, 1, in]`; `states[b]: [1, k - 1, in]` are the previous frames
-    /// of each session, updated in place.
-    pub(crate) fn step(&self, x: &Tensor, states: &mut [&mut Tensor]) -> Result<Tensor> {
-        let b = x.dim(0)?;
-        let prev = if b == 1 {
-            states[0].clone()
-        } else {
-            let refs: Vec<&Tensor> = states.iter().map(|s| &**s).collect();
-            Tensor::cat(&refs, 0)?
-        };
-        let window = Tensor::cat(&[&prev, x], 1)?; // [B, k, in]
-        let y = self
-            .proj
-            .forward(&window.reshape((b, 1, self.kernel * self.in_dim))?)?;
-        for (i, s) in states.iter_mut().enumerate() {
-            **s = window
-                .narrow(0, i, 1)?
-                .narrow(1, 1, self.kernel - 1)?
-                .contiguous()?;
-        }
-        Ok(y)
+    /// Plain-memory copy of the projection, used by the streaming kernels.
+    pub(crate) fn fast(&self) -> Result<Dense> {
+        Dense::from_linear(&self.proj)
     }
 }

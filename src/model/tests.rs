@@ -1,7 +1,7 @@
 //! Streaming == batch parity of every stateful layer, and batching parity.
 
 use super::*;
-use candle_core::{D, IndexOp};
+use candle_core::D;
 
 fn small_config() -> ModelConfig {
     ModelConfig {
@@ -37,19 +37,22 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Steps the encoder frame by frame over `x: [1, T, in]`.
+/// Steps the streaming encoder frame by frame over `x: [1, T, in]`.
 fn step_all(model: &TalkingHeadModel, x: &Tensor) -> Tensor {
-    let t = x.dim(1).unwrap();
-    let mut st = model.encoder.new_state(&Device::Cpu).unwrap();
-    let outs: Vec<Tensor> = (0..t)
-        .map(|i| {
-            model
-                .encoder
-                .step(&x.narrow(1, i, 1).unwrap(), &mut [&mut st])
-                .unwrap()
-        })
-        .collect();
-    Tensor::cat(&outs, 1).unwrap()
+    let (_, t, dim) = x.dims3().unwrap();
+    let d = model.config.d_model;
+    let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let mut st = vec![model.fast_encoder.new_state()];
+    let mut sc = StepScratch::default();
+    let mut outs = Vec::with_capacity(t * d);
+    for i in 0..t {
+        sized(&mut sc.feats, dim).copy_from_slice(&xs[i * dim..(i + 1) * dim]);
+        model
+            .fast_encoder
+            .step(&mut st, &[0], |s: &mut EncoderState| s, &mut sc);
+        outs.extend_from_slice(&sc.h[..d]);
+    }
+    Tensor::from_vec(outs, (1, t, d), &Device::Cpu).unwrap()
 }
 
 #[test]
@@ -74,61 +77,90 @@ fn encoder_step_matches_forward_default_size() {
 }
 
 #[test]
-fn conv_step_matches_forward() {
+fn batched_sessions_match_single_sessions() {
+    // Three sessions at different stream positions (one past the window)
+    // stepped as one batch give what each gives alone.
     let cfg = small_config();
-    let model = TalkingHeadModel::random(cfg, 5).unwrap();
-    let conv = &model.encoder.conv;
-    let x = random_input(1, 9, 32, 6);
-    let batch = conv.forward(&x).unwrap();
-    let mut st = conv.new_state(&Device::Cpu).unwrap();
-    let outs: Vec<Tensor> = (0..9)
-        .map(|i| {
-            conv.step(&x.narrow(1, i, 1).unwrap(), &mut [&mut st])
+    let model = TalkingHeadModel::random(cfg.clone(), 7).unwrap();
+    let (dim, d) = (cfg.input_dim(), cfg.d_model);
+    let lens = [5usize, 17, 30];
+    let xs: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            random_input(1, l + 1, dim, 10 + i as u64)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
                 .unwrap()
         })
         .collect();
-    let err = max_abs_diff(&batch, &Tensor::cat(&outs, 1).unwrap());
-    assert!(err <= 1e-5, "conv err {err}");
+    let enc = &model.fast_encoder;
+    let mut solo: Vec<EncoderState> = (0..3).map(|_| enc.new_state()).collect();
+    let mut sc = StepScratch::default();
+    fn acc(s: &mut EncoderState) -> &mut EncoderState {
+        s
+    }
+    for i in 0..3 {
+        for f in 0..lens[i] {
+            sized(&mut sc.feats, dim).copy_from_slice(&xs[i][f * dim..(f + 1) * dim]);
+            enc.step(&mut solo, &[i], acc, &mut sc);
+        }
+    }
+    let mut grouped = solo.clone();
+    let mut singles = Vec::new();
+    for i in 0..3 {
+        let l = lens[i];
+        sized(&mut sc.feats, dim).copy_from_slice(&xs[i][l * dim..(l + 1) * dim]);
+        enc.step(&mut solo, &[i], acc, &mut sc);
+        singles.push(sc.h[..d].to_vec());
+    }
+    // Batch in a shuffled order.
+    let order = [2usize, 0, 1];
+    let feats = sized(&mut sc.feats, 3 * dim);
+    for (k, &i) in order.iter().enumerate() {
+        let l = lens[i];
+        feats[k * dim..(k + 1) * dim].copy_from_slice(&xs[i][l * dim..(l + 1) * dim]);
+    }
+    enc.step(&mut grouped, &order, acc, &mut sc);
+    for (k, &i) in order.iter().enumerate() {
+        let err = sc.h[k * d..(k + 1) * d]
+            .iter()
+            .zip(&singles[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-5, "session {i}: {err}");
+    }
 }
 
 #[test]
-fn batched_sessions_match_single_sessions() {
-    // Three sessions at different stream positions stepped as one batch give
-    // what each gives alone.
-    let cfg = small_config();
-    let model = TalkingHeadModel::random(cfg.clone(), 7).unwrap();
-    let dim = cfg.input_dim();
-    let lens = [5usize, 17, 30];
-    let xs: Vec<Tensor> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| random_input(1, l + 1, dim, 10 + i as u64))
-        .collect();
-    let mut solo: Vec<_> = (0..3)
-        .map(|_| model.encoder.new_state(&Device::Cpu).unwrap())
-        .collect();
-    let mut grouped: Vec<_> = (0..3)
-        .map(|_| model.encoder.new_state(&Device::Cpu).unwrap())
-        .collect();
-    for i in 0..3 {
-        for f in 0..lens[i] {
-            let xi = xs[i].narrow(1, f, 1).unwrap();
-            model.encoder.step(&xi, &mut [&mut solo[i]]).unwrap();
-            model.encoder.step(&xi, &mut [&mut grouped[i]]).unwrap();
-        }
-    }
-    let last: Vec<Tensor> = (0..3)
-        .map(|i| xs[i].narrow(1, lens[i], 1).unwrap())
-        .collect();
-    let singles: Vec<Tensor> = (0..3)
-        .map(|i| model.encoder.step(&last[i], &mut [&mut solo[i]]).unwrap())
-        .collect();
-    let batch_in = Tensor::cat(&last, 0).unwrap();
-    let mut refs: Vec<&mut EncoderState> = grouped.iter_mut().collect();
-    let batched = model.encoder.step(&batch_in, &mut refs).unwrap();
-    for (i, s) in singles.iter().enumerate() {
-        let err = max_abs_diff(s, &batched.i(i..i + 1).unwrap());
-        assert!(err <= 1e-5, "session {i}: {err}");
+fn fast_student_matches_candle_student() {
+    for cfg in [small_config(), ModelConfig::default()] {
+        let model = TalkingHeadModel::random(cfg.clone(), 8).unwrap();
+        let net = model.student.as_ref().unwrap();
+        let fast = model.fast_student.as_ref().unwrap();
+        let n = 5;
+        let h = random_input(1, n, cfg.d_model, 1).squeeze(0).unwrap();
+        let hist = random_input(1, n, cfg.history_frames * 52, 2)
+            .squeeze(0)
+            .unwrap();
+        let mut emotions = vec![NEUTRAL_EMOTION; n];
+        emotions[1] = [0.2, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let emo = emotion_input(&emotions, false, &Device::Cpu).unwrap();
+        let styles = vec![1usize, 0, 1, 0, 1];
+        let style = style_input(&styles, &Device::Cpu).unwrap();
+        let noise = random_input(1, n, 52, 3).squeeze(0).unwrap();
+        let cond = net.condition(&h, &hist, &emo, &style).unwrap();
+        let want = net.sample_one_step(&noise, &cond).unwrap();
+        let mut sc = StepScratch::default();
+        let rows = Tensor::cat(&[&h, &hist, &emo], 1).unwrap();
+        sc.cond_in = rows.flatten_all().unwrap().to_vec1().unwrap();
+        sc.noise = noise.flatten_all().unwrap().to_vec1().unwrap();
+        sc.styles = styles.clone();
+        fast.sample(n, &mut sc);
+        let got = Tensor::from_vec(sc.y.clone(), (n, 52), &Device::Cpu).unwrap();
+        let err = max_abs_diff(&want, &got);
+        assert!(err <= 1e-4, "d_model {}: {err}", cfg.d_model);
     }
 }
 

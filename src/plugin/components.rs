@@ -292,6 +292,8 @@ pub struct TalkingHeadState {
     pub(crate) frames: VecDeque<ExpressionFrame>,
     pub(crate) sent_emotion: Option<[f32; EMOTION_COUNT]>,
     pub(crate) sent_style: Option<usize>,
+    /// Latest-wins emotion/style slots of the session (no queued messages).
+    pub(crate) controls: Option<std::sync::Arc<crate::runtime::SessionControls>>,
     pub(crate) levels: VecDeque<(f64, f32)>,
     pub(crate) level: f32,
     pub(crate) upper: Option<UpperFaceGenerator>,
@@ -318,6 +320,7 @@ impl Default for TalkingHeadState {
             frames: VecDeque::new(),
             sent_emotion: None,
             sent_style: None,
+            controls: None,
             levels: VecDeque::new(),
             level: 0.0,
             upper: None,

@@ -159,8 +159,10 @@ impl TalkingHeadRuntime {
         self.sessions.len()
     }
 
-    /// Worker load: mean step time over the frame period (1.0 = the worker
-    /// needs all of its time to keep up), smoothed.
+    /// Worker load: the fraction of wall time the inference worker thread
+    /// spent working (commands and steps) rather than waiting, measured by
+    /// the worker over about half a second ([`crate::runtime::WorkerStats::busy_fraction`]);
+    /// the share of one core it uses. 1.0 means it cannot keep up.
     pub fn worker_load(&self) -> f32 {
         self.load
     }
@@ -241,6 +243,10 @@ impl TalkingHeadRuntime {
             return false;
         }
         self.sessions.insert(id, entity);
+        state.controls = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.attach_controls(id, crate::model::NEUTRAL_EMOTION, 0).ok());
         state.session = Some(id);
         state.generation = self.generation;
         state.format = Some(format);
@@ -285,6 +291,7 @@ impl TalkingHeadRuntime {
             self.sessions.remove(&old);
             let _ = self.send(WorkerCommand::RemoveSession(old));
         }
+        state.controls = None;
         state.frames.clear();
         state.sent_16k = 0.0;
     }
@@ -311,6 +318,7 @@ impl TalkingHeadRuntime {
         if stale {
             if state.generation != self.generation {
                 state.session = None;
+                state.controls = None;
             }
             if !self.open_session(entity, state, format, source_16k) {
                 return;
@@ -457,12 +465,25 @@ pub(crate) fn sync_controls(
             continue;
         }
         let emotion = head.emotion.conditioning();
+        let style = runtime.style_id(entity, &head.style, &mut state);
+        // Through the session's latest-wins slots when attached, else
+        // (queue was full at attach time) as commands.
+        if let Some(c) = &state.controls {
+            if state.sent_emotion != Some(emotion) {
+                c.set_emotion(emotion);
+            }
+            if state.sent_style != Some(style) {
+                c.set_style(style);
+            }
+            state.sent_emotion = Some(emotion);
+            state.sent_style = Some(style);
+            continue;
+        }
         if state.sent_emotion != Some(emotion)
             && runtime.send(WorkerCommand::SetEmotion(id, emotion)).is_ok()
         {
             state.sent_emotion = Some(emotion);
         }
-        let style = runtime.style_id(entity, &head.style, &mut state);
         if state.sent_style != Some(style)
             && runtime.send(WorkerCommand::SetStyle(id, style)).is_ok()
         {
@@ -475,7 +496,6 @@ pub(crate) fn sync_controls(
 pub(crate) fn poll_worker(
     mut runtime: ResMut<TalkingHeadRuntime>,
     mut heads: Query<&mut TalkingHeadState>,
-    time: Res<Time<Real>>,
 ) {
     let Some(worker) = &runtime.worker else {
         return;
@@ -529,20 +549,13 @@ pub(crate) fn poll_worker(
             }
         }
     }
-    // Load = mean step time per frame period.
     let steps = stats.steps.saturating_sub(runtime.stats.steps);
     if steps > 0 {
         let a = 0.1;
         runtime.step_ema = runtime.step_ema * (1.0 - a) + stats.last_step_secs * a;
-        let fps = runtime
-            .model
-            .as_ref()
-            .map(|m| m.config().fps as f64)
-            .unwrap_or(50.0);
-        runtime.load = (runtime.step_ema * fps) as f32;
-    } else if time.delta_secs() > 0.0 && runtime.sessions.is_empty() {
-        runtime.load *= 0.95;
     }
+    // The worker's own busy-time measurement.
+    runtime.load = stats.busy_fraction as f32;
     runtime.stats = stats;
 }
 

@@ -1,7 +1,11 @@
 //! Streaming runtime: [`Session`] (one speaker's stream: front-end + model
-//! state + audio clock), [`step_batch`] (one batched step over every due
-//! session), [`run_to_end`] (a whole buffer, for offline baking) and the
-//! [`Worker`] thread that owns the model and all sessions for real-time use.
+//! state + audio clock), [`step_sessions`] (one batched step over every due
+//! session, allocation-free with reused [`StepBuffers`]; [`step_batch`] is
+//! the allocating convenience form), [`run_to_end`] (a whole buffer, for
+//! offline baking) and the [`Worker`] thread that owns the model and all
+//! sessions for real-time use, with lock-free counters ([`WorkerStats`],
+//! including its busy-time fraction) and per-session latest-wins control
+//! slots ([`SessionControls`]).
 //!
 //! Time: a frame with index `f` covers 16 kHz samples
 //! `[f * spf, (f + 1) * spf)` where `spf = 16000 / fps` (320 at 50 fps);
@@ -12,7 +16,10 @@
 mod session;
 mod worker;
 
-pub use session::{ExpressionFrame, Pcm, Session, SessionError, run_to_end, step_batch};
+pub use session::{
+    ExpressionFrame, Pcm, Session, SessionError, StepBuffers, run_to_end, step_batch, step_sessions,
+};
 pub use worker::{
-    SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent, WorkerStats,
+    SessionControls, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent,
+    WorkerStats,
 };

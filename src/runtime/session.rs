@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use crate::audio::{AudioConditioner, AudioError, AudioFormat, MODEL_SAMPLE_RATE};
 use crate::features::LogMelStreamer;
 use crate::model::{
-    EMOTION_COUNT, FrameInput, ModelConfig, ModelError, OutputFrame, Sampler, StreamState,
-    TalkingHeadModel,
+    EMOTION_COUNT, FrameInput, ModelConfig, ModelError, OutputFrame, Sampler, StepItem,
+    StepScratch, StreamState, TalkingHeadModel,
 };
 use crate::rig::BLENDSHAPE_COUNT;
 
@@ -60,6 +60,8 @@ pub struct Session {
     frame_pcm: Vec<f32>,
     pcm_16k: Vec<f32>,
     ready: VecDeque<ReadyFrame>,
+    /// Log-mel buffers of consumed frames, reused for the next ones.
+    spare: Vec<Vec<f32>>,
     state: StreamState,
     samples_16k: u64,
     samples_per_frame: usize,
@@ -116,6 +118,7 @@ impl Session {
             frame_pcm: Vec::with_capacity(cfg.samples_per_frame()),
             pcm_16k: Vec::new(),
             ready: VecDeque::new(),
+            spare: Vec::new(),
             state: model.new_state(seed)?,
             samples_16k: 0,
             samples_per_frame: cfg.samples_per_frame(),
@@ -185,7 +188,9 @@ impl Session {
             + self
                 .ready
                 .iter()
-                .map(|r| r.log_mel.capacity() * 4)
+                .map(|r| &r.log_mel)
+                .chain(&self.spare)
+                .map(|r| r.capacity() * 4)
                 .sum::<usize>()
     }
 
@@ -239,8 +244,9 @@ impl Session {
                 let need = self.mels_per_frame * self.n_mels;
                 // The mel frames of this animation frame end with its last sample,
                 // so they are always complete here.
-                let log_mel: Vec<f32> =
-                    self.mel_buf.drain(..need.min(self.mel_buf.len())).collect();
+                let mut log_mel = self.spare.pop().unwrap_or_default();
+                log_mel.clear();
+                log_mel.extend(self.mel_buf.drain(..need.min(self.mel_buf.len())));
                 self.ready.push_back(ReadyFrame {
                     log_mel,
                     rms_dbfs: rms_dbfs(&self.frame_pcm),
@@ -307,66 +313,160 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Drops the front frame after a step consumed it, keeping its buffer.
+    fn consume_front(&mut self) {
+        if let Some(f) = self.ready.pop_front() {
+            self.spare.push(f.log_mel);
+        }
+    }
+
+    fn stamp(&self, f: &OutputFrame, spf: u64) -> ExpressionFrame {
+        let index = self.frame_base + f.index;
+        ExpressionFrame {
+            index,
+            sample: index * spf,
+            weights: f.weights,
+        }
+    }
+}
+
+impl StepItem for Session {
+    fn state(&mut self) -> &mut StreamState {
+        &mut self.state
+    }
+
+    fn input(&self) -> FrameInput<'_> {
+        match self.ready.front() {
+            Some(f) => FrameInput {
+                log_mel: &f.log_mel,
+                rms_dbfs: f.rms_dbfs,
+            },
+            None => FrameInput {
+                log_mel: &[],
+                rms_dbfs: f32::NEG_INFINITY,
+            },
+        }
+    }
+}
+
+impl StepItem for &mut Session {
+    fn state(&mut self) -> &mut StreamState {
+        &mut self.state
+    }
+
+    fn input(&self) -> FrameInput<'_> {
+        (**self).input()
+    }
+}
+
+/// Reusable buffers of [`step_sessions`]: keep one per caller so that
+/// steady-state stepping allocates nothing.
+#[derive(Debug, Default)]
+pub struct StepBuffers {
+    scratch: StepScratch,
+    due: Vec<usize>,
+    out: Vec<(usize, OutputFrame)>,
+}
+
+impl StepBuffers {
+    /// Sessions in the last batched step.
+    pub fn last_batch(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Bytes held (capacity).
+    pub fn bytes(&self) -> usize {
+        self.scratch.bytes()
+            + self.due.capacity() * std::mem::size_of::<usize>()
+            + self.out.capacity() * std::mem::size_of::<(usize, OutputFrame)>()
+    }
+}
+
+fn step_any<S: AsSession>(
+    model: &TalkingHeadModel,
+    sessions: &mut [S],
+    sampler: Sampler,
+    buffers: &mut StepBuffers,
+    frames: &mut Vec<(usize, ExpressionFrame)>,
+) -> Result<(), ModelError> {
+    let StepBuffers { scratch, due, out } = buffers;
+    due.clear();
+    due.extend((0..sessions.len()).filter(|&i| !sessions[i].session_ref().ready.is_empty()));
+    if due.is_empty() {
+        return Ok(());
+    }
+    out.clear();
+    model.step_items(sessions, due, sampler, scratch, out)?;
+    let spf = model.config().samples_per_frame() as u64;
+    for &(i, ref f) in out.iter() {
+        frames.push((i, sessions[i].session_ref().stamp(f, spf)));
+    }
+    for &i in due.iter() {
+        sessions[i].session().consume_front();
+    }
+    Ok(())
+}
+
+/// Steps every session that has a pending frame, all in ONE batch, once,
+/// and appends `(session index, frame)` to `frames` for the frames
+/// completed. With `buffers` kept between calls, steady state allocates
+/// nothing (`tests/realtime.rs`).
+///
+/// Errors: [`ModelError`] from the step; then no session has consumed its
+/// frame.
+pub fn step_sessions(
+    model: &TalkingHeadModel,
+    sessions: &mut [Session],
+    sampler: Sampler,
+    buffers: &mut StepBuffers,
+    frames: &mut Vec<(usize, ExpressionFrame)>,
+) -> Result<(), ModelError> {
+    step_any(model, sessions, sampler, buffers, frames)
+}
+
+/// A [`Session`] or a `&mut Session`, for [`step_any`].
+trait AsSession: StepItem {
+    fn session(&mut self) -> &mut Session;
+    fn session_ref(&self) -> &Session;
+}
+
+impl AsSession for Session {
+    fn session(&mut self) -> &mut Session {
+        self
+    }
+    fn session_ref(&self) -> &Session {
+        self
+    }
+}
+
+impl AsSession for &mut Session {
+    fn session(&mut self) -> &mut Session {
+        self
+    }
+    fn session_ref(&self) -> &Session {
+        self
+    }
+}
+
 /// Steps every session that has a pending frame, all in ONE batch, once.
-/// Returns `(session index, frame)` for the frames completed.
+/// Returns `(session index, frame)` for the frames completed. Allocates its
+/// buffers per call: a real-time caller keeps [`StepBuffers`] and uses
+/// [`step_sessions`].
 pub fn step_batch(
     model: &TalkingHeadModel,
     sessions: &mut [&mut Session],
     sampler: Sampler,
 ) -> Result<Vec<(usize, ExpressionFrame)>, ModelError> {
-    let due: Vec<usize> = (0..sessions.len())
-        .filter(|&i| !sessions[i].ready.is_empty())
-        .collect();
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    let frames: Vec<ReadyFrame> = due
-        .iter()
-        .map(|&i| {
-            sessions[i]
-                .ready
-                .pop_front()
-                .unwrap_or_else(|| unreachable!())
-        })
-        .collect();
-    let inputs: Vec<FrameInput<'_>> = frames
-        .iter()
-        .map(|f| FrameInput {
-            log_mel: &f.log_mel,
-            rms_dbfs: f.rms_dbfs,
-        })
-        .collect();
-    let spf = model.config().samples_per_frame() as u64;
-    let mut states: Vec<&mut StreamState> = Vec::with_capacity(due.len());
-    {
-        let mut rest: &mut [&mut Session] = sessions;
-        let mut base = 0;
-        for &i in &due {
-            let (_, tail) = rest.split_at_mut(i - base);
-            let (head, tail) = tail.split_at_mut(1);
-            states.push(&mut head[0].state);
-            rest = tail;
-            base = i + 1;
-        }
-    }
-    let out = model.step(&mut states, &inputs, sampler)?;
-    Ok(out
-        .into_iter()
-        .zip(&due)
-        .filter_map(|(f, &i)| {
-            f.map(|f: OutputFrame| {
-                let index = sessions[i].frame_base + f.index;
-                (
-                    i,
-                    ExpressionFrame {
-                        index,
-                        sample: index * spf,
-                        weights: f.weights,
-                    },
-                )
-            })
-        })
-        .collect())
+    let mut frames = Vec::new();
+    step_any(
+        model,
+        sessions,
+        sampler,
+        &mut StepBuffers::default(),
+        &mut frames,
+    )?;
+    Ok(frames)
 }
 
 /// Runs one session to the end over a whole buffer of audio: the path of

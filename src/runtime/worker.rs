@@ -4,15 +4,16 @@
 //! batch. A panic inside a step is caught: the sessions of that batch are
 //! reset and told, and the worker keeps running.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
-use super::session::{ExpressionFrame, Pcm, Session, step_batch};
+use super::session::{ExpressionFrame, Pcm, Session, StepBuffers, step_sessions};
 use crate::audio::AudioFormat;
 use crate::model::{EMOTION_COUNT, Sampler, TalkingHeadModel};
 
@@ -50,11 +51,59 @@ pub enum WorkerCommand {
     Reset(SessionId),
     /// End of a stream: flush the look-ahead so the last frames come out.
     Finish(SessionId),
+    /// Attaches latest-wins control slots to a session: from then on the
+    /// worker reads emotion and style from `controls` before each step,
+    /// so the game sets them without a message per change
+    /// ([`Worker::attach_controls`]).
+    AttachControls(SessionId, Arc<SessionControls>),
     /// Test hook: the next step that includes this session panics.
     #[doc(hidden)]
     InjectPanic(SessionId),
     /// Stops the worker thread.
     Shutdown,
+}
+
+/// Latest-wins control values of one session (emotion and style), shared
+/// between the game thread and the worker outside the command queue: a
+/// write is a few relaxed atomic stores and a version bump, and the worker
+/// applies the newest values before the session's next step. A lobby of
+/// 128 heads changing emotion every frame queues no messages.
+#[derive(Debug, Default)]
+pub struct SessionControls {
+    version: AtomicU64,
+    emotion: [AtomicU32; EMOTION_COUNT],
+    style: AtomicU32,
+}
+
+impl SessionControls {
+    /// Sets the emotion weights (each in [0, 1]; canonicalised by the
+    /// session, see [`Session::set_emotion`]).
+    pub fn set_emotion(&self, emotion: [f32; EMOTION_COUNT]) {
+        for (a, v) in self.emotion.iter().zip(emotion) {
+            a.store(v.to_bits(), Ordering::Relaxed);
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sets the style id.
+    pub fn set_style(&self, style: usize) {
+        self.style
+            .store(style.min(u32::MAX as usize) as u32, Ordering::Relaxed);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current version (bumped by every write).
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn emotion(&self) -> [f32; EMOTION_COUNT] {
+        std::array::from_fn(|i| f32::from_bits(self.emotion[i].load(Ordering::Relaxed)))
+    }
+
+    fn style(&self) -> usize {
+        self.style.load(Ordering::Relaxed) as usize
+    }
 }
 
 /// Messages from the worker.
@@ -133,13 +182,63 @@ pub struct WorkerStats {
     pub last_batch: usize,
     /// Panics caught.
     pub panics: u64,
+    /// Fraction of wall time the worker thread spent working (handling
+    /// commands and stepping) rather than waiting, over the last
+    /// measurement window of about half a second, in [0, 1]. This is the
+    /// share of one core the worker uses.
+    pub busy_fraction: f64,
+    /// Sessions alive.
+    pub sessions: usize,
+}
+
+/// The worker's counters as atomics: published without a lock and read by
+/// [`Worker::stats`].
+#[derive(Debug, Default)]
+struct SharedStats {
+    steps: AtomicU64,
+    frames: AtomicU64,
+    dropped_events: AtomicU64,
+    last_step_nanos: AtomicU64,
+    last_batch: AtomicU64,
+    panics: AtomicU64,
+    busy_ppm: AtomicU64,
+    sessions: AtomicU64,
+}
+
+impl SharedStats {
+    fn publish(&self, s: &WorkerStats) {
+        let r = Ordering::Relaxed;
+        self.steps.store(s.steps, r);
+        self.frames.store(s.frames, r);
+        self.dropped_events.store(s.dropped_events, r);
+        self.last_step_nanos
+            .store((s.last_step_secs * 1e9) as u64, r);
+        self.last_batch.store(s.last_batch as u64, r);
+        self.panics.store(s.panics, r);
+        self.busy_ppm.store((s.busy_fraction * 1e6) as u64, r);
+        self.sessions.store(s.sessions as u64, r);
+    }
+
+    fn read(&self) -> WorkerStats {
+        let r = Ordering::Relaxed;
+        WorkerStats {
+            steps: self.steps.load(r),
+            frames: self.frames.load(r),
+            dropped_events: self.dropped_events.load(r),
+            last_step_secs: self.last_step_nanos.load(r) as f64 * 1e-9,
+            last_batch: self.last_batch.load(r) as usize,
+            panics: self.panics.load(r),
+            busy_fraction: self.busy_ppm.load(r) as f64 * 1e-6,
+            sessions: self.sessions.load(r) as usize,
+        }
+    }
 }
 
 /// Handle to a running worker thread. Dropping it shuts the worker down.
 pub struct Worker {
     commands: Sender<WorkerCommand>,
     events: Receiver<WorkerEvent>,
-    stats: Arc<std::sync::Mutex<WorkerStats>>,
+    stats: Arc<SharedStats>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -168,7 +267,7 @@ impl Worker {
     pub fn spawn(model: Arc<TalkingHeadModel>, config: WorkerConfig) -> Result<Self, WorkerError> {
         let (ctx, crx) = crossbeam_channel::bounded(config.command_capacity.max(1));
         let (etx, erx) = crossbeam_channel::bounded(config.event_capacity.max(1));
-        let stats = Arc::new(std::sync::Mutex::new(WorkerStats::default()));
+        let stats = Arc::new(SharedStats::default());
         let stats2 = stats.clone();
         let thread = std::thread::Builder::new()
             .name("talking-head-worker".into())
@@ -209,14 +308,31 @@ impl Worker {
             .map_err(|_| WorkerError::Disconnected)
     }
 
+    /// Creates latest-wins control slots for session `id` (emotion and
+    /// style, initialised to `emotion` / `style`) and attaches them; then
+    /// writes to the returned slots reach the session without queueing a
+    /// command. Errors as [`Worker::send`].
+    pub fn attach_controls(
+        &self,
+        id: SessionId,
+        emotion: [f32; EMOTION_COUNT],
+        style: usize,
+    ) -> Result<Arc<SessionControls>, WorkerError> {
+        let c = Arc::new(SessionControls::default());
+        c.set_emotion(emotion);
+        c.set_style(style);
+        self.send(WorkerCommand::AttachControls(id, c.clone()))?;
+        Ok(c)
+    }
+
     /// The event receiver (drain it every frame).
     pub fn events(&self) -> &Receiver<WorkerEvent> {
         &self.events
     }
 
-    /// A copy of the worker's counters.
+    /// A copy of the worker's counters (lock-free).
     pub fn stats(&self) -> WorkerStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.stats.read()
     }
 
     /// Whether the thread is still running.
@@ -236,19 +352,33 @@ impl Drop for Worker {
     }
 }
 
-struct Entry {
-    session: Session,
+/// Per-session bookkeeping of the worker, parallel to its session list.
+struct Meta {
+    id: SessionId,
     inject_panic: bool,
     reported_nonfinite: u64,
+    /// Latest-wins controls and the version last applied.
+    controls: Option<(Arc<SessionControls>, u64)>,
 }
+
+/// How often the busy fraction is measured.
+const BUSY_WINDOW: Duration = Duration::from_millis(500);
 
 struct WorkerLoop {
     model: Arc<TalkingHeadModel>,
     sampler: Sampler,
-    sessions: BTreeMap<SessionId, Entry>,
+    /// Sessions in slots `0..n`; `meta[i]` belongs to `sessions[i]`.
+    /// Removal swaps the last slot in, so no other session moves its state.
+    sessions: Vec<Session>,
+    meta: Vec<Meta>,
+    slot_of: HashMap<SessionId, usize>,
+    buffers: StepBuffers,
+    frames: Vec<(usize, ExpressionFrame)>,
     events: Sender<WorkerEvent>,
-    stats: Arc<std::sync::Mutex<WorkerStats>>,
+    stats: Arc<SharedStats>,
     local: WorkerStats,
+    window_start: Instant,
+    busy: Duration,
 }
 
 impl WorkerLoop {
@@ -256,16 +386,22 @@ impl WorkerLoop {
         model: Arc<TalkingHeadModel>,
         config: WorkerConfig,
         events: Sender<WorkerEvent>,
-        stats: Arc<std::sync::Mutex<WorkerStats>>,
+        stats: Arc<SharedStats>,
     ) -> Self {
         let sampler = config.sampler.unwrap_or_else(|| model.default_sampler());
         Self {
             model,
             sampler,
-            sessions: BTreeMap::new(),
+            sessions: Vec::new(),
+            meta: Vec::new(),
+            slot_of: HashMap::new(),
+            buffers: StepBuffers::default(),
+            frames: Vec::new(),
             events,
             stats,
             local: WorkerStats::default(),
+            window_start: Instant::now(),
+            busy: Duration::ZERO,
         }
     }
 
@@ -281,10 +417,7 @@ impl WorkerLoop {
 
     fn run(mut self, commands: Receiver<WorkerCommand>) {
         loop {
-            let due = self
-                .sessions
-                .values()
-                .any(|e| e.session.pending_frames() > 0);
+            let due = self.sessions.iter().any(|s| s.pending_frames() > 0);
             // Wait for work only when nothing is due.
             let first = if due {
                 match commands.try_recv() {
@@ -299,6 +432,7 @@ impl WorkerLoop {
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
+            let work_start = Instant::now();
             if let Some(c) = first {
                 if !self.handle(c) {
                     return;
@@ -317,9 +451,16 @@ impl WorkerLoop {
                 }
             }
             self.step_due();
-            if let Ok(mut s) = self.stats.lock() {
-                *s = self.local.clone();
+            self.busy += work_start.elapsed();
+            let window = self.window_start.elapsed();
+            if window >= BUSY_WINDOW {
+                self.local.busy_fraction =
+                    (self.busy.as_secs_f64() / window.as_secs_f64()).min(1.0);
+                self.busy = Duration::ZERO;
+                self.window_start = Instant::now();
             }
+            self.local.sessions = self.sessions.len();
+            self.stats.publish(&self.local);
         }
     }
 
@@ -337,31 +478,47 @@ impl WorkerLoop {
                 Ok(mut s) => {
                     s.set_emotion(emotion);
                     s.set_style(style);
-                    self.sessions.insert(
+                    let meta = Meta {
                         id,
-                        Entry {
-                            session: s,
-                            inject_panic: false,
-                            reported_nonfinite: 0,
-                        },
-                    );
+                        inject_panic: false,
+                        reported_nonfinite: 0,
+                        controls: None,
+                    };
+                    match self.slot_of.get(&id) {
+                        Some(&i) => {
+                            self.sessions[i] = s;
+                            self.meta[i] = meta;
+                        }
+                        None => {
+                            self.slot_of.insert(id, self.sessions.len());
+                            self.sessions.push(s);
+                            self.meta.push(meta);
+                        }
+                    }
                 }
                 Err(e) => self.error(Some(id), e.to_string()),
             },
             WorkerCommand::RemoveSession(id) => {
-                self.sessions.remove(&id);
+                if let Some(i) = self.slot_of.remove(&id) {
+                    self.sessions.swap_remove(i);
+                    self.meta.swap_remove(i);
+                    if let Some(moved) = self.meta.get(i) {
+                        self.slot_of.insert(moved.id, i);
+                    }
+                }
             }
             WorkerCommand::Audio(id, pcm) => self.push(id, Pcm::F32(&pcm)),
             WorkerCommand::AudioI16(id, pcm) => self.push(id, Pcm::I16(&pcm)),
-            WorkerCommand::SetEmotion(id, e) => self.with(id, |en| en.session.set_emotion(e)),
-            WorkerCommand::SetStyle(id, s) => self.with(id, |en| en.session.set_style(s)),
-            WorkerCommand::Finish(id) => self.with(id, |en| en.session.finish()),
-            WorkerCommand::InjectPanic(id) => self.with(id, |en| en.inject_panic = true),
+            WorkerCommand::SetEmotion(id, e) => self.with(id, |s, _| s.set_emotion(e)),
+            WorkerCommand::SetStyle(id, st) => self.with(id, |s, _| s.set_style(st)),
+            WorkerCommand::Finish(id) => self.with(id, |s, _| s.finish()),
+            WorkerCommand::InjectPanic(id) => self.with(id, |_, m| m.inject_panic = true),
+            WorkerCommand::AttachControls(id, c) => self.with(id, |_, m| m.controls = Some((c, 0))),
             WorkerCommand::Reset(id) => {
                 let model = self.model.clone();
                 let mut err = None;
-                self.with(id, |en| {
-                    if let Err(e) = en.session.reset(&model) {
+                self.with(id, |s, _| {
+                    if let Err(e) = s.reset(&model) {
                         err = Some(e.to_string());
                     }
                 });
@@ -373,74 +530,91 @@ impl WorkerLoop {
         true
     }
 
-    fn with(&mut self, id: SessionId, f: impl FnOnce(&mut Entry)) {
-        match self.sessions.get_mut(&id) {
-            Some(e) => f(e),
+    fn with(&mut self, id: SessionId, f: impl FnOnce(&mut Session, &mut Meta)) {
+        match self.slot_of.get(&id) {
+            Some(&i) => f(&mut self.sessions[i], &mut self.meta[i]),
             None => self.error(Some(id), format!("unknown session {id:?}")),
         }
     }
 
     fn push(&mut self, id: SessionId, pcm: Pcm<'_>) {
-        let Some(e) = self.sessions.get_mut(&id) else {
+        let Some(&i) = self.slot_of.get(&id) else {
             self.error(Some(id), format!("audio for unknown session {id:?}"));
             return;
         };
-        if let Err(err) = e.session.push(pcm) {
+        if let Err(err) = self.sessions[i].push(pcm) {
             let msg = err.to_string();
             self.error(Some(id), msg);
             return;
         }
-        let total = e.session.nonfinite_samples();
-        if total > e.reported_nonfinite {
-            e.reported_nonfinite = total;
+        let total = self.sessions[i].nonfinite_samples();
+        let meta = &mut self.meta[i];
+        if total > meta.reported_nonfinite {
+            meta.reported_nonfinite = total;
             self.emit(WorkerEvent::NonFiniteSamples { session: id, total });
         }
     }
 
-    fn step_due(&mut self) {
-        let ids: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.session.pending_frames() > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        if ids.is_empty() {
-            return;
+    /// Applies control slots written since the last step.
+    fn apply_controls(&mut self) {
+        for (s, m) in self.sessions.iter_mut().zip(self.meta.iter_mut()) {
+            if let Some((c, seen)) = &mut m.controls {
+                let v = c.version();
+                if v != *seen {
+                    *seen = v;
+                    s.set_emotion(c.emotion());
+                    s.set_style(c.style());
+                }
+            }
         }
+    }
+
+    fn step_due(&mut self) {
+        self.apply_controls();
         let start = Instant::now();
         let model = self.model.clone();
         let sampler = self.sampler;
+        self.frames.clear();
         let result = {
-            let mut entries: Vec<&mut Entry> = self
-                .sessions
-                .iter_mut()
-                .filter(|(id, _)| ids.contains(id))
-                .map(|(_, e)| e)
-                .collect();
+            let Self {
+                sessions,
+                meta,
+                buffers,
+                frames,
+                ..
+            } = self;
             catch_unwind(AssertUnwindSafe(|| {
-                if let Some(e) = entries.iter_mut().find(|e| e.inject_panic) {
-                    e.inject_panic = false;
+                if let Some(m) = sessions
+                    .iter()
+                    .zip(meta.iter_mut())
+                    .find(|(s, m)| m.inject_panic && s.pending_frames() > 0)
+                    .map(|(_, m)| m)
+                {
+                    m.inject_panic = false;
                     panic!("injected panic (test hook)");
                 }
-                let mut sessions: Vec<&mut Session> =
-                    entries.iter_mut().map(|e| &mut e.session).collect();
-                step_batch(&model, &mut sessions, sampler)
+                step_sessions(&model, sessions, sampler, buffers, frames)
             }))
         };
+        let batch = self.buffers.last_batch();
+        if batch == 0 && matches!(result, Ok(Ok(()))) {
+            return;
+        }
         self.local.steps += 1;
-        self.local.last_batch = ids.len();
+        self.local.last_batch = batch;
         self.local.last_step_secs = start.elapsed().as_secs_f64();
         match result {
-            Ok(Ok(frames)) => {
-                self.local.frames += frames.len() as u64;
-                for (i, frame) in frames {
+            Ok(Ok(())) => {
+                self.local.frames += self.frames.len() as u64;
+                for k in 0..self.frames.len() {
+                    let (i, frame) = self.frames[k].clone();
                     self.emit(WorkerEvent::Frame {
-                        session: ids[i],
+                        session: self.meta[i].id,
                         frame,
                     });
                 }
             }
-            Ok(Err(e)) => self.reset_all(&ids, format!("model error: {e}")),
+            Ok(Err(e)) => self.reset_due(format!("model error: {e}")),
             Err(panic) => {
                 self.local.panics += 1;
                 let msg = panic
@@ -448,18 +622,22 @@ impl WorkerLoop {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                self.reset_all(&ids, format!("panic in a batched step: {msg}"));
+                self.reset_due(format!("panic in a batched step: {msg}"));
             }
         }
     }
 
-    fn reset_all(&mut self, ids: &[SessionId], reason: String) {
-        for id in ids {
-            if let Some(e) = self.sessions.get_mut(id) {
-                let _ = e.session.recover(&self.model);
+    /// Recovers every session that was in the failed batch (those with a
+    /// pending frame: a failed step consumes none).
+    fn reset_due(&mut self, reason: String) {
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].pending_frames() == 0 {
+                continue;
             }
+            let _ = self.sessions[i].recover(&self.model);
+            let session = self.meta[i].id;
             self.emit(WorkerEvent::SessionReset {
-                session: *id,
+                session,
                 reason: reason.clone(),
             });
         }
