@@ -44,10 +44,11 @@ pub use denoiser::alpha_bar;
 /// Path of the shipped default model, relative to the crate root.
 pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
 
-/// Where the default model is looked for: `$TALKING_HEAD_MODEL`, else
-/// `./assets/models/default.safetensors` under the working directory, else
-/// the shipped copy in this crate's source tree. Used by the CLI and the
-/// Bevy plugin alike.
+/// Where the default model is looked for on disk: `$TALKING_HEAD_MODEL`,
+/// else `./assets/models/default.safetensors` under the working directory,
+/// else the shipped copy in this crate's source tree (a development
+/// convenience of the CLI; a game should use [`load_default_model`], which
+/// falls back to the copy embedded in the binary instead).
 pub fn default_model_path() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
         return p.into();
@@ -57,6 +58,43 @@ pub fn default_model_path() -> std::path::PathBuf {
         return local;
     }
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH)
+}
+
+/// The shipped default model (student + encoder, 3.6 MB), compiled into the
+/// binary (feature `embedded-model`, on by default), so a game copied to a
+/// player's machine animates with no files next to it.
+#[cfg(feature = "embedded-model")]
+pub const EMBEDDED_MODEL: &[u8] = include_bytes!("../../assets/models/default.safetensors");
+
+/// Loads the default model: `$TALKING_HEAD_MODEL` when set (an error if it
+/// cannot be loaded), else `./assets/models/default.safetensors` under the
+/// working directory when present, else the embedded copy
+/// ([`EMBEDDED_MODEL`], feature `embedded-model`). Returns the model and a
+/// description of where it came from.
+///
+/// Errors: [`ModelError`] from the file or the embedded bytes; without the
+/// feature and with no file, [`ModelError::Io`] naming the path looked at.
+pub fn load_default_model() -> Result<(TalkingHeadModel, String), ModelError> {
+    let env = std::env::var_os("TALKING_HEAD_MODEL").map(PathBuf::from);
+    let local = PathBuf::from(DEFAULT_MODEL_PATH);
+    if let Some(p) = env.or_else(|| local.exists().then_some(local.clone())) {
+        let m = TalkingHeadModel::load(&p)?;
+        return Ok((m, p.display().to_string()));
+    }
+    #[cfg(feature = "embedded-model")]
+    {
+        let m =
+            TalkingHeadModel::load_from_bytes(EMBEDDED_MODEL, "<embedded default model>".as_ref())?;
+        Ok((m, "the embedded default model".into()))
+    }
+    #[cfg(not(feature = "embedded-model"))]
+    Err(ModelError::Io {
+        path: local,
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no model file (set $TALKING_HEAD_MODEL, or enable the `embedded-model` feature)",
+        ),
+    })
 }
 
 use crate::features::FeatureNorm;

@@ -319,3 +319,15 @@ fn emotion_spellings_share_one_conditioning() {
     assert!(d.iter().all(|v| v.is_finite()));
     assert_eq!(canonical_emotion(NEUTRAL_EMOTION), NEUTRAL_EMOTION);
 }
+
+#[cfg(feature = "embedded-model")]
+#[test]
+fn the_embedded_default_model_loads_and_is_the_shipped_file() {
+    let shipped =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH))
+            .unwrap();
+    assert_eq!(EMBEDDED_MODEL, shipped.as_slice());
+    let m = TalkingHeadModel::load_from_bytes(EMBEDDED_MODEL, "<embedded>".as_ref()).unwrap();
+    assert!(m.has_student());
+    assert!(m.provenance().trained);
+}

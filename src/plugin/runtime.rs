@@ -18,8 +18,9 @@ use crate::runtime::{SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError
 #[derive(Clone, Debug, Default)]
 pub enum ModelSource {
     /// `$TALKING_HEAD_MODEL` if set, else `assets/models/default.safetensors`
-    /// under the working directory, else the copy shipped in this crate's
-    /// source tree.
+    /// under the working directory, else the copy embedded in the binary
+    /// (feature `embedded-model`, on by default; see
+    /// [`crate::model::load_default_model`]).
     #[default]
     Default,
     /// A checkpoint file.
@@ -29,10 +30,18 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// The file this source loads (`None` for [`ModelSource::Loaded`]).
+    /// The file this source loads: the explicit path, or for
+    /// [`ModelSource::Default`] the file that [`crate::model::load_default_model`]
+    /// would read first (`None` when it would use the embedded copy, and for
+    /// [`ModelSource::Loaded`]).
     pub fn path(&self) -> Option<PathBuf> {
         match self {
-            Self::Default => Some(default_model_path()),
+            Self::Default => std::env::var_os("TALKING_HEAD_MODEL")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    let p = PathBuf::from(crate::model::DEFAULT_MODEL_PATH);
+                    p.exists().then_some(p)
+                }),
             Self::Path(p) => Some(p.clone()),
             Self::Loaded(_) => None,
         }
@@ -87,11 +96,17 @@ impl TalkingHeadRuntime {
                 let _ = tx.send(Ok(model));
             }
             other => {
-                let path = other.path().unwrap_or_default();
+                let path = match other {
+                    ModelSource::Path(p) => Some(p),
+                    _ => None,
+                };
                 let spawned = std::thread::Builder::new()
                     .name("talking-head-load".into())
                     .spawn(move || {
-                        let result = load_model(&path);
+                        let result = match &path {
+                            Some(p) => load_model(p),
+                            None => load_default(),
+                        };
                         let _ = tx.send(result);
                     });
                 if let Err(e) = spawned {
@@ -350,6 +365,13 @@ impl TalkingHeadRuntime {
             let _ = self.send(WorkerCommand::Finish(id));
         }
     }
+}
+
+fn load_default() -> Result<Arc<TalkingHeadModel>, String> {
+    let (model, from) = crate::model::load_default_model()
+        .map_err(|e| format!("could not load the default model: {e}"))?;
+    info!("talking-head: model from {from}");
+    Ok(Arc::new(model))
 }
 
 fn load_model(path: &std::path::Path) -> Result<Arc<TalkingHeadModel>, String> {
