@@ -16,8 +16,6 @@ use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-/// Where the shipped model lives, relative to the repository root.
-
 #[derive(Parser)]
 #[command(
     name = "talking-head",
