@@ -194,7 +194,6 @@ fn demo_screenshot_mouth_moves_between_silence_and_speech() {
 /// The same audio moment rendered neutral and happy (`--emotion`, the
 /// panel's emotion at 1): the mouth corners differ, the shoulders do not.
 #[test]
-#[ignore = "the shipped model's emotion is too weak (issue 11 open, see assets/models/README.md)"]
 fn demo_screenshot_happy_differs_from_neutral_at_the_mouth() {
     let dir = tempfile::tempdir().unwrap();
     let neutral_png = dir.path().join("neutral.png");

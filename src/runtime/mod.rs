@@ -17,7 +17,8 @@ mod session;
 mod worker;
 
 pub use session::{
-    ExpressionFrame, Pcm, Session, SessionError, StepBuffers, run_to_end, step_batch, step_sessions,
+    EMOTION_SLEW_PER_FRAME, ExpressionFrame, Pcm, Session, SessionError, StepBuffers, run_to_end,
+    step_batch, step_sessions,
 };
 pub use worker::{
     SessionControls, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent,

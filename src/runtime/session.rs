@@ -63,6 +63,8 @@ pub struct Session {
     /// Log-mel buffers of consumed frames, reused for the next ones.
     spare: Vec<Vec<f32>>,
     state: StreamState,
+    /// Emotion set by the caller; `state.emotion` glides towards it.
+    emotion_target: [f32; EMOTION_COUNT],
     samples_16k: u64,
     samples_per_frame: usize,
     mels_per_frame: usize,
@@ -84,6 +86,10 @@ fn rms_dbfs(x: &[f32]) -> f32 {
         (10.0 * ms.log10()) as f32
     }
 }
+
+/// Largest change of one emotion weight per animation frame once a stream
+/// has started (0.1: a full change takes 10 frames, 200 ms at 50 fps).
+pub const EMOTION_SLEW_PER_FRAME: f32 = 0.1;
 
 /// Errors of a session.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +126,7 @@ impl Session {
             ready: VecDeque::new(),
             spare: Vec::new(),
             state: model.new_state(seed)?,
+            emotion_target: crate::model::NEUTRAL_EMOTION,
             samples_16k: 0,
             samples_per_frame: cfg.samples_per_frame(),
             mels_per_frame: cfg.mels_per_frame(),
@@ -140,13 +147,30 @@ impl Session {
     /// ([`crate::model::canonical_emotion`]: each clamped to [0, 1], NaN as
     /// 0, and the neutral weight `max(0, 1 − sum of the others)`), so
     /// `happy = 0.5` means the same face whether neutral is 0, 0.5 or 1.
+    ///
+    /// Before the first frame the emotion applies at once (a baked take is
+    /// emotional from its first frame). Mid-stream the model's conditioning
+    /// glides to it by at most [`EMOTION_SLEW_PER_FRAME`] per weight and
+    /// frame (a full change in 200 ms at 50 fps), so a slider dragged
+    /// mid-utterance changes the face without a pop.
     pub fn set_emotion(&mut self, emotion: [f32; EMOTION_COUNT]) {
-        self.state.emotion = crate::model::canonical_emotion(emotion);
+        self.emotion_target = crate::model::canonical_emotion(emotion);
+        if self.state.frames_in() == 0 {
+            self.state.emotion = self.emotion_target;
+        }
     }
 
-    /// The current emotion weights.
+    /// The emotion weights last set (the conditioning reaches them within
+    /// `1 / EMOTION_SLEW_PER_FRAME` frames).
     pub fn emotion(&self) -> [f32; EMOTION_COUNT] {
-        self.state.emotion
+        self.emotion_target
+    }
+
+    /// Moves the model's emotion conditioning one frame towards the target.
+    fn slew_emotion(&mut self) {
+        for (c, t) in self.state.emotion.iter_mut().zip(self.emotion_target) {
+            *c += (t - *c).clamp(-EMOTION_SLEW_PER_FRAME, EMOTION_SLEW_PER_FRAME);
+        }
     }
 
     /// Sets the style id (checked against the model at the next step).
@@ -289,6 +313,7 @@ impl Session {
         self.frame_pcm.clear();
         self.ready.clear();
         model.reset_state(&mut self.state)?;
+        self.state.emotion = self.emotion_target;
         self.samples_16k = 0;
         self.finished = false;
         self.frames_assembled = 0;
@@ -395,6 +420,9 @@ fn step_any<S: AsSession>(
     due.extend((0..sessions.len()).filter(|&i| !sessions[i].session_ref().ready.is_empty()));
     if due.is_empty() {
         return Ok(());
+    }
+    for &i in due.iter() {
+        sessions[i].session().slew_emotion();
     }
     out.clear();
     model.step_items(sessions, due, sampler, scratch, out)?;
