@@ -192,8 +192,15 @@ fn lobby_soak(sim_secs: f64, heads: usize) {
         worst_lag * 1000.0
     );
     if let Some(w) = rss_warm {
+        // A killed worker's replacement thread builds every session again
+        // (406 kB each: KV caches, front-end) while glibc may serve it from
+        // a fresh per-thread malloc arena, so RSS can rise once after a
+        // restart by up to two sets of sessions; measured in a fresh clone:
+        // +13 MB with 24 heads, +2 MB in the development tree. A leak keeps
+        // growing and still fails here (and in the hour-long soak).
+        let restart_allowance = 2.0 * heads as f64 * 406_000.0;
         assert!(
-            (rss_max as f64) <= 1.05 * w as f64,
+            (rss_max as f64) <= 1.05 * w as f64 + restart_allowance,
             "memory grew from {w} to {rss_max} bytes after warm-up"
         );
     }
