@@ -169,20 +169,12 @@ fn student_step(c: &mut Criterion) {
 /// library the streaming kernels call), one thread: the reference for the
 /// student step's GFLOP/s (`talking-head bench` prints both).
 fn matmul_peak(c: &mut Criterion) {
-    let n = 256usize;
-    let a: Vec<f32> = (0..n * n)
-        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
-        .collect();
-    let b: Vec<f32> = (0..n * n)
-        .map(|i| ((i % 89) as f32 - 44.0) * 0.01)
-        .collect();
-    let mut out = vec![0f32; n * n];
+    let mut probe = bevy_talking_head::model::MatmulProbe::new(256);
     let mut group = c.benchmark_group("matmul_peak");
-    group.throughput(Throughput::Elements((2 * n * n * n) as u64));
+    group.throughput(Throughput::Elements(probe.flops()));
     group.bench_function("sgemm_256", |bench| {
         bench.iter(|| {
-            bevy_talking_head::model::square_sgemm(n, &a, &b, &mut out);
-            black_box(&out);
+            black_box(probe.run());
         })
     });
     group.finish();

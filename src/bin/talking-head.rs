@@ -763,22 +763,15 @@ fn time_steps(
 /// of square `n³` products through the `gemm` crate, the library the
 /// streaming kernels call.
 fn peak_gflops(n: usize, iters: usize) -> f64 {
-    let a: Vec<f32> = (0..n * n)
-        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
-        .collect();
-    let b: Vec<f32> = (0..n * n)
-        .map(|i| ((i % 89) as f32 - 44.0) * 0.01)
-        .collect();
-    let mut c = vec![0f32; n * n];
+    let mut probe = bevy_talking_head::model::MatmulProbe::new(n);
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters.max(1) + 3 {
         let t = Instant::now();
-        bevy_talking_head::model::square_sgemm(n, &a, &b, &mut c);
+        std::hint::black_box(probe.run());
         times.push(t.elapsed().as_secs_f64());
     }
-    std::hint::black_box(&c);
     let secs = median(times.split_off(3));
-    2.0 * (n * n * n) as f64 / secs / 1e9
+    probe.flops() as f64 / secs / 1e9
 }
 
 fn bench(

@@ -8,7 +8,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::fast::{Dense, FastEncoder, FastEncoderParts};
+use super::fast::{Dense, FastEncoder};
 use super::nn::{CausalConv1d, Norm, Rope, TransformerLayer, linear};
 use crate::model::ModelConfig;
 
@@ -60,16 +60,13 @@ impl OnlineEncoder {
     pub(crate) fn fast(&self, cfg: &ModelConfig) -> Result<FastEncoder> {
         Ok(FastEncoder::new(
             cfg,
-            FastEncoderParts {
-                in_proj: Dense::from_linear(&self.in_proj)?,
-                conv: self.conv.fast()?,
-                layers: self
-                    .layers
-                    .iter()
-                    .map(TransformerLayer::fast)
-                    .collect::<Result<_>>()?,
-                ln_f: self.ln_f.fast()?,
-            },
+            Dense::from_linear(&self.in_proj)?,
+            self.conv.fast()?,
+            self.layers
+                .iter()
+                .map(TransformerLayer::fast)
+                .collect::<Result<_>>()?,
+            self.ln_f.fast()?,
         ))
     }
 }

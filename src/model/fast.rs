@@ -106,39 +106,67 @@ impl Dense {
     }
 }
 
-/// `c = a b` for square `n × n` row-major fp32 matrices on one thread,
-/// through the `gemm` crate: the matmul-peak reference of `talking-head
-/// bench` and the criterion benches (same library and thread count as the
-/// streaming kernels).
-///
-/// # Panics
-/// When a buffer is shorter than `n * n`.
-pub fn square_sgemm(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= n * n && b.len() >= n * n && c.len() >= n * n);
-    // SAFETY: the assert keeps the three n×n views in bounds; `c` is a
-    // unique borrow, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
+/// A square `n × n` fp32 matrix product `c = a b` on one thread through the
+/// `gemm` crate, on fixed operands: the matmul-peak reference of
+/// `talking-head bench` and the criterion benches (same library and thread
+/// count as the streaming kernels).
+#[derive(Debug)]
+pub struct MatmulProbe {
+    n: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl MatmulProbe {
+    /// Operands of size `n × n` (deterministic values in [-0.5, 0.5]).
+    pub fn new(n: usize) -> Self {
+        Self {
             n,
-            n,
-            n,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            n as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+            a: (0..n * n)
+                .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
+                .collect(),
+            b: (0..n * n)
+                .map(|i| ((i % 89) as f32 - 44.0) * 0.01)
+                .collect(),
+            c: vec![0.0; n * n],
+        }
+    }
+
+    /// FLOPs of one product (`2 n³`).
+    pub fn flops(&self) -> u64 {
+        2 * (self.n as u64).pow(3)
+    }
+
+    /// Runs one product; returns the result.
+    pub fn run(&mut self) -> &[f32] {
+        let n = self.n;
+        // SAFETY: the three buffers hold n*n elements each (built in `new`);
+        // `c` is a distinct allocation from `a` and `b`.
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                n,
+                self.c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                self.a.as_ptr(),
+                1,
+                n as isize,
+                self.b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        &self.c
     }
 }
 
@@ -344,14 +372,20 @@ pub(crate) fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 impl FastEncoder {
-    pub(crate) fn new(cfg: &ModelConfig, parts: FastEncoderParts) -> Self {
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        in_proj: Dense,
+        conv: Dense,
+        layers: Vec<LayerW>,
+        ln_f: Ln,
+    ) -> Self {
         let head_dim = cfg.d_model / cfg.n_heads;
         let half = head_dim / 2;
         Self {
-            in_proj: parts.in_proj,
-            conv: parts.conv,
-            layers: parts.layers,
-            ln_f: parts.ln_f,
+            in_proj,
+            conv,
+            layers,
+            ln_f,
             d: cfg.d_model,
             kernel: cfg.conv_kernel,
             heads: cfg.n_heads,
@@ -600,14 +634,6 @@ fn attend_body(g: &Heads, io: AttnIo<'_>) {
             o.iter_mut().zip(vr).for_each(|(a, b)| *a += p * b);
         }
     }
-}
-
-/// The weights [`FastEncoder::new`] takes.
-pub(crate) struct FastEncoderParts {
-    pub(crate) in_proj: Dense,
-    pub(crate) conv: Dense,
-    pub(crate) layers: Vec<LayerW>,
-    pub(crate) ln_f: Ln,
 }
 
 /// The one-step student decoder on plain memory: `x0 = f(noise, t = 1)`.

@@ -102,7 +102,7 @@ use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
 use denoiser::{Denoiser, emotion_input, style_input};
 use encoder::OnlineEncoder;
 use fast::{EncoderState, FastDenoiser, FastEncoder, sized};
-pub use fast::{StepScratch, square_sgemm};
+pub use fast::{MatmulProbe, StepScratch};
 
 /// Errors of model construction, checkpoint I/O and inference.
 #[derive(Debug, thiserror::Error)]
