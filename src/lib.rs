@@ -1,31 +1,25 @@
 //! # bevy_talking_head
 //!
 //! Real-time speech-driven facial animation: audio in, 52 ARKit blendshape
-//! weights out, every frame. The engine-agnostic core (this crate without
-//! the `bevy` feature) holds the audio front-end, the log-mel features, the
-//! model (online causal transformer + one-step distilled diffusion decoder),
-//! checkpoints, the rig conventions and the streaming runtime.
+//! weights out, every frame. This crate is the Bevy plugin and its egui
+//! panel; the engine-agnostic core (audio front-end, log-mel features, the
+//! model: online causal transformer + one-step distilled diffusion decoder,
+//! checkpoints, rig conventions, streaming runtime, upper-face layer) is the
+//! `talking_head_core` crate, re-exported here module by module, so
+//! `bevy_talking_head::model`, `::audio` etc. are the same items.
 //!
 //! Papers followed: *Audio Driven Real-Time Facial Animation for Social
 //! Telepresence* (Lee et al., SIGGRAPH Asia 2025) and *StreamingTalker*
 //! (Yang et al., 2025).
 #![warn(missing_docs)]
 
-pub mod audio;
-pub mod features;
-pub mod model;
-#[cfg(feature = "bevy")]
+pub use talking_head_core::{audio, features, model, rig, runtime, upper_face};
+
 pub mod plugin;
-pub mod rig;
-pub mod runtime;
-#[cfg(feature = "train")]
-pub mod train;
 #[cfg(feature = "egui")]
 pub mod ui;
-pub mod upper_face;
 
 /// The names a Bevy app needs: `use bevy_talking_head::prelude::*;`.
-#[cfg(feature = "bevy")]
 pub mod prelude {
     #[cfg(feature = "mic")]
     pub use crate::plugin::MicrophoneVoice;

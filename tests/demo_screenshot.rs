@@ -5,7 +5,7 @@
 //! Needs `xvfb-run` (package `xvfb`, plus `xauth`) and a Vulkan driver
 //! (`mesa-vulkan-drivers`); the README's apt-get line installs them. The
 //! demo binary is the one `cargo test` builds next to this test.
-#![cfg(all(feature = "bevy", feature = "kira", feature = "egui", feature = "mic"))]
+#![cfg(all(feature = "kira", feature = "egui", feature = "mic"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! retarget maps, faces split over several meshes, many avatars batched,
 //! recovery from a worker panic and from a dead worker, kira sync across
 //! pause and seek, and a missing model.
-#![cfg(all(feature = "bevy", feature = "kira"))]
+#![cfg(feature = "kira")]
 
 mod common;
 use common::*;
@@ -214,6 +214,7 @@ fn eight_avatars_are_batched() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn recovers_from_a_worker_panic_and_a_dead_worker() {
     let mut app = app();
     wait_ready(&mut app);
@@ -349,7 +350,10 @@ fn a_missing_model_fails_cleanly_and_faces_rest() {
     stream_through(&mut app, &stream, &speech()[..8000], 20, |_| {});
     let rt = app.world().resource::<TalkingHeadRuntime>();
     match rt.state() {
-        RuntimeState::Failed(msg) => assert!(msg.contains("no model file"), "{msg}"),
+        RuntimeState::Failed(e) => {
+            assert!(matches!(e, TalkingHeadError::ModelMissing(_)), "{e}");
+            assert!(e.to_string().contains("no model file"), "{e}");
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(
@@ -641,4 +645,78 @@ fn kira_device_loss_falls_back_to_the_virtual_clock() {
     let state = app.world().get::<TalkingHeadState>(head).unwrap();
     assert!((state.playhead_secs().unwrap() - after).abs() < 0.05);
     assert!(max_jaw > 0.05, "the face stopped after the loss: {max_jaw}");
+}
+
+/// With the inline worker (`WorkerConfig::inline`) the plugin is exact and
+/// needs no sleeping: every 20 ms chunk pushed in an update has its frames
+/// back in the same update, and they are bit-identical to a `Session`
+/// stepped directly on the same audio with the same seed.
+#[test]
+fn inline_worker_frames_are_immediate_and_exact() {
+    use bevy_talking_head::audio::AudioFormat;
+    use bevy_talking_head::runtime::{Pcm, Session, StepBuffers, WorkerConfig, step_sessions};
+    use std::collections::BTreeMap;
+
+    let model = model();
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, AssetPlugin::default()))
+        .init_asset::<Mesh>()
+        .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
+        .insert_resource(TalkingHeadAudio::virtual_clock())
+        .add_plugins(TalkingHeadPlugin {
+            model: ModelSource::Loaded(model.clone()),
+            worker: WorkerConfig {
+                inline: true,
+                ..default()
+            },
+            ..default()
+        });
+    app.update();
+    assert!(app.world().resource::<TalkingHeadRuntime>().is_ready());
+    let stream = VoiceStream::new();
+    let head = app
+        .world_mut()
+        .spawn((TalkingHead::default(), stream.clone()))
+        .id();
+
+    // The same audio through a session of our own, seeded as the plugin
+    // seeds its first session (`TalkingHead::seed` 0, session id 1).
+    let seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut direct = Session::new(&model, AudioFormat::MODEL, seed).unwrap();
+    let mut buffers = StepBuffers::default();
+    let mut want = Vec::new();
+    let sampler = model.default_sampler();
+    let lookahead = model.config().lookahead_frames as u64;
+
+    let mut got = BTreeMap::new();
+    let chunks: Vec<&[f32]> = speech().chunks(CHUNK).take(100).collect();
+    for (k, chunk) in chunks.iter().enumerate() {
+        stream.push(chunk, 16_000).unwrap();
+        app.update();
+        let state = app.world().get::<TalkingHeadState>(head).unwrap();
+        for f in state.frames() {
+            got.insert(f.index, f.weights);
+        }
+        direct.push(Pcm::F32(chunk)).unwrap();
+        while direct.pending_frames() > 0 {
+            let mut out = Vec::new();
+            step_sessions(
+                &model,
+                std::slice::from_mut(&mut direct),
+                sampler,
+                &mut buffers,
+                &mut out,
+            )
+            .unwrap();
+            want.extend(out.into_iter().map(|(_, f)| f));
+        }
+        // Frames arrive in the update that delivered their audio.
+        let newest = got.keys().next_back().copied();
+        let expect = (k as u64 + 1).checked_sub(lookahead + 1);
+        assert_eq!(newest, expect, "after chunk {k}");
+    }
+    assert_eq!(want.len(), got.len());
+    for f in &want {
+        assert_eq!(got.get(&f.index), Some(&f.weights), "frame {}", f.index);
+    }
 }

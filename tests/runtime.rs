@@ -228,6 +228,7 @@ fn worker_batches_sessions_and_matches_offline_results() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn worker_survives_an_injected_panic() {
     let model = Arc::new(TalkingHeadModel::random(small(), 3).unwrap());
     let worker = Worker::spawn(model, WorkerConfig::default()).unwrap();

@@ -1,6 +1,6 @@
 //! A lobby soak on `MinimalPlugins` with manual time, in its own test
 //! binary (its own process) so the memory it measures is its own.
-#![cfg(all(feature = "bevy", feature = "kira"))]
+#![cfg(all(feature = "kira", feature = "test-hooks"))]
 
 mod common;
 use common::*;

@@ -11,19 +11,11 @@
 use bevy::mesh::morph::MorphWeights;
 use bevy::prelude::*;
 
-use super::components::{FaceRetarget, MorphBinding, TalkingHead};
-use crate::rig::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, CompiledRetarget, RetargetMap};
+use super::components::{BoundMesh, FaceRetarget, MorphBinding, TalkingHead};
+use crate::rig::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, RetargetMap};
 
 /// Frames a head may go without any morph target before the plugin warns.
 pub(crate) const NO_TARGETS_WARN_FRAMES: u32 = 240;
-
-/// One mesh node driven by a head.
-#[derive(Clone, Debug)]
-pub(crate) struct BoundMesh {
-    pub entity: Entity,
-    pub map: CompiledRetarget,
-    pub covered: usize,
-}
 
 /// Marks heads for (re)binding when morph-weight nodes appear, or the head
 /// or its retarget map changes.

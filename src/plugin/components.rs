@@ -245,12 +245,21 @@ impl FaceRetarget {
     }
 }
 
+/// One mesh node driven by a head: its entity, the compiled map from the
+/// ARKit channels to its morph targets, and how many targets it covers.
+#[derive(Clone, Debug)]
+pub(crate) struct BoundMesh {
+    pub entity: Entity,
+    pub map: crate::rig::CompiledRetarget,
+    pub covered: usize,
+}
+
 /// How a talking head's channels reach its meshes, resolved automatically
 /// from the morph target names of every mesh under the head (see
 /// [`TalkingHeadSystems::Bind`](super::TalkingHeadSystems)).
 #[derive(Component, Clone, Debug, Default)]
 pub struct MorphBinding {
-    pub(crate) meshes: Vec<super::binding::BoundMesh>,
+    pub(crate) meshes: Vec<BoundMesh>,
     pub(crate) missing: Vec<String>,
     pub(crate) dirty: bool,
     pub(crate) frames_without_targets: u32,
@@ -275,18 +284,17 @@ impl MorphBinding {
     }
 }
 
-/// Per-head runtime state kept by the plugin (read-only for games: the
-/// panel and tests read it).
-#[derive(Component, Debug)]
-pub struct TalkingHeadState {
+/// The head's link to its worker session: which session, what was sent,
+/// the frames received and not yet shown.
+#[derive(Debug, Default)]
+pub(crate) struct SessionLink {
     pub(crate) session: Option<SessionId>,
+    /// Worker generation the session belongs to (a restarted worker has
+    /// none of the old sessions).
     pub(crate) generation: u64,
     pub(crate) format: Option<crate::audio::AudioFormat>,
     /// Source-clock position (16 kHz samples) of the session's sample 0.
     pub(crate) base_16k: f64,
-    /// Source-clock position (16 kHz samples) of what the listener hears
-    /// now; `None` while nothing plays.
-    pub(crate) playhead_16k: Option<f64>,
     /// Audio given to the current session, in 16 kHz samples.
     pub(crate) sent_16k: f64,
     pub(crate) frames: VecDeque<ExpressionFrame>,
@@ -294,47 +302,69 @@ pub struct TalkingHeadState {
     pub(crate) sent_style: Option<usize>,
     /// Latest-wins emotion/style slots of the session (no queued messages).
     pub(crate) controls: Option<std::sync::Arc<crate::runtime::SessionControls>>,
-    pub(crate) levels: VecDeque<(f64, f32)>,
+    pub(crate) style_warned: bool,
+}
+
+/// What the listener hears and sees now.
+#[derive(Debug)]
+pub(crate) struct Playback {
+    /// Source-clock position (16 kHz samples) of what the listener hears
+    /// now; `None` while nothing plays.
+    pub(crate) playhead_16k: Option<f64>,
+    /// A voice source reported this head this frame
+    /// (`sources::VoiceFeed::set_playhead`).
+    pub(crate) source_reported: bool,
     pub(crate) level: f32,
-    pub(crate) upper: Option<UpperFaceGenerator>,
-    pub(crate) upper_weights: [f32; BLENDSHAPE_COUNT],
     pub(crate) smoothed: [f32; BLENDSHAPE_COUNT],
     pub(crate) history: VecDeque<(f32, f32)>,
+}
+
+impl Default for Playback {
+    fn default() -> Self {
+        Self {
+            playhead_16k: None,
+            source_reported: false,
+            level: 0.0,
+            smoothed: [0.0; BLENDSHAPE_COUNT],
+            history: VecDeque::new(),
+        }
+    }
+}
+
+/// The procedural blink / gaze / brow layer.
+#[derive(Debug)]
+pub(crate) struct UpperLayer {
+    pub(crate) generator: Option<UpperFaceGenerator>,
+    pub(crate) weights: [f32; BLENDSHAPE_COUNT],
+}
+
+impl Default for UpperLayer {
+    fn default() -> Self {
+        Self {
+            generator: None,
+            weights: [0.0; BLENDSHAPE_COUNT],
+        }
+    }
+}
+
+/// Counters and the last error, for the panel and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Diagnostics {
     pub(crate) resets: u64,
     pub(crate) nonfinite: u64,
     pub(crate) dropped_chunks: u64,
     pub(crate) last_error: Option<String>,
-    pub(crate) style_warned: bool,
-    pub(crate) seed: u64,
 }
 
-impl Default for TalkingHeadState {
-    fn default() -> Self {
-        Self {
-            session: None,
-            generation: 0,
-            format: None,
-            base_16k: 0.0,
-            playhead_16k: None,
-            sent_16k: 0.0,
-            frames: VecDeque::new(),
-            sent_emotion: None,
-            sent_style: None,
-            controls: None,
-            levels: VecDeque::new(),
-            level: 0.0,
-            upper: None,
-            upper_weights: [0.0; BLENDSHAPE_COUNT],
-            smoothed: [0.0; BLENDSHAPE_COUNT],
-            history: VecDeque::new(),
-            resets: 0,
-            nonfinite: 0,
-            dropped_chunks: 0,
-            last_error: None,
-            style_warned: false,
-            seed: 0,
-        }
-    }
+/// Per-head runtime state kept by the plugin (read-only for games: the
+/// panel and tests read it through its methods). Split by concern: the
+/// worker session link, playback, the upper-face layer, diagnostics.
+#[derive(Component, Debug, Default)]
+pub struct TalkingHeadState {
+    pub(crate) link: SessionLink,
+    pub(crate) playback: Playback,
+    pub(crate) upper: UpperLayer,
+    pub(crate) diag: Diagnostics,
 }
 
 /// Entries kept for [`TalkingHeadState::history`].
@@ -343,19 +373,20 @@ pub const HISTORY_LEN: usize = 300;
 impl TalkingHeadState {
     /// Whether the head has a live session on the worker.
     pub fn has_session(&self) -> bool {
-        self.session.is_some()
+        self.link.session.is_some()
     }
 
     /// The listener's playback position in seconds of the current session's
     /// audio (`None` while nothing plays).
     pub fn playhead_secs(&self) -> Option<f64> {
-        self.playhead_16k
-            .map(|p| (p - self.base_16k) / crate::audio::MODEL_SAMPLE_RATE as f64)
+        self.playback
+            .playhead_16k
+            .map(|p| (p - self.link.base_16k) / crate::audio::MODEL_SAMPLE_RATE as f64)
     }
 
     /// Audio given to the current session, seconds.
     pub fn sent_secs(&self) -> f64 {
-        self.sent_16k / crate::audio::MODEL_SAMPLE_RATE as f64
+        self.link.sent_16k / crate::audio::MODEL_SAMPLE_RATE as f64
     }
 
     /// Time, in seconds of the current session's audio, of the end of the
@@ -363,54 +394,67 @@ impl TalkingHeadState {
     /// first). When the worker keeps up it is at or ahead of
     /// [`playhead_secs`](Self::playhead_secs).
     pub fn latest_frame_secs(&self) -> Option<f64> {
-        let n = self.frames.len();
-        let last = self.frames.back()?;
+        let n = self.link.frames.len();
+        let last = self.link.frames.back()?;
         // Frame spacing from the last two frames (the model's frame length).
         let spf = match n {
             0 | 1 => 320,
-            _ => last.sample.saturating_sub(self.frames[n - 2].sample).max(1),
+            _ => last
+                .sample
+                .saturating_sub(self.link.frames[n - 2].sample)
+                .max(1),
         };
         Some((last.sample + spf) as f64 / crate::audio::MODEL_SAMPLE_RATE as f64)
     }
 
     /// Expression frames buffered ahead of / around the playhead.
     pub fn buffered_frames(&self) -> usize {
-        self.frames.len()
+        self.link.frames.len()
     }
 
-    /// Audio level at the playhead in `[0, 1]` (−60 dBFS .. 0 dBFS RMS).
+    /// The frames received from the worker and not yet dropped (oldest
+    /// first; the plugin keeps those near the playhead).
+    pub fn frames(&self) -> impl Iterator<Item = &ExpressionFrame> + '_ {
+        self.link.frames.iter()
+    }
+
+    /// Speech activity in `[0, 1]` of the audio under the face being shown
+    /// (the frame sampled at playhead − output delay; −60 dBFS .. 0 dBFS
+    /// RMS, [`crate::upper_face::speech_activity_from_db`] of the frames'
+    /// [`level_dbfs`](crate::runtime::ExpressionFrame::level_dbfs)); 0 while
+    /// no frame is shown.
     pub fn level(&self) -> f32 {
-        self.level
+        self.playback.level
     }
 
     /// The last [`HISTORY_LEN`] rendered frames as `(jawOpen, level)`,
     /// oldest first.
     pub fn history(&self) -> &VecDeque<(f32, f32)> {
-        &self.history
+        &self.playback.history
     }
 
     /// Times the worker reset this head's session after an error or panic.
     pub fn resets(&self) -> u64 {
-        self.resets
+        self.diag.resets
     }
 
     /// Non-finite samples replaced by 0 so far.
     pub fn nonfinite_samples(&self) -> u64 {
-        self.nonfinite
+        self.diag.nonfinite
     }
 
     /// Audio chunks dropped because the worker queue was full.
     pub fn dropped_chunks(&self) -> u64 {
-        self.dropped_chunks
+        self.diag.dropped_chunks
     }
 
     /// The last error the worker reported for this head.
     pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+        self.diag.last_error.as_deref()
     }
 
     pub(crate) fn upper_generator(&mut self, seed: u64) -> &mut UpperFaceGenerator {
-        self.upper.get_or_insert_with(|| {
+        self.upper.generator.get_or_insert_with(|| {
             UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true)
         })
     }

@@ -33,35 +33,34 @@
 
 mod binding;
 mod components;
-#[cfg(feature = "kira")]
-mod kira_voice;
-#[cfg(feature = "mic")]
-mod mic;
+mod morph;
 mod runtime;
-mod voice;
+mod sources;
 
-use bevy::mesh::morph::MorphWeights;
 use bevy::prelude::*;
 
 pub use components::{
     Emotion, FaceExpression, FaceRetarget, HISTORY_LEN, MorphBinding, SensorOverrides, SensorValue,
     TalkingHead, TalkingHeadState,
 };
+pub use runtime::{
+    DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadError, TalkingHeadRuntime,
+    default_model_path,
+};
 #[cfg(feature = "kira")]
-pub use kira_voice::{
+pub use sources::kira::{
     FEED_AHEAD_SECS, KiraVoice, PlayError, SEEK_THRESHOLD_SECS, TalkingHeadAudio,
     VIRTUAL_SAMPLE_RATE,
 };
 #[cfg(feature = "mic")]
-pub use mic::{
+pub use sources::mic::{
     CpalMicrophone, MIC_RETRY_MAX_SECS, MIC_RETRY_SECS, MIC_RING_SECS, MicSink, MicrophoneBackend,
     MicrophoneBackendResource, MicrophoneCapture, MicrophoneRequest, MicrophoneVoice,
     input_device_names,
 };
-pub use runtime::{
-    DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadRuntime, default_model_path,
+pub use sources::{
+    STALL_SECS, VOICE_STREAM_CAPACITY, VoiceSourceSystems, VoiceStream, VoiceStreamError,
 };
-pub use voice::{STALL_SECS, VOICE_STREAM_CAPACITY, VoiceStream, VoiceStreamError};
 
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
@@ -179,22 +178,16 @@ impl Plugin for TalkingHeadPlugin {
                 .chain()
                 .after(bevy::app::AnimationSystems),
         )
+        .configure_sets(
+            PreUpdate,
+            VoiceSourceSystems.in_set(TalkingHeadSystems::IngestAudio),
+        )
         .add_systems(
             PreUpdate,
             (
-                runtime::maintain_runtime,
-                rest_voiceless,
-                voice::ingest_voice_streams,
-                #[cfg(feature = "kira")]
-                (
-                    kira_voice::advance_virtual_clock,
-                    kira_voice::ingest_kira_voices,
-                )
-                    .chain(),
-                #[cfg(feature = "mic")]
-                mic::ingest_microphones,
+                runtime::maintain_runtime.before(VoiceSourceSystems),
+                sources::rest_unreported.after(VoiceSourceSystems),
             )
-                .chain()
                 .in_set(TalkingHeadSystems::IngestAudio),
         )
         .add_systems(
@@ -219,35 +212,13 @@ impl Plugin for TalkingHeadPlugin {
         )
         .add_systems(
             PostUpdate,
-            apply_morphs.in_set(TalkingHeadSystems::ApplyMorphs),
+            morph::apply_morphs.in_set(TalkingHeadSystems::ApplyMorphs),
         );
+        app.add_plugins(sources::VoiceStreamPlugin);
         #[cfg(feature = "kira")]
-        if !app.world().contains_resource::<TalkingHeadAudio>() {
-            app.insert_resource(TalkingHeadAudio::new());
-        }
+        app.add_plugins(sources::kira::KiraVoicePlugin);
         #[cfg(feature = "mic")]
-        app.add_systems(
-            PreUpdate,
-            mic::open_microphones.before(TalkingHeadSystems::IngestAudio),
-        );
-    }
-}
-
-#[cfg(feature = "kira")]
-type NoKira = Without<KiraVoice>;
-#[cfg(not(feature = "kira"))]
-type NoKira = ();
-#[cfg(feature = "mic")]
-type NoMic = Without<MicrophoneCapture>;
-#[cfg(not(feature = "mic"))]
-type NoMic = ();
-
-/// Heads whose voice component was removed (or never added) rest.
-fn rest_voiceless(mut heads: Query<&mut TalkingHeadState, (Without<VoiceStream>, NoKira, NoMic)>) {
-    for mut s in &mut heads {
-        if s.playhead_16k.is_some() {
-            s.playhead_16k = None;
-        }
+        app.add_plugins(sources::mic::MicrophonePlugin);
     }
 }
 
@@ -266,50 +237,49 @@ fn interpolate(
     let sr = MODEL_SAMPLE_RATE as f64;
     for (head, mut state, mut face) in &mut heads {
         let state = &mut *state;
-        state.seed = head.seed;
         let mut target = [0.0f32; BLENDSHAPE_COUNT];
         let mut have = false;
         let mut level = 0.0;
-        if let Some(p) = state.playhead_16k {
-            // Level at the playhead.
-            // `levels` is sorted by end position: binary search.
-            let i = state.levels.partition_point(|(end, _)| *end < p);
-            level = state.levels.get(i).map(|(_, l)| *l).unwrap_or(0.0);
-            let t = p - state.base_16k - settings.output_delay_secs as f64 * sr;
-            let centre = |i: usize, s: &TalkingHeadState| s.frames[i].sample as f64 + spf / 2.0;
-            let n = state.frames.len();
+        if let Some(p) = state.playback.playhead_16k {
+            let activity = |f: &crate::runtime::ExpressionFrame| {
+                crate::upper_face::speech_activity_from_db(f.level_dbfs)
+            };
+            let t = p - state.link.base_16k - settings.output_delay_secs as f64 * sr;
+            let centre =
+                |i: usize, s: &TalkingHeadState| s.link.frames[i].sample as f64 + spf / 2.0;
+            let n = state.link.frames.len();
             if n > 0 {
                 let idx = state
+                    .link
                     .frames
                     .partition_point(|f| f.sample as f64 + spf / 2.0 <= t);
                 let hold = settings.hold_secs as f64 * sr;
                 if idx == 0 {
                     if centre(0, state) - t <= spf {
-                        target = state.frames[0].weights;
+                        target = state.link.frames[0].weights;
+                        level = activity(&state.link.frames[0]);
                         have = true;
                     }
                 } else if idx == n {
                     if t - centre(n - 1, state) <= hold {
-                        target = state.frames[n - 1].weights;
+                        target = state.link.frames[n - 1].weights;
+                        level = activity(&state.link.frames[n - 1]);
                         have = true;
                     }
                 } else {
-                    let (a, b) = (&state.frames[idx - 1], &state.frames[idx]);
+                    let (a, b) = (&state.link.frames[idx - 1], &state.link.frames[idx]);
                     let ca = centre(idx - 1, state);
                     let w = ((t - ca) / spf).clamp(0.0, 1.0) as f32;
-                    for ((t, &x), &y) in target.iter_mut().zip(&a.weights).zip(&b.weights) {
-                        *t = x + (y - x) * w;
-                    }
+                    target = crate::rig::lerp_weights(&a.weights, &b.weights, w);
+                    level = activity(a) + (activity(b) - activity(a)) * w;
                     have = true;
                 }
                 // Forget frames well behind the playhead.
-                while state.frames.len() > 2 && (state.frames[0].sample as f64 + spf) < t - 0.5 * sr
+                while state.link.frames.len() > 2
+                    && (state.link.frames[0].sample as f64 + spf) < t - 0.5 * sr
                 {
-                    state.frames.pop_front();
+                    state.link.frames.pop_front();
                 }
-            }
-            while state.levels.len() > 1 && state.levels[0].0 < p - sr {
-                state.levels.pop_front();
             }
         }
         let gain = if head.gain.is_nan() {
@@ -330,19 +300,19 @@ fn interpolate(
         } else {
             1.0 - (-dt / tau).exp()
         };
-        for (s, t) in state.smoothed.iter_mut().zip(target) {
+        for (s, t) in state.playback.smoothed.iter_mut().zip(target) {
             *s += (t - *s) * alpha;
             if !s.is_finite() {
                 *s = 0.0;
             }
         }
-        state.level = level;
-        let mut out = state.smoothed;
+        state.playback.level = level;
+        let mut out = state.playback.smoothed;
         if head.upper_face && settings.upper_face {
             let seed = head.seed;
-            let mut upper = state.upper_weights;
+            let mut upper = state.upper.weights;
             state.upper_generator(seed).step(dt, level, &mut upper);
-            state.upper_weights = upper;
+            state.upper.weights = upper;
             // Gaze cannot be predicted from audio: the layer owns it. Blinks,
             // squint, widening and brows take the larger of the model (which
             // carries the emotion offsets) and the layer.
@@ -350,31 +320,5 @@ fn interpolate(
         }
         face.weights = out;
         runtime::push_history(state, out[Blendshape::JawOpen.index()]);
-    }
-}
-
-/// Writes each head's face into the `MorphWeights` of its bound meshes.
-fn apply_morphs(
-    mut heads: Query<(&FaceExpression, Option<&SensorOverrides>, &mut MorphBinding)>,
-    mut weights: Query<&mut MorphWeights>,
-) {
-    for (face, sensors, mut binding) in &mut heads {
-        let mut w = face.weights;
-        for v in &mut w {
-            *v = clamp01(*v);
-        }
-        if let Some(s) = sensors {
-            s.apply(&mut w);
-        }
-        let mut lost = false;
-        for m in &binding.meshes {
-            match weights.get_mut(m.entity) {
-                Ok(mut mw) => m.map.apply(&w, mw.weights_mut()),
-                Err(_) => lost = true,
-            }
-        }
-        if lost {
-            binding.dirty = true;
-        }
     }
 }

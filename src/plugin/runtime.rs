@@ -48,6 +48,39 @@ impl ModelSource {
     }
 }
 
+/// Why the runtime could not start (the payload of [`RuntimeState::Failed`]).
+/// Faces rest at neutral while the runtime is failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TalkingHeadError {
+    /// An explicit model path ([`ModelSource::Path`]) does not exist.
+    #[error("no model file at {} (set TalkingHeadPlugin::model or $TALKING_HEAD_MODEL)", .0.display())]
+    ModelMissing(PathBuf),
+    /// The checkpoint could not be read or parsed (`what` names the file or
+    /// "the default model").
+    #[error("could not load {what}: {source}")]
+    ModelLoad {
+        /// The file, or "the default model".
+        what: String,
+        /// The checkpoint error.
+        source: Arc<crate::model::ModelError>,
+    },
+    /// The checkpoint has neither a student nor a teacher decoder.
+    #[error("{} has no decoder weights", .0.display())]
+    NoDecoder(PathBuf),
+    /// A thread (model loading or the inference worker) could not start or
+    /// stopped without a result.
+    #[error("{0}")]
+    Thread(String),
+}
+
+impl PartialEq for TalkingHeadError {
+    /// Same variant and same message.
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
 /// Where the runtime stands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuntimeState {
@@ -56,8 +89,8 @@ pub enum RuntimeState {
     /// The worker runs.
     Ready,
     /// The model could not be loaded or the worker not started; faces rest
-    /// at neutral. The message says why.
-    Failed(String),
+    /// at neutral. The error says why.
+    Failed(TalkingHeadError),
 }
 
 /// The inference runtime: model, worker thread, sessions. Read it for
@@ -65,7 +98,7 @@ pub enum RuntimeState {
 #[derive(Resource)]
 pub struct TalkingHeadRuntime {
     state: RuntimeState,
-    loader: Option<Receiver<Result<Arc<TalkingHeadModel>, String>>>,
+    loader: Option<Receiver<Result<Arc<TalkingHeadModel>, TalkingHeadError>>>,
     model: Option<Arc<TalkingHeadModel>>,
     worker: Option<Worker>,
     config: WorkerConfig,
@@ -111,9 +144,9 @@ impl TalkingHeadRuntime {
                     });
                 if let Err(e) = spawned {
                     return Self::new(
-                        RuntimeState::Failed(format!(
+                        RuntimeState::Failed(TalkingHeadError::Thread(format!(
                             "could not start the model-loading thread: {e}"
-                        )),
+                        ))),
                         None,
                         config,
                     );
@@ -125,7 +158,7 @@ impl TalkingHeadRuntime {
 
     fn new(
         state: RuntimeState,
-        loader: Option<Receiver<Result<Arc<TalkingHeadModel>, String>>>,
+        loader: Option<Receiver<Result<Arc<TalkingHeadModel>, TalkingHeadError>>>,
         config: WorkerConfig,
     ) -> Self {
         Self {
@@ -194,9 +227,9 @@ impl TalkingHeadRuntime {
             .map(|m| m.config().algorithmic_latency_secs())
     }
 
-    /// Test hook: makes the worker panic in the next step of `entity`'s
-    /// session (the plugin must recover).
-    #[doc(hidden)]
+    /// Test hook (feature `test-hooks`): makes the worker panic in the next
+    /// step of `entity`'s session (the plugin must recover).
+    #[cfg(feature = "test-hooks")]
     pub fn inject_panic(&self, entity: Entity) -> bool {
         let Some((&id, _)) = self.sessions.iter().find(|(_, e)| **e == entity) else {
             return false;
@@ -206,8 +239,9 @@ impl TalkingHeadRuntime {
             .is_some_and(|w| w.send(WorkerCommand::InjectPanic(id)).is_ok())
     }
 
-    /// Test hook: stops the worker thread (the plugin must restart it).
-    #[doc(hidden)]
+    /// Test hook (feature `test-hooks`): stops the worker thread (the plugin
+    /// must restart it).
+    #[cfg(feature = "test-hooks")]
     pub fn kill_worker(&self) {
         if let Some(w) = &self.worker {
             let _ = w.send_blocking(WorkerCommand::Shutdown);
@@ -221,9 +255,17 @@ impl TalkingHeadRuntime {
         }
     }
 
-    fn spawn_worker(&mut self) -> Result<(), String> {
-        let model = self.model.clone().ok_or("no model")?;
-        let worker = Worker::spawn(model, self.config.clone()).map_err(|e| e.to_string())?;
+    fn spawn_worker(&mut self) -> Result<(), TalkingHeadError> {
+        let model = self
+            .model
+            .clone()
+            .ok_or_else(|| TalkingHeadError::Thread("no model".into()))?;
+        let worker = if self.config.inline {
+            Worker::inline(model, self.config.clone())
+        } else {
+            Worker::spawn(model, self.config.clone())
+                .map_err(|e| TalkingHeadError::Thread(e.to_string()))?
+        };
         self.worker = Some(worker);
         self.generation += 1;
         self.sessions.clear();
@@ -238,15 +280,16 @@ impl TalkingHeadRuntime {
         state: &mut TalkingHeadState,
         format: AudioFormat,
         base_16k: f64,
+        seed: u64,
     ) -> bool {
-        if let Some(old) = state.session.take() {
+        if let Some(old) = state.link.session.take() {
             self.sessions.remove(&old);
             let _ = self.send(WorkerCommand::RemoveSession(old));
         }
         let id = SessionId(self.next_session);
         self.next_session += 1;
         // Emotion and style follow from `sync_controls` in the same frame.
-        let seed = state.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         if let Err(e) = self.send(WorkerCommand::AddSession {
             id,
             format,
@@ -258,18 +301,18 @@ impl TalkingHeadRuntime {
             return false;
         }
         self.sessions.insert(id, entity);
-        state.controls = self
+        state.link.controls = self
             .worker
             .as_ref()
             .and_then(|w| w.attach_controls(id, crate::model::NEUTRAL_EMOTION, 0).ok());
-        state.session = Some(id);
-        state.generation = self.generation;
-        state.format = Some(format);
-        state.base_16k = base_16k;
-        state.sent_16k = 0.0;
-        state.frames.clear();
-        state.sent_emotion = None;
-        state.sent_style = None;
+        state.link.session = Some(id);
+        state.link.generation = self.generation;
+        state.link.format = Some(format);
+        state.link.base_16k = base_16k;
+        state.link.sent_16k = 0.0;
+        state.link.frames.clear();
+        state.link.sent_emotion = None;
+        state.link.sent_style = None;
         true
     }
 
@@ -283,8 +326,8 @@ impl TalkingHeadRuntime {
         match model.config().style_id(name) {
             Ok(i) => i,
             Err(e) => {
-                if !state.style_warned {
-                    state.style_warned = true;
+                if !state.link.style_warned {
+                    state.link.style_warned = true;
                     warn!(
                         "TalkingHead {entity}: {e}; using style '{}'",
                         model
@@ -302,16 +345,17 @@ impl TalkingHeadRuntime {
 
     /// Ends `entity`'s session (if any); the next audio starts a new one.
     pub(crate) fn close_session(&mut self, state: &mut TalkingHeadState) {
-        if let Some(old) = state.session.take() {
+        if let Some(old) = state.link.session.take() {
             self.sessions.remove(&old);
             let _ = self.send(WorkerCommand::RemoveSession(old));
         }
-        state.controls = None;
-        state.frames.clear();
-        state.sent_16k = 0.0;
+        state.link.controls = None;
+        state.link.frames.clear();
+        state.link.sent_16k = 0.0;
     }
 
-    /// Sends `samples` (interleaved, `format`) for `entity`, whose first
+    /// Sends `samples` (interleaved, `format`) for `entity` (seeded with its
+    /// [`TalkingHead::seed`](super::TalkingHead::seed)), whose first
     /// sample is at source position `source_16k` (16 kHz samples). Opens a
     /// session first when there is none (or the format changed, or the
     /// worker restarted). Does nothing until the runtime is ready.
@@ -322,36 +366,36 @@ impl TalkingHeadRuntime {
         format: AudioFormat,
         samples: Vec<f32>,
         source_16k: f64,
+        seed: u64,
     ) {
-        record_levels(state, format, &samples, source_16k);
         if !self.is_ready() {
             return;
         }
-        let stale = state.session.is_none()
-            || state.generation != self.generation
-            || state.format != Some(format);
+        let stale = state.link.session.is_none()
+            || state.link.generation != self.generation
+            || state.link.format != Some(format);
         if stale {
-            if state.generation != self.generation {
-                state.session = None;
-                state.controls = None;
+            if state.link.generation != self.generation {
+                state.link.session = None;
+                state.link.controls = None;
             }
-            if !self.open_session(entity, state, format, source_16k) {
+            if !self.open_session(entity, state, format, source_16k, seed) {
                 return;
             }
         }
         let frames = samples.len() / format.channels.max(1) as usize;
-        let Some(id) = state.session else { return };
+        let Some(id) = state.link.session else { return };
         match self.send(WorkerCommand::Audio(id, samples)) {
             Ok(()) => {
-                state.sent_16k +=
+                state.link.sent_16k +=
                     frames as f64 * MODEL_SAMPLE_RATE as f64 / format.sample_rate as f64;
             }
             Err(WorkerError::Full) => {
-                state.dropped_chunks += 1;
-                if state.dropped_chunks.is_power_of_two() {
+                state.diag.dropped_chunks += 1;
+                if state.diag.dropped_chunks.is_power_of_two() {
                     warn!(
                         "TalkingHead {entity}: the inference worker is behind; {} audio chunk(s) dropped",
-                        state.dropped_chunks
+                        state.diag.dropped_chunks
                     );
                 }
             }
@@ -361,69 +405,34 @@ impl TalkingHeadRuntime {
 
     /// Tells the worker that `entity`'s stream ended (flushes the look-ahead).
     pub(crate) fn finish(&self, state: &TalkingHeadState) {
-        if let Some(id) = state.session {
+        if let Some(id) = state.link.session {
             let _ = self.send(WorkerCommand::Finish(id));
         }
     }
 }
 
-fn load_default() -> Result<Arc<TalkingHeadModel>, String> {
-    let (model, from) = crate::model::load_default_model()
-        .map_err(|e| format!("could not load the default model: {e}"))?;
+fn load_default() -> Result<Arc<TalkingHeadModel>, TalkingHeadError> {
+    let (model, from) =
+        crate::model::load_default_model().map_err(|e| TalkingHeadError::ModelLoad {
+            what: "the default model".into(),
+            source: Arc::new(e),
+        })?;
     info!("talking-head: model from {from}");
     Ok(Arc::new(model))
 }
 
-fn load_model(path: &std::path::Path) -> Result<Arc<TalkingHeadModel>, String> {
+fn load_model(path: &std::path::Path) -> Result<Arc<TalkingHeadModel>, TalkingHeadError> {
     if !path.exists() {
-        return Err(format!(
-            "no model file at {} (set TalkingHeadPlugin::model or $TALKING_HEAD_MODEL)",
-            path.display()
-        ));
+        return Err(TalkingHeadError::ModelMissing(path.to_owned()));
     }
-    let model = TalkingHeadModel::load(path)
-        .map_err(|e| format!("could not load the model {}: {e}", path.display()))?;
+    let model = TalkingHeadModel::load(path).map_err(|e| TalkingHeadError::ModelLoad {
+        what: format!("the model {}", path.display()),
+        source: Arc::new(e),
+    })?;
     if !model.has_student() && !model.has_teacher() {
-        return Err(format!("{} has no decoder weights", path.display()));
+        return Err(TalkingHeadError::NoDecoder(path.to_owned()));
     }
     Ok(Arc::new(model))
-}
-
-/// Level bookkeeping: RMS of each 20 ms block, keyed by source position.
-fn record_levels(
-    state: &mut TalkingHeadState,
-    format: AudioFormat,
-    samples: &[f32],
-    source_16k: f64,
-) {
-    let ch = format.channels.max(1) as usize;
-    let block = (format.sample_rate as usize / 50).max(1);
-    let step16 = MODEL_SAMPLE_RATE as f64 / format.sample_rate as f64;
-    let frames = samples.len() / ch;
-    let mut start = 0;
-    while start < frames {
-        let end = (start + block).min(frames);
-        let mut sum = 0.0f64;
-        for f in start..end {
-            let mut m = 0.0f32;
-            for c in 0..ch {
-                let v = samples[f * ch + c];
-                m += if v.is_finite() { v } else { 0.0 };
-            }
-            let m = m / ch as f32;
-            sum += (m * m) as f64;
-        }
-        let rms = (sum / (end - start) as f64).sqrt();
-        let db = 20.0 * rms.max(1e-9).log10();
-        let level = crate::upper_face::speech_activity_from_db(db as f32);
-        state
-            .levels
-            .push_back((source_16k + end as f64 * step16, level));
-        start = end;
-    }
-    while state.levels.len() > 500 {
-        state.levels.pop_front();
-    }
 }
 
 /// Finishes model loading and (re)starts the worker.
@@ -457,7 +466,9 @@ pub(crate) fn maintain_runtime(mut runtime: ResMut<TalkingHeadRuntime>) {
             Err(crossbeam_channel::TryRecvError::Empty) => {}
             Err(crossbeam_channel::TryRecvError::Disconnected) => {
                 runtime.loader = None;
-                let e = "the model-loading thread stopped without a result".to_string();
+                let e = TalkingHeadError::Thread(
+                    "the model-loading thread stopped without a result".into(),
+                );
                 error!("talking-head: {e}");
                 runtime.state = RuntimeState::Failed(e);
             }
@@ -482,34 +493,36 @@ pub(crate) fn sync_controls(
         return;
     }
     for (entity, head, mut state) in &mut heads {
-        let Some(id) = state.session else { continue };
-        if state.generation != runtime.generation {
+        let Some(id) = state.link.session else {
+            continue;
+        };
+        if state.link.generation != runtime.generation {
             continue;
         }
         let emotion = head.emotion.conditioning();
         let style = runtime.style_id(entity, &head.style, &mut state);
         // Through the session's latest-wins slots when attached, else
         // (queue was full at attach time) as commands.
-        if let Some(c) = &state.controls {
-            if state.sent_emotion != Some(emotion) {
+        if let Some(c) = &state.link.controls {
+            if state.link.sent_emotion != Some(emotion) {
                 c.set_emotion(emotion);
             }
-            if state.sent_style != Some(style) {
+            if state.link.sent_style != Some(style) {
                 c.set_style(style);
             }
-            state.sent_emotion = Some(emotion);
-            state.sent_style = Some(style);
+            state.link.sent_emotion = Some(emotion);
+            state.link.sent_style = Some(style);
             continue;
         }
-        if state.sent_emotion != Some(emotion)
+        if state.link.sent_emotion != Some(emotion)
             && runtime.send(WorkerCommand::SetEmotion(id, emotion)).is_ok()
         {
-            state.sent_emotion = Some(emotion);
+            state.link.sent_emotion = Some(emotion);
         }
-        if state.sent_style != Some(style)
+        if state.link.sent_style != Some(style)
             && runtime.send(WorkerCommand::SetStyle(id, style)).is_ok()
         {
-            state.sent_style = Some(style);
+            state.link.sent_style = Some(style);
         }
     }
 }
@@ -522,6 +535,8 @@ pub(crate) fn poll_worker(
     let Some(worker) = &runtime.worker else {
         return;
     };
+    // An inline worker (`WorkerConfig::inline`) does its work here.
+    worker.pump();
     let events: Vec<WorkerEvent> = worker.events().try_iter().collect();
     let stats = worker.stats();
     for ev in events {
@@ -531,11 +546,11 @@ pub(crate) fn poll_worker(
                     continue;
                 };
                 if let Ok(mut s) = heads.get_mut(e)
-                    && s.session == Some(session)
+                    && s.link.session == Some(session)
                 {
-                    s.frames.push_back(frame);
-                    while s.frames.len() > 2048 {
-                        s.frames.pop_front();
+                    s.link.frames.push_back(frame);
+                    while s.link.frames.len() > 2048 {
+                        s.link.frames.pop_front();
                     }
                 }
             }
@@ -543,8 +558,8 @@ pub(crate) fn poll_worker(
                 if let Some(&e) = runtime.sessions.get(&session)
                     && let Ok(mut s) = heads.get_mut(e)
                 {
-                    s.resets += 1;
-                    s.last_error = Some(reason.clone());
+                    s.diag.resets += 1;
+                    s.diag.last_error = Some(reason.clone());
                     warn!("TalkingHead {e}: session reset by the worker ({reason}); it continues");
                 }
             }
@@ -553,7 +568,7 @@ pub(crate) fn poll_worker(
                 if let Some(e) = entity
                     && let Ok(mut s) = heads.get_mut(e)
                 {
-                    s.last_error = Some(message.clone());
+                    s.diag.last_error = Some(message.clone());
                 }
                 warn!("talking-head worker: {message}");
             }
@@ -561,12 +576,12 @@ pub(crate) fn poll_worker(
                 if let Some(&e) = runtime.sessions.get(&session)
                     && let Ok(mut s) = heads.get_mut(e)
                 {
-                    if s.nonfinite == 0 {
+                    if s.diag.nonfinite == 0 {
                         warn!(
                             "TalkingHead {e}: NaN/Inf samples in its voice were replaced by silence"
                         );
                     }
-                    s.nonfinite = total;
+                    s.diag.nonfinite = total;
                 }
             }
         }
@@ -605,9 +620,9 @@ pub(crate) fn cleanup_sessions(
 }
 
 pub(crate) fn push_history(state: &mut TalkingHeadState, jaw: f32) {
-    let level = state.level;
-    state.history.push_back((jaw, level));
-    while state.history.len() > HISTORY_LEN {
-        state.history.pop_front();
+    let level = state.playback.level;
+    state.playback.history.push_back((jaw, level));
+    while state.playback.history.len() > HISTORY_LEN {
+        state.playback.history.pop_front();
     }
 }

@@ -1,0 +1,56 @@
+//! The `corpus` subcommand: build or report the training corpus.
+
+use super::*;
+
+pub(crate) fn corpus_cmd(
+    out: PathBuf,
+    data: PathBuf,
+    seed: u64,
+    tts_minutes: f64,
+    augment: f64,
+    limit: Option<usize>,
+    jobs: Option<usize>,
+) -> Result<()> {
+    use talking_head_train::corpus::{CorpusConfig, build};
+    let texts = repo_root().join("assets/corpus/texts");
+    let mut cfg = CorpusConfig::new(data.clone(), texts, out.clone());
+    cfg.seed = seed;
+    cfg.tts_minutes = tts_minutes;
+    cfg.augment_per_clip = augment;
+    cfg.limit_per_source = limit;
+    if !data.join("facegood").exists() {
+        bail!(
+            "{} does not look like the shared data directory (no facegood/); pass --data",
+            data.display()
+        );
+    }
+    let jobs = jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pb = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("corpus [{bar:30}] {pos}/{len} clips {elapsed}/{eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let report = build(&cfg, jobs, |d, n| {
+        pb.set_length(n);
+        pb.set_position(d);
+    })?;
+    pb.finish_and_clear();
+    println!(
+        "corpus in {}: {:.2} h total ({:.2} h original), {} voices, {} languages, {} failures, built in {:.0} s; see report.md",
+        out.display(),
+        report.hours_total,
+        report.hours_original,
+        report.voices,
+        report.languages,
+        report.failures.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

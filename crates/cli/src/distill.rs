@@ -1,0 +1,90 @@
+//! The `distill` subcommand: the one-step student from the teacher.
+
+use super::*;
+use crate::train::load_train_val;
+
+pub(crate) fn distill_cmd(
+    teacher: PathBuf,
+    out: PathBuf,
+    corpus: PathBuf,
+    config: Option<PathBuf>,
+    steps: Option<usize>,
+    limit: Option<usize>,
+) -> Result<()> {
+    use std::io::Write;
+    use talking_head_train::distill::{DistillConfig, Distiller};
+
+    let mut cfg: DistillConfig = match &config {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => DistillConfig::default(),
+    };
+    if let Some(s) = steps {
+        cfg.steps = s;
+    }
+    let model = TalkingHeadModel::load(&teacher)?;
+    if !model.has_teacher() {
+        bail!("{} has no teacher denoiser to distil", teacher.display());
+    }
+    let (train, val) = load_train_val(
+        &corpus,
+        model.config(),
+        limit,
+        cfg.relabel.clone(),
+        |_, _| {},
+    )?;
+    eprintln!(
+        "distilling on {} training clips ({} validation clips)",
+        train.len(),
+        val.len()
+    );
+    let total = cfg.steps as u64;
+    let mut d = Distiller::new(model, cfg)?;
+    let pb = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let log_path = out.with_extension("log.jsonl");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut ema: Option<f32> = None;
+    let t0 = Instant::now();
+    d.run(&train, &out, |step, lr, loss| {
+        let e = ema.get_or_insert(loss);
+        *e = 0.98 * *e + 0.02 * loss;
+        pb.set_position(step as u64);
+        pb.set_message(format!("loss {:.5} lr {lr:.2e}", *e));
+        let _ = writeln!(
+            log,
+            "{}",
+            serde_json::json!({"step": step, "lr": lr, "distill": loss})
+        );
+    })?;
+    pb.finish_and_clear();
+    let v = if val.is_empty() {
+        f32::NAN
+    } else {
+        d.validate(&val, 4)?
+    };
+    let _ = writeln!(
+        log,
+        "{}",
+        serde_json::json!({"step": d.step, "val_distill": v})
+    );
+    println!(
+        "distilled {} steps in {:.0} s; validation student-vs-teacher loss {v:.5}; wrote {}",
+        d.step,
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The `eval` subcommand: truth-first evaluation (FACEGOOD animator curves, held-out articulation, emotion) and the pseudo-label diagnostics.
+
+use super::*;
+
+/// Arguments of `talking-head eval`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct EvalArgs {
+    /// Model (student) checkpoint; default: the shipped model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Teacher checkpoint, when the model file has none.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Corpus directory: adds section 3, labeler imitation on its
+    /// validation split (a training diagnostic, not quality).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Shared data directory (FACEGOOD recordings).
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Where to write truth.md/json, eval.md/json and plots (default: next to the model).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// At most this many validation clips in section 3.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sentences per held-out voice in section 2 (from assets/eval/sentences_en.txt).
+    #[arg(long, default_value_t = 40)]
+    sentences: usize,
+    /// JSON PhoneticLabelerConfig for the labeler rows (default: the built-in settings).
+    #[arg(long)]
+    labeler: Option<PathBuf>,
+    /// Baselines and labeler only (skip the model): a labeler experiment.
+    #[arg(long)]
+    baselines_only: bool,
+}
+
+pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
+    use talking_head_train::eval::evaluate;
+    use talking_head_train::truth_report::{TruthEvalConfig, evaluate_truth};
+    let EvalArgs {
+        model,
+        teacher,
+        corpus,
+        data,
+        out,
+        limit,
+        sentences,
+        labeler,
+        baselines_only,
+    } = args;
+    let (m, path) = load_model(model)?;
+    let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
+    let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Sections 1, 2 and emotion: real truth first.
+    let mut cfg = TruthEvalConfig::new(data);
+    cfg.sentences = sentences;
+    cfg.baselines_only = baselines_only;
+    if let Some(p) = &labeler {
+        cfg.labeler = serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?;
+    }
+    let truth = evaluate_truth(&m, &path.display().to_string(), t.as_ref(), &cfg, |msg| {
+        eprintln!("eval: {msg}")
+    })
+    .map_err(|e| anyhow::anyhow!("truth-first evaluation: {e}"))?;
+    let md = truth.markdown();
+    std::fs::write(dir.join("truth.md"), &md)?;
+    std::fs::write(
+        dir.join("truth.json"),
+        serde_json::to_string_pretty(&truth)?,
+    )?;
+    println!("{md}");
+    for p in truth
+        .write_plots(&dir)
+        .map_err(|e| anyhow::anyhow!("plots: {e}"))?
+    {
+        println!("plot: {}", p.display());
+    }
+    println!(
+        "wrote {} and {}",
+        dir.join("truth.md").display(),
+        dir.join("truth.json").display()
+    );
+    let Some(corpus) = corpus.filter(|_| !baselines_only) else {
+        return Ok(());
+    };
+    // Section 3: labeler imitation (a training diagnostic).
+    let pb = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = evaluate(
+        &m,
+        &path.display().to_string(),
+        t.as_ref(),
+        &corpus,
+        limit,
+        |i, n| {
+            pb.set_length(n as u64);
+            pb.set_position(i as u64);
+        },
+    )?;
+    pb.finish_and_clear();
+    let md = format!(
+        "## Section 3: labeler imitation (training diagnostic, not quality)\n\n{}",
+        report.markdown()
+    );
+    std::fs::write(dir.join("eval.md"), &md)?;
+    std::fs::write(
+        dir.join("eval.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let fps = talking_head_train::manifest::CorpusManifest::load(&corpus)?.fps as f64;
+    let plots = report
+        .write_plots(&dir, fps)
+        .map_err(|e| anyhow::anyhow!("plots: {e}"))?;
+    println!("{md}");
+    for p in &plots {
+        println!("plot: {}", p.display());
+    }
+    println!(
+        "wrote {} and {}",
+        dir.join("eval.md").display(),
+        dir.join("eval.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The `info` subcommand: what a checkpoint holds.
+
+use super::*;
+
+pub(crate) fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
+    let path = model.unwrap_or_else(default_model_path);
+    if !path.exists() {
+        bail!(
+            "no model at {} (the default model ships once trained; pass a path)",
+            path.display()
+        );
+    }
+    let info = TalkingHeadModel::info(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    let c = &info.config;
+    println!("model:            {}", info.path.display());
+    println!(
+        "file size:        {} bytes ({:.2} MB)",
+        info.file_bytes,
+        info.file_bytes as f64 / 1e6
+    );
+    println!("trained:          {}", info.provenance.trained);
+    if !info.provenance.description.is_empty() {
+        println!("description:      {}", info.provenance.description);
+    }
+    if let Some(p) = info.student_parameters {
+        println!("student params:   {p} (encoder + one-step student)");
+    }
+    if let Some(p) = info.teacher_parameters {
+        println!("teacher params:   {p} (encoder + DDIM teacher)");
+    }
+    println!(
+        "frame rate:       {} fps ({} samples per frame at {} Hz)",
+        c.fps,
+        c.samples_per_frame(),
+        c.mel.sample_rate
+    );
+    println!(
+        "look-ahead:       {} frames; algorithmic latency {:.0} ms",
+        c.lookahead_frames, info.algorithmic_latency_ms
+    );
+    println!(
+        "encoder:          d_model {}, {} layers, {} heads, ffn {}, context {} frames ({:.2} s), conv kernel {}",
+        c.d_model,
+        c.n_layers,
+        c.n_heads,
+        c.d_ff,
+        c.context_frames,
+        c.context_frames as f64 / c.fps as f64,
+        c.conv_kernel
+    );
+    println!(
+        "denoiser:         hidden {}, {} blocks, history {} frames, {:?}-prediction",
+        c.denoiser_hidden, c.denoiser_blocks, c.history_frames, c.diffusion.prediction
+    );
+    println!(
+        "teacher sampler:  {} DDIM steps, guidance {}",
+        c.diffusion.teacher_steps, c.diffusion.guidance_scale
+    );
+    println!(
+        "features:         {} log-mel bins, window {} / hop {} samples",
+        c.mel.n_mels, c.mel.win_length, c.mel.hop_length
+    );
+    println!("styles:           {}", c.styles.join(", "));
+    println!("emotions:         {}", EMOTIONS.join(", "));
+    Ok(())
+}

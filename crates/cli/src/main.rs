@@ -1,0 +1,393 @@
+//! `talking-head`: bake speech to Live Link Face CSV, inspect and benchmark
+//! models. Run `talking-head --help`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use talking_head_core::audio::{AudioFormat, load_mono_16k};
+use talking_head_core::model::{
+    EMOTIONS, FrameInput, ModelConfig, Sampler, TalkingHeadModel, default_model_path, parse_emotion,
+};
+use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
+use talking_head_core::runtime::{ExpressionFrame, Pcm, Session, run_to_end};
+
+mod bake;
+mod bench;
+mod corpus;
+mod distill;
+mod eval;
+mod info;
+mod label;
+mod train;
+
+use bake::{BakeArgs, bake};
+use bench::bench;
+use corpus::corpus_cmd;
+use distill::distill_cmd;
+use eval::{EvalArgs, eval_cmd};
+use info::info;
+use label::label_cmd;
+use train::train_cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "talking-head",
+    version,
+    about = "Speech → ARKit-52 facial animation (bevy_talking_head)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum CorpusAction {
+    /// Build the corpus: real paired data, pseudo-labelled real and synthetic speech,
+    /// augmentation, splits, report.
+    Build {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Shared data directory.
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Minutes of synthesised speech.
+        #[arg(long, default_value_t = 110.0)]
+        tts_minutes: f64,
+        /// Augmented copies per training clip (fractional allowed).
+        #[arg(long, default_value_t = 1.0)]
+        augment: f64,
+        /// At most this many clips per source (quick subset).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Parallel jobs (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Animate audio files and write Live Link Face CSV (one row per output frame).
+    Bake {
+        /// Audio files (WAV, FLAC, AIFF, MP3, OGG; any rate 8–96 kHz, any channel count).
+        #[arg(required = true)]
+        audio: Vec<PathBuf>,
+        /// Output CSV file (one input) or directory (`<stem>.csv` per input).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Output frame rate of the CSV.
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Emotion weights, e.g. `happy=0.8,surprised=0.2` (each in [0, 1]).
+        #[arg(long, default_value = "")]
+        emotion: String,
+        /// Style name (see `talking-head info`); default: the model's first style.
+        #[arg(long)]
+        style: Option<String>,
+        /// Model checkpoint; default: $TALKING_HEAD_MODEL or assets/models/default.safetensors.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Denoising steps: 1 = the distilled student; N > 1 = the N-step DDIM teacher.
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        /// Classifier-free guidance scale on emotion for the teacher (default: the model's).
+        #[arg(long)]
+        guidance: Option<f32>,
+        /// Noise seed (also seeds the upper-face layer).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Leave out the upper-face layer (blinks, gaze, brow raises) the
+        /// plugin adds: the model's output alone.
+        #[arg(long)]
+        no_upper_face: bool,
+        /// Files processed in parallel (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Accept a checkpoint that is marked untrained (tests of the pipeline only:
+        /// its output is not animation).
+        #[arg(long)]
+        allow_untrained: bool,
+    },
+    /// Show a checkpoint's config, parameter count, size, styles and look-ahead.
+    Info {
+        /// Checkpoint (default: the shipped model).
+        model: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure step latency (batch 1/8/32), teacher/student cost, model size and
+    /// real-time factor; the last line printed is one JSON object.
+    Bench {
+        /// Checkpoint (default: the shipped model, else a random model of the default size).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Threads for the tensor kernels (default 1: one core).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Audio file for the real-time factor (default: assets/audio/LJ001-0001.wav).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Timed iterations per measurement.
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// Teacher checkpoint for the teacher/student ratio when the model file has
+        /// none (default: assets/models/teacher.safetensors if present).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+    },
+    /// Train the encoder and the diffusion teacher on a corpus.
+    Train {
+        /// Corpus directory (from `talking-head corpus build`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Output checkpoint (written every --checkpoint-every steps).
+        #[arg(long)]
+        out: PathBuf,
+        /// JSON file with a ModelConfig (`model`) and/or TrainConfig (`train`); defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Optimiser steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Windows per batch (overrides the config).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Seed (overrides the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue from --out if it exists (weights, step, and the AdamW
+        /// moments from the `.optim.safetensors` file next to it).
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this step (checkpoint and optimiser state written);
+        /// the schedule still spans --steps, and --resume continues exactly.
+        #[arg(long)]
+        stop_at: Option<usize>,
+        /// Use at most this many training clips (quick runs).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Compute threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Phonetic labeler: pocketsphinx phone timings → visemes → ARKit curves
+    /// with coarticulation, written as Live Link Face CSV.
+    Label {
+        /// Audio files.
+        #[arg(required = true)]
+        audio: Vec<PathBuf>,
+        /// Output CSV file (one input) or directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Output frame rate.
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Transcript for forced alignment (one input only); default: allphone recognition.
+        #[arg(long)]
+        transcript: Option<String>,
+        /// Files processed in parallel (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Build the training corpus.
+    Corpus {
+        #[command(subcommand)]
+        action: CorpusAction,
+    },
+    /// Evaluate a model truth first: animator truth, articulation on held-out voices, emotion; labeler imitation with --corpus.
+    Eval(EvalArgs),
+    /// Distil the N-step guided teacher into the one-step student.
+    Distill {
+        /// Teacher checkpoint (from `talking-head train`).
+        #[arg(long)]
+        teacher: PathBuf,
+        /// Output student checkpoint (encoder + student).
+        #[arg(long)]
+        out: PathBuf,
+        /// Corpus directory.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// JSON file with a DistillConfig; defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Optimiser steps (overrides the config).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Use at most this many training clips.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Compute threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = match &cli.command {
+        Command::Bench { threads, .. } => *threads,
+        Command::Train { threads, .. } | Command::Distill { threads, .. } => {
+            threads.unwrap_or(cores)
+        }
+        _ => 1,
+    };
+    // candle reads RAYON_NUM_THREADS for every matmul. Set it before any other
+    // thread exists: one thread per model step is fastest at these sizes, and
+    // `bake` parallelises across files instead.
+    // SAFETY: no other thread is running yet.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+    let result = match cli.command {
+        Command::Bake {
+            audio,
+            output,
+            fps,
+            emotion,
+            style,
+            model,
+            steps,
+            guidance,
+            seed,
+            no_upper_face,
+            jobs,
+            allow_untrained,
+        } => bake(BakeArgs {
+            audio,
+            output,
+            fps,
+            emotion,
+            style,
+            model,
+            steps,
+            guidance,
+            seed,
+            no_upper_face,
+            jobs,
+            allow_untrained,
+        }),
+        Command::Info { model, json } => info(model, json),
+        Command::Bench {
+            model,
+            threads,
+            file,
+            iters,
+            teacher,
+        } => bench(model, threads, file, iters, teacher),
+        Command::Train {
+            corpus,
+            out,
+            config,
+            steps,
+            batch,
+            seed,
+            resume,
+            stop_at,
+            limit,
+            threads: _,
+        } => train_cmd(
+            corpus, out, config, steps, batch, seed, resume, stop_at, limit,
+        ),
+        Command::Distill {
+            teacher,
+            out,
+            corpus,
+            config,
+            steps,
+            limit,
+            threads: _,
+        } => distill_cmd(teacher, out, corpus, config, steps, limit),
+        Command::Label {
+            audio,
+            output,
+            fps,
+            transcript,
+            jobs,
+        } => label_cmd(audio, output, fps, transcript, jobs),
+        Command::Corpus {
+            action:
+                CorpusAction::Build {
+                    out,
+                    data,
+                    seed,
+                    tts_minutes,
+                    augment,
+                    limit,
+                    jobs,
+                },
+        } => corpus_cmd(out, data, seed, tts_minutes, augment, limit, jobs),
+        Command::Eval(args) => eval_cmd(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {}", error_chain(&e));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes, skipping a cause whose text the message
+/// before it already contains (library errors often quote their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// Prints `input -> output` per file, or the error; fails if any file failed.
+fn report_results(results: Vec<(PathBuf, Result<PathBuf>)>) -> Result<()> {
+    let total = results.len();
+    let mut failed = 0;
+    for (input, r) in results {
+        match r {
+            Ok(out) => println!("{} -> {}", input.display(), out.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {}", input.display(), error_chain(&e));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {total} files failed");
+    }
+    Ok(())
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(default_model_path);
+    if !path.exists() {
+        if explicit {
+            bail!("model file {} does not exist", path.display());
+        }
+        bail!(
+            "no trained model is present: {} does not exist.\n\
+             The default model is trained by this repository's trainer and shipped in \
+             assets/models/; until it is, pass --model PATH.",
+            path.display()
+        );
+    }
+    let model = TalkingHeadModel::load(&path)?;
+    Ok((model, path))
+}

@@ -1,0 +1,336 @@
+//! Streaming == batch parity of every stateful layer, and batching parity.
+
+use super::*;
+use candle_core::D;
+
+fn small_config() -> ModelConfig {
+    ModelConfig {
+        d_model: 32,
+        n_heads: 4,
+        n_layers: 2,
+        d_ff: 64,
+        context_frames: 12,
+        history_frames: 4,
+        denoiser_hidden: 48,
+        ..ModelConfig::default()
+    }
+}
+
+fn random_input(b: usize, t: usize, dim: usize, seed: u64) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..b * t * dim)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_vec(v, (b, t, dim), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Steps the streaming encoder frame by frame over `x: [1, T, in]`.
+fn step_all(model: &TalkingHeadModel, x: &Tensor) -> Tensor {
+    let (_, t, dim) = x.dims3().unwrap();
+    let d = model.config.d_model;
+    let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let mut st = vec![model.fast_encoder.new_state()];
+    let mut sc = StepScratch::default();
+    let mut outs = Vec::with_capacity(t * d);
+    for i in 0..t {
+        sized(&mut sc.feats, dim).copy_from_slice(&xs[i * dim..(i + 1) * dim]);
+        model
+            .fast_encoder
+            .step(&mut st, &[0], |s: &mut EncoderState| s, &mut sc);
+        outs.extend_from_slice(&sc.h[..d]);
+    }
+    Tensor::from_vec(outs, (1, t, d), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn encoder_step_matches_forward_past_the_window() {
+    // 40 frames through a 12-frame window: the rotating cache wraps 3 times.
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 1).unwrap();
+    let x = random_input(1, 40, cfg.input_dim(), 2);
+    let batch = model.encode(&x).unwrap();
+    let streamed = step_all(&model, &x);
+    let err = max_abs_diff(&batch, &streamed);
+    assert!(err <= 1e-4, "max |step - forward| = {err}");
+}
+
+#[test]
+fn encoder_step_matches_forward_default_size() {
+    let cfg = ModelConfig::default();
+    let model = TalkingHeadModel::random(cfg.clone(), 3).unwrap();
+    let x = random_input(1, cfg.context_frames + 30, cfg.input_dim(), 4);
+    let err = max_abs_diff(&model.encode(&x).unwrap(), &step_all(&model, &x));
+    assert!(err <= 1e-4, "max |step - forward| = {err}");
+}
+
+#[test]
+fn batched_sessions_match_single_sessions() {
+    // Three sessions at different stream positions (one past the window)
+    // stepped as one batch give what each gives alone.
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 7).unwrap();
+    let (dim, d) = (cfg.input_dim(), cfg.d_model);
+    let lens = [5usize, 17, 30];
+    let xs: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            random_input(1, l + 1, dim, 10 + i as u64)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        })
+        .collect();
+    let enc = &model.fast_encoder;
+    let mut solo: Vec<EncoderState> = (0..3).map(|_| enc.new_state()).collect();
+    let mut sc = StepScratch::default();
+    fn acc(s: &mut EncoderState) -> &mut EncoderState {
+        s
+    }
+    for i in 0..3 {
+        for f in 0..lens[i] {
+            sized(&mut sc.feats, dim).copy_from_slice(&xs[i][f * dim..(f + 1) * dim]);
+            enc.step(&mut solo, &[i], acc, &mut sc);
+        }
+    }
+    let mut grouped = solo.clone();
+    let mut singles = Vec::new();
+    for i in 0..3 {
+        let l = lens[i];
+        sized(&mut sc.feats, dim).copy_from_slice(&xs[i][l * dim..(l + 1) * dim]);
+        enc.step(&mut solo, &[i], acc, &mut sc);
+        singles.push(sc.h[..d].to_vec());
+    }
+    // Batch in a shuffled order.
+    let order = [2usize, 0, 1];
+    let feats = sized(&mut sc.feats, 3 * dim);
+    for (k, &i) in order.iter().enumerate() {
+        let l = lens[i];
+        feats[k * dim..(k + 1) * dim].copy_from_slice(&xs[i][l * dim..(l + 1) * dim]);
+    }
+    enc.step(&mut grouped, &order, acc, &mut sc);
+    for (k, &i) in order.iter().enumerate() {
+        let err = sc.h[k * d..(k + 1) * d]
+            .iter()
+            .zip(&singles[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-5, "session {i}: {err}");
+    }
+}
+
+#[test]
+fn fast_student_matches_candle_student() {
+    for cfg in [small_config(), ModelConfig::default()] {
+        let model = TalkingHeadModel::random(cfg.clone(), 8).unwrap();
+        let net = model.student.as_ref().unwrap();
+        let fast = model.fast_student.as_ref().unwrap();
+        let n = 5;
+        let h = random_input(1, n, cfg.d_model, 1).squeeze(0).unwrap();
+        let hist = random_input(1, n, cfg.history_frames * 52, 2)
+            .squeeze(0)
+            .unwrap();
+        let mut emotions = vec![NEUTRAL_EMOTION; n];
+        emotions[1] = [0.2, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let emo = emotion_input(&emotions, false, &Device::Cpu).unwrap();
+        let styles = vec![1usize, 0, 1, 0, 1];
+        let style = style_input(&styles, &Device::Cpu).unwrap();
+        let noise = random_input(1, n, 52, 3).squeeze(0).unwrap();
+        let cond = net.condition(&h, &hist, &emo, &style).unwrap();
+        let want = net.sample_one_step(&noise, &cond).unwrap();
+        let mut sc = StepScratch::default();
+        let rows = Tensor::cat(&[&h, &hist, &emo], 1).unwrap();
+        sc.cond_in = rows.flatten_all().unwrap().to_vec1().unwrap();
+        sc.noise = noise.flatten_all().unwrap().to_vec1().unwrap();
+        sc.styles = styles.clone();
+        fast.sample(n, &mut sc);
+        let got = Tensor::from_vec(sc.y.clone(), (n, 52), &Device::Cpu).unwrap();
+        let err = max_abs_diff(&want, &got);
+        assert!(err <= 1e-4, "d_model {}: {err}", cfg.d_model);
+    }
+}
+
+#[test]
+fn denoiser_fused_matches_differentiable() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 8).unwrap();
+    let net = model.student.as_ref().unwrap();
+    let n = 6;
+    let h = random_input(1, n, cfg.d_model, 1).squeeze(0).unwrap();
+    let hist = random_input(1, n, cfg.history_frames * 52, 2)
+        .squeeze(0)
+        .unwrap();
+    let emo = emotion_input(&vec![NEUTRAL_EMOTION; n], false, &Device::Cpu).unwrap();
+    let style = style_input(&vec![1; n], &Device::Cpu).unwrap();
+    let cond = net.condition(&h, &hist, &emo, &style).unwrap();
+    let x = random_input(1, n, 52, 3).squeeze(0).unwrap();
+    let t = vec![0.3f32; n];
+    let a = net.predict(&x, &t, &cond, true).unwrap();
+    let b = net.predict(&x, &t, &cond, false).unwrap();
+    assert!(max_abs_diff(&a, &b) <= 1e-4);
+    assert_eq!(a.dims(), &[n, 52]);
+    let _ = a.sum(D::Minus1).unwrap();
+}
+
+#[test]
+fn step_outputs_weights_in_range_after_lookahead() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 9).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let feats = vec![-3.0f32; cfg.input_dim()];
+    for i in 0..10 {
+        let out = model
+            .step(
+                &mut [&mut st],
+                &[FrameInput {
+                    log_mel: &feats,
+                    rms_dbfs: -20.0,
+                }],
+                Sampler::Student,
+            )
+            .unwrap();
+        if i < cfg.lookahead_frames {
+            assert!(out[0].is_none());
+        } else {
+            let f = out[0].as_ref().unwrap();
+            assert_eq!(f.index, (i - cfg.lookahead_frames) as u64);
+            assert!(f.weights.iter().all(|w| (0.0..=1.0).contains(w)));
+        }
+    }
+    // The teacher path works too, with guidance.
+    let out = model
+        .step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &feats,
+                rms_dbfs: -20.0,
+            }],
+            Sampler::Teacher {
+                steps: 4,
+                guidance: 2.0,
+            },
+        )
+        .unwrap();
+    assert!(out[0].is_some());
+}
+
+#[test]
+fn silence_gate_closes_the_mouth() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 11).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let feats = vec![-10.0f32; cfg.input_dim()];
+    for _ in 0..8 {
+        let out = model
+            .step(
+                &mut [&mut st],
+                &[FrameInput {
+                    log_mel: &feats,
+                    rms_dbfs: f32::NEG_INFINITY,
+                }],
+                Sampler::Student,
+            )
+            .unwrap();
+        if let Some(f) = &out[0] {
+            assert!(
+                crate::rig::MOUTH_CHANNELS
+                    .iter()
+                    .all(|&c| f.weights[c] == 0.0)
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 12).unwrap();
+    let mut st = model.new_state(1).unwrap();
+    let short = vec![0.0f32; 3];
+    assert!(matches!(
+        model.step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &short,
+                rms_dbfs: 0.0
+            }],
+            Sampler::Student
+        ),
+        Err(ModelError::BadInput(_))
+    ));
+    st.style = 99;
+    let ok = vec![0.0f32; cfg.input_dim()];
+    assert!(matches!(
+        model.step(
+            &mut [&mut st],
+            &[FrameInput {
+                log_mel: &ok,
+                rms_dbfs: 0.0
+            }],
+            Sampler::Student
+        ),
+        Err(ModelError::UnknownStyle { .. })
+    ));
+    assert!(parse_emotion("happy=2").is_err());
+    assert!(parse_emotion("joy=0.5").is_err());
+    assert_eq!(parse_emotion("").unwrap(), NEUTRAL_EMOTION);
+    assert_eq!(parse_emotion("happy=0.8").unwrap()[1], 0.8);
+}
+
+#[test]
+fn same_seed_same_weights() {
+    let a = TalkingHeadModel::init_tensors(&small_config(), 42).unwrap();
+    let b = TalkingHeadModel::init_tensors(&small_config(), 42).unwrap();
+    for (k, t) in &a {
+        assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
+    }
+}
+
+#[test]
+fn emotion_spellings_share_one_conditioning() {
+    let mut a = [0f32; EMOTION_COUNT];
+    a[1] = 0.5;
+    let mut b = a;
+    b[0] = 1.0;
+    let mut c = a;
+    c[0] = 0.5;
+    assert_eq!(canonical_emotion(a), canonical_emotion(b));
+    assert_eq!(canonical_emotion(a), canonical_emotion(c));
+    assert_eq!(canonical_emotion(a)[0], 0.5);
+    let mut d = [f32::NAN; EMOTION_COUNT];
+    d[2] = 7.0;
+    let d = canonical_emotion(d);
+    assert_eq!(d[2], 1.0);
+    assert_eq!(d[0], 0.0);
+    assert!(d.iter().all(|v| v.is_finite()));
+    assert_eq!(canonical_emotion(NEUTRAL_EMOTION), NEUTRAL_EMOTION);
+}
+
+#[cfg(feature = "embedded-model")]
+#[test]
+fn the_embedded_default_model_loads_and_is_the_shipped_file() {
+    let shipped = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(DEFAULT_MODEL_PATH),
+    )
+    .unwrap();
+    assert_eq!(EMBEDDED_MODEL, shipped.as_slice());
+    let m = TalkingHeadModel::load_from_bytes(EMBEDDED_MODEL, "<embedded>".as_ref()).unwrap();
+    assert!(m.has_student());
+    assert!(m.provenance().trained);
+}

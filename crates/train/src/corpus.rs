@@ -1,0 +1,1089 @@
+//! The training corpus builder (`talking-head corpus build`): real paired
+//! data (FACEGOOD, animator labels), pseudo-labelled real speech
+//! (LibriSpeech, LJSpeech, multilingual clips, FACEGOOD's audio) and
+//! synthesised speech (espeak-ng, flite) in many voices, languages and
+//! emotions, with a living upper face from the real iPhone captures, audio
+//! augmentation, a speaker-disjoint train/validation split and a report.
+//! The pseudo-labelling follows EA's "Tiny is not small enough" (TOG 2025):
+//! a teacher (here the phonetic labeler) labels a large unlabelled audio set.
+//!
+//! Layout of `<out>/`: `corpus.json` (manifest: every clip's [`ClipMeta`]),
+//! `report.md` / `report.json`, and per clip `clips/<id>.wav` (16 kHz mono,
+//! 16-bit), `clips/<id>.csv` (Live Link Face CSV at the model frame rate),
+//! `clips/<id>.phones.tsv` (phone timings, when known).
+//!
+//! Deterministic: every random choice derives from `--seed` and the clip id.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::emotion::{EMOTION_PROSODY, emotion_vector};
+use crate::facegood;
+pub use crate::manifest::{CORPUS_VERSION, ClipMeta, CorpusError, CorpusManifest, Split};
+use crate::manifest::{read_phones_tsv, sanitize_id, with_ext};
+use crate::phonetic::PhoneticLabeler;
+use crate::sphinx::{self, Phone};
+use crate::tts::{self, ESPEAK_HELDOUT, ESPEAK_VARIANTS, FLITE_TRAIN, TtsEngine, TtsVoice};
+use talking_head_core::audio::load_mono_16k;
+use talking_head_core::model::{EMOTION_COUNT, EMOTIONS};
+use talking_head_core::rig::{BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceTake};
+
+/// Builder settings.
+#[derive(Clone, Debug)]
+pub struct CorpusConfig {
+    /// The shared data directory (`../shared/data`).
+    pub data_dir: PathBuf,
+    /// Prompt texts (`assets/corpus/texts`).
+    pub texts_dir: PathBuf,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Seed.
+    pub seed: u64,
+    /// Label frame rate.
+    pub fps: u32,
+    /// Minutes of synthesised speech to generate.
+    pub tts_minutes: f64,
+    /// Fraction of synthesised clips with a non-neutral emotion.
+    pub emotional_fraction: f64,
+    /// Augmented copies per training clip (on average; fractional allowed).
+    pub augment_per_clip: f64,
+    /// At most this many clips per source (a quick subset), if set.
+    pub limit_per_source: Option<usize>,
+    /// Fraction of speakers held out for validation.
+    pub val_fraction: f64,
+    /// FACEGOOD clips held out for validation (one speaker only, so the
+    /// split is by recording there).
+    pub facegood_val: Vec<String>,
+    /// Cut every source recording to at most this many seconds (quick test
+    /// builds), if set.
+    pub max_clip_secs: Option<f64>,
+    /// Every this many synthesised clips one is English flite speech with
+    /// the synthesiser's exact phone timings (0: none).
+    pub flite_every: usize,
+}
+
+impl CorpusConfig {
+    /// Defaults for a full build into `out_dir`.
+    pub fn new(data_dir: PathBuf, texts_dir: PathBuf, out_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            texts_dir,
+            out_dir,
+            seed: 0,
+            fps: 50,
+            tts_minutes: 110.0,
+            emotional_fraction: 0.45,
+            augment_per_clip: 1.0,
+            limit_per_source: None,
+            val_fraction: 0.1,
+            facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
+            max_clip_secs: None,
+            flite_every: 3,
+        }
+    }
+}
+
+/// What one job produces.
+#[derive(Clone, Debug)]
+enum Job {
+    /// A FACEGOOD clip with the animator's labels.
+    Facegood { id: String },
+    /// Real speech through the phonetic labeler.
+    Real {
+        id: String,
+        path: PathBuf,
+        source: &'static str,
+        speaker: String,
+        language: String,
+        license: &'static str,
+        transcript: Option<String>,
+        split_hint: Option<Split>,
+    },
+    /// Synthesised speech.
+    Tts {
+        id: String,
+        voice: TtsVoice,
+        text: String,
+        emotion: usize,
+        intensity: f32,
+    },
+}
+
+impl Job {
+    fn id(&self) -> &str {
+        match self {
+            Job::Facegood { id } | Job::Real { id, .. } | Job::Tts { id, .. } => id,
+        }
+    }
+}
+
+fn hash64(s: &str, seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Speaker-level split: a stable hash of the speaker id.
+pub fn speaker_split(speaker: &str, seed: u64, val_fraction: f64) -> Split {
+    let u = (hash64(speaker, seed ^ 0x5eed) % 1_000_000) as f64 / 1_000_000.0;
+    if u < val_fraction {
+        Split::Val
+    } else {
+        Split::Train
+    }
+}
+
+/// Language of a shared multilingual clip, from its file name.
+fn multilingual_language(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    let table: [(&str, &str); 12] = [
+        ("deyu", "de"),
+        ("eluosi", "ru"),
+        ("fayu", "fr"),
+        ("french", "fr"),
+        ("japanese", "ja"),
+        ("itosinger", "ja"),
+        ("chinese", "cmn"),
+        ("aishell", "cmn"),
+        ("laotzu", "cmn"),
+        ("funasr", "cmn"),
+        ("wenetdemo", "cmn"),
+        ("_id00", "cmn"),
+    ];
+    for (k, v) in table {
+        if n.contains(k) {
+            return v;
+        }
+    }
+    "en"
+}
+
+/// Enumerates every job of a build (deterministic).
+fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
+    let mut jobs = Vec::new();
+    let limit = cfg.limit_per_source.unwrap_or(usize::MAX);
+    let d = &cfg.data_dir;
+    let fg_dir = d.join("facegood");
+    let fg = facegood::list_clips(&fg_dir)
+        .map_err(|e| CorpusError::Missing(format!("FACEGOOD data: {e}")))?;
+    for id in fg.iter().take(limit) {
+        jobs.push(Job::Facegood { id: id.clone() });
+        jobs.push(Job::Real {
+            id: format!("facegood_audio_{id}"),
+            path: fg_dir.join("wav").join(format!("{id}.wav")),
+            source: "facegood",
+            speaker: "facegood:1114".into(),
+            language: "cmn".into(),
+            license: "MIT (FACEGOOD-Audio2Face)",
+            transcript: None,
+            split_hint: Some(if cfg.facegood_val.contains(id) {
+                Split::Val
+            } else {
+                Split::Train
+            }),
+        });
+    }
+    let list = |dir: PathBuf, ext: &[&str]| -> Result<Vec<PathBuf>, CorpusError> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| CorpusError::Io(dir.clone(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| ext.contains(&x.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    for p in list(d.join("speech/librispeech"), &["flac"])?
+        .into_iter()
+        .take(limit)
+    {
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let spk = stem.split('-').next().unwrap_or("x").to_string();
+        jobs.push(Job::Real {
+            id: sanitize_id(&format!("libri_{stem}")),
+            path: p,
+            source: "librispeech",
+            speaker: format!("librispeech:{spk}"),
+            language: "en".into(),
+            license: "CC BY 4.0 (LibriSpeech)",
+            transcript: None,
+            split_hint: None,
+        });
+    }
+    let meta_path = d.join("speech/ljspeech/metadata.csv");
+    let transcripts: BTreeMap<String, String> = std::fs::read_to_string(&meta_path)
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| {
+                    let mut it = l.split('|');
+                    let id = it.next()?.to_string();
+                    let _raw = it.next()?;
+                    let norm = it.next()?.to_string();
+                    Some((id, norm))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in list(d.join("speech/ljspeech"), &["wav"])?
+        .into_iter()
+        .take(limit)
+    {
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        jobs.push(Job::Real {
+            id: sanitize_id(&format!("lj_{stem}")),
+            transcript: transcripts.get(&stem).cloned(),
+            path: p,
+            source: "ljspeech",
+            speaker: "ljspeech:LJ".into(),
+            language: "en".into(),
+            license: "Public domain (LJ Speech)",
+            split_hint: None,
+        });
+    }
+    for p in list(
+        d.join("speech/multilingual"),
+        &["wav", "flac", "aiff", "aif"],
+    )?
+    .into_iter()
+    .take(limit)
+    {
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        jobs.push(Job::Real {
+            id: sanitize_id(&format!("multi_{stem}")),
+            language: multilingual_language(&stem).into(),
+            speaker: format!("multilingual:{stem}"),
+            path: p,
+            source: "multilingual",
+            license: "Apache-2.0 / MIT / BSD / public domain (see shared/data/README.md)",
+            transcript: None,
+            split_hint: None,
+        });
+    }
+    // Synthesised speech: voices × languages, sentences drawn with the seed.
+    let texts =
+        tts::prompt_texts(&cfg.texts_dir).map_err(|e| CorpusError::Io(cfg.texts_dir.clone(), e))?;
+    if texts.is_empty() {
+        return Err(CorpusError::Missing(format!(
+            "no prompt texts in {}",
+            cfg.texts_dir.display()
+        )));
+    }
+    // Held-out voices (tts::FLITE_HELDOUT, tts::ESPEAK_HELDOUT) never enter
+    // the corpus: the articulation evaluation speaks with them.
+    let mut voices = Vec::new();
+    for (lang, _) in &texts {
+        for v in ESPEAK_VARIANTS
+            .iter()
+            .filter(|v| !ESPEAK_HELDOUT.contains(v))
+        {
+            voices.push(TtsVoice {
+                engine: TtsEngine::Espeak,
+                voice: format!("{lang}+{v}"),
+                language: lang.clone(),
+            });
+        }
+    }
+    // flite reports its own phone timings (exact labels), so every
+    // `flite_every`-th clip is English flite speech.
+    let flite: Vec<TtsVoice> = FLITE_TRAIN
+        .iter()
+        .map(|v| TtsVoice {
+            engine: TtsEngine::Flite,
+            voice: (*v).into(),
+            language: "en".into(),
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7475);
+    // ~8 s per clip (two to three sentences).
+    let n_tts = ((cfg.tts_minutes * 60.0 / 8.0).round() as usize).min(limit.saturating_mul(4));
+    for i in 0..n_tts {
+        // Every voice gets a turn before any gets a second one.
+        let voice = if cfg.flite_every > 0 && i % cfg.flite_every == 0 {
+            flite[(i / cfg.flite_every) % flite.len()].clone()
+        } else {
+            voices[(i * 7919 + cfg.seed as usize) % voices.len()].clone()
+        };
+        let sentences = &texts
+            .iter()
+            .find(|(l, _)| *l == voice.language)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let k = rng.random_range(2..=3);
+        let text = (0..k)
+            .filter_map(|_| sentences.choose(&mut rng).cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let emotional = rng.random_bool(cfg.emotional_fraction.clamp(0.0, 1.0));
+        let emotion = if emotional {
+            rng.random_range(1..EMOTION_COUNT)
+        } else {
+            0
+        };
+        let intensity = if emotional {
+            rng.random_range(0.5..=1.0)
+        } else {
+            0.0
+        };
+        jobs.push(Job::Tts {
+            id: format!("tts_{i:05}"),
+            voice,
+            text,
+            emotion,
+            intensity,
+        });
+    }
+    Ok(jobs)
+}
+
+/// A finished clip in memory.
+struct Clip {
+    meta: ClipMeta,
+    audio: Vec<f32>,
+    frames: Vec<[f32; BLENDSHAPE_COUNT]>,
+    phones: Option<Vec<Phone>>,
+}
+
+/// Linear resampling of label curves from `src_fps` (frame `k` at `k / src_fps`)
+/// to `n` frames at `dst_fps` sampled at frame centres `(f + 0.5) / dst_fps`,
+/// with time scaled by `time_scale` (source time = `t * time_scale`).
+pub fn resample_curves(
+    src: &[[f32; BLENDSHAPE_COUNT]],
+    src_fps: f64,
+    n: usize,
+    dst_fps: f64,
+    time_scale: f64,
+) -> Vec<[f32; BLENDSHAPE_COUNT]> {
+    if src.is_empty() {
+        return vec![[0.0; BLENDSHAPE_COUNT]; n];
+    }
+    (0..n)
+        .map(|f| {
+            let t = (f as f64 + 0.5) / dst_fps * time_scale * src_fps;
+            let i = t.floor().max(0.0) as usize;
+            if i + 1 >= src.len() {
+                return src[src.len() - 1];
+            }
+            let a = (t - i as f64).clamp(0.0, 1.0) as f32;
+            talking_head_core::rig::lerp_weights(&src[i], &src[i + 1], a)
+        })
+        .collect()
+}
+
+/// Phone timings of `audio` (forced alignment with `transcript`, else
+/// allphone), cached under `<out>/phone_cache/` by a hash of the audio and
+/// the transcript, so rebuilding a corpus (e.g. after changing the labeler)
+/// does not run pocketsphinx again.
+fn cached_phones(
+    cfg: &CorpusConfig,
+    audio: &[f32],
+    transcript: Option<&str>,
+) -> Result<Vec<Phone>, String> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in audio {
+        for b in v.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    let key = format!(
+        "{h:016x}-{:016x}-{}",
+        hash64(transcript.unwrap_or(""), 0),
+        audio.len()
+    );
+    let dir = cfg.out_dir.join("phone_cache");
+    let path = dir.join(format!("{key}.tsv"));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let phones: Vec<Phone> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split('\t');
+                Some(Phone::new(
+                    it.next()?,
+                    it.next()?.parse().ok()?,
+                    it.next()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        return Ok(phones);
+    }
+    let phones = match transcript {
+        Some(t) => sphinx::align(audio, t).map_err(|e| e.to_string())?,
+        None => sphinx::allphone(audio).map_err(|e| e.to_string())?,
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let text: String = phones
+        .iter()
+        .map(|p| format!("{}\t{}\t{}\n", p.phone, p.start, p.end))
+        .collect();
+    let _ = std::fs::write(&path, text);
+    Ok(phones)
+}
+
+/// Labels `n` frames whose weights describe the centre of each frame
+/// (`(f + 0.5) / fps`), as the model's frames do: the labeler samples frame
+/// starts, so label at twice the rate and keep the odd frames.
+fn label_centres(
+    labeler: &PhoneticLabeler,
+    audio: &[f32],
+    phones: &[Phone],
+    n: usize,
+    fps: f64,
+) -> Vec<[f32; BLENDSHAPE_COUNT]> {
+    labeler
+        .label(audio, phones, 2 * n, 2.0 * fps)
+        .into_iter()
+        .skip(1)
+        .step_by(2)
+        .collect()
+}
+
+fn process(
+    job: &Job,
+    cfg: &CorpusConfig,
+    labeler: &PhoneticLabeler,
+    fg_map: &talking_head_core::rig::RetargetMap,
+    work: &Path,
+) -> Result<Clip, String> {
+    let fps = cfg.fps as f64;
+    let spf = 16_000 / cfg.fps as usize;
+    let id = job.id().to_string();
+    let seed = hash64(&id, cfg.seed);
+    let n_frames = |len: usize| len.div_ceil(spf);
+    let (meta, audio, frames, phones) = match job {
+        Job::Facegood { id } => {
+            let mut clip = facegood::load_clip(&cfg.data_dir.join("facegood"), id, fg_map)
+                .map_err(|e| e.to_string())?;
+            if let Some(max) = cfg.max_clip_secs {
+                clip.audio_16k.truncate((max * 16_000.0) as usize);
+                clip.arkit
+                    .truncate((max * facegood::FACEGOOD_FPS).ceil() as usize + 1);
+            }
+            let n = n_frames(clip.audio_16k.len());
+            let frames = resample_curves(&clip.arkit, facegood::FACEGOOD_FPS, n, fps, 1.0);
+            let split = if cfg.facegood_val.contains(id) {
+                Split::Val
+            } else {
+                Split::Train
+            };
+            let meta = ClipMeta {
+                id: format!("facegood_{id}"),
+                source: "facegood".into(),
+                speaker: "facegood:1114".into(),
+                language: "cmn".into(),
+                style: "facegood".into(),
+                emotion: emotion_vector(0, 0.0),
+                license: "MIT (FACEGOOD-Audio2Face)".into(),
+                duration_secs: clip.audio_16k.len() as f64 / 16_000.0,
+                split,
+                labels: "animator".into(),
+                augmentation: None,
+                augmented_from: None,
+                has_phones: false,
+                frames: n,
+            };
+            (meta, clip.audio_16k, frames, None)
+        }
+        Job::Real {
+            id,
+            path,
+            source,
+            speaker,
+            language,
+            license,
+            transcript,
+            split_hint,
+        } => {
+            let (mut audio, _) = load_mono_16k(path).map_err(|e| e.to_string())?;
+            if let Some(max) = cfg.max_clip_secs {
+                audio.truncate((max * 16_000.0) as usize);
+            }
+            let n = n_frames(audio.len());
+            // A transcript only fits the whole recording.
+            let transcript = if cfg.max_clip_secs.is_some() {
+                &None
+            } else {
+                transcript
+            };
+            let (phones, how) = match transcript {
+                Some(t) => match cached_phones(cfg, &audio, Some(t)) {
+                    Ok(p) => (p, "phonetic-aligned"),
+                    Err(_) => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+                },
+                None => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+            };
+            let frames = label_centres(labeler, &audio, &phones, n, fps);
+            let meta = ClipMeta {
+                id: id.clone(),
+                source: source.to_string(),
+                speaker: speaker.clone(),
+                language: language.clone(),
+                style: "phonetic".into(),
+                emotion: emotion_vector(0, 0.0),
+                license: license.to_string(),
+                duration_secs: audio.len() as f64 / 16_000.0,
+                split: split_hint
+                    .unwrap_or_else(|| speaker_split(speaker, cfg.seed, cfg.val_fraction)),
+                labels: how.into(),
+                augmentation: None,
+                augmented_from: None,
+                has_phones: true,
+                frames: n,
+            };
+            (meta, audio, frames, Some(phones))
+        }
+        Job::Tts {
+            id,
+            voice,
+            text,
+            emotion,
+            intensity,
+        } => {
+            let (audio, exact) = tts::synthesize_with_phones(
+                voice,
+                text,
+                &EMOTION_PROSODY[*emotion],
+                &work.join(id),
+            )
+            .map_err(|e| e.to_string())?;
+            let n = n_frames(audio.len());
+            // flite's own timings are exact; English espeak-ng speech is
+            // force-aligned to its text; other languages use allphone.
+            let (phones, how) = match exact {
+                Some(p) => (
+                    p.into_iter()
+                        .map(|(ph, a, b)| Phone::new(ph, a, b))
+                        .collect::<Vec<_>>(),
+                    "phonetic-exact",
+                ),
+                None if voice.language == "en" => match cached_phones(cfg, &audio, Some(text)) {
+                    Ok(p) => (p, "phonetic-aligned"),
+                    Err(_) => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+                },
+                None => (cached_phones(cfg, &audio, None)?, "phonetic-allphone"),
+            };
+            // Labels stay neutral: emotion offsets are applied when batches
+            // are drawn (`dataset::EmotionAugment`), for every clip alike.
+            let frames = label_centres(labeler, &audio, &phones, n, fps);
+            let emo = emotion_vector(*emotion, *intensity);
+            let speaker = voice.speaker_id();
+            let meta = ClipMeta {
+                id: id.clone(),
+                source: match voice.engine {
+                    TtsEngine::Espeak => "espeak".into(),
+                    TtsEngine::Flite => "flite".into(),
+                },
+                split: speaker_split(&speaker, cfg.seed, cfg.val_fraction),
+                speaker,
+                language: voice.language.clone(),
+                style: "phonetic".into(),
+                emotion: emo,
+                license: "generated (espeak-ng GPL-3.0 / flite BSD-like); text CC0".into(),
+                duration_secs: audio.len() as f64 / 16_000.0,
+                labels: how.into(),
+                augmentation: None,
+                augmented_from: None,
+                has_phones: true,
+                frames: n,
+            };
+            (meta, audio, frames, Some(phones))
+        }
+    };
+    if audio.is_empty() {
+        return Err("no audio".into());
+    }
+    // No upper-face layer in the labels: blinks, gaze and brow motion come
+    // from `upper_face::UpperFaceGenerator` at run time (plugin and `bake`),
+    // so the model's own upper face is the emotion signature alone and rests
+    // at neutral.
+    let _ = seed;
+    Ok(Clip {
+        meta,
+        audio,
+        frames,
+        phones,
+    })
+}
+
+/// Writes 16 kHz mono 16-bit PCM (samples clamped to [-1, 1]); the corpus's
+/// audio format.
+pub fn write_wav(path: &Path, audio: &[f32]) -> Result<(), String> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w =
+        hound::WavWriter::create(path, spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    for s in audio {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    w.finalize().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_clip(clip: &Clip, dir: &Path, fps: u32) -> Result<(), String> {
+    let base = dir.join(&clip.meta.id);
+    write_wav(&with_ext(&base, "wav"), &clip.audio)?;
+    let take =
+        LiveLinkFaceTake::from_weights(&clip.frames, fps as f64, 0.0).map_err(|e| e.to_string())?;
+    take.write_file(with_ext(&base, "csv"))
+        .map_err(|e| e.to_string())?;
+    if let Some(phones) = &clip.phones {
+        let mut s = String::from("phone\tstart\tend\n");
+        for p in phones {
+            s.push_str(&format!("{}\t{:.3}\t{:.3}\n", p.phone, p.start, p.end));
+        }
+        std::fs::write(with_ext(&base, "phones.tsv"), s).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Audio augmentation of one copy: a seeded combination of speed
+/// perturbation (labels time-scaled), pitch shift, reverb or telephone EQ
+/// (sox), and gain + additive noise (in Rust).
+fn augment(clip: &Clip, copy: usize, cfg: &CorpusConfig, work: &Path) -> Result<Clip, String> {
+    let id = format!("{}_aug{copy}", clip.meta.id);
+    let mut rng = StdRng::seed_from_u64(hash64(&id, cfg.seed));
+    let mut ops: Vec<String> = Vec::new();
+    let mut sox_effects: Vec<String> = Vec::new();
+    let mut speed = 1.0f64;
+    if rng.random_bool(0.5) {
+        speed = *[0.9, 0.95, 1.05, 1.1].choose(&mut rng).unwrap_or(&1.0);
+        sox_effects.extend(["speed".into(), format!("{speed}")]);
+        ops.push(format!("speed {speed}"));
+    }
+    if rng.random_bool(0.4) {
+        let cents = rng.random_range(-300..=300);
+        sox_effects.extend(["pitch".into(), cents.to_string()]);
+        ops.push(format!("pitch {cents:+} cents"));
+    }
+    match rng.random_range(0..3) {
+        0 => {
+            let r = rng.random_range(20..=70);
+            sox_effects.extend(["reverb".into(), r.to_string()]);
+            ops.push(format!("reverb {r}"));
+        }
+        1 => {
+            sox_effects.extend([
+                "highpass".into(),
+                "300".into(),
+                "lowpass".into(),
+                "3400".into(),
+            ]);
+            ops.push("telephone band".into());
+        }
+        _ => {}
+    }
+    let mut audio = if sox_effects.is_empty() {
+        clip.audio.clone()
+    } else {
+        let inp = work.join(format!("{id}_in.wav"));
+        let out = work.join(format!("{id}_out.wav"));
+        write_wav(&inp, &clip.audio)?;
+        let status = Command::new("sox")
+            .arg(&inp)
+            .arg("-r")
+            .arg("16000")
+            .arg(&out)
+            .args(&sox_effects)
+            .output()
+            .map_err(|e| format!("sox (Debian package `sox`) could not run: {e}"))?;
+        if !status.status.success() {
+            return Err(format!(
+                "sox failed: {}",
+                String::from_utf8_lossy(&status.stderr)
+            ));
+        }
+        let (a, _) = load_mono_16k(&out).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&inp);
+        let _ = std::fs::remove_file(&out);
+        a
+    };
+    // Reverb tails lengthen the clip: keep the speed-scaled length.
+    let target_len = (clip.audio.len() as f64 / speed).round() as usize;
+    audio.resize(target_len.max(1), 0.0);
+    let gain_db: f32 = rng.random_range(-6.0..=6.0);
+    let snr_db: f32 = rng.random_range(10.0..=35.0);
+    let rms = (audio.iter().map(|v| v * v).sum::<f32>() / audio.len() as f32)
+        .sqrt()
+        .max(1e-6);
+    let noise_rms = rms / 10f32.powf(snr_db / 20.0);
+    let g = 10f32.powf(gain_db / 20.0);
+    for s in &mut audio {
+        let n: f32 = rng.random_range(-1.0..1.0) * noise_rms * 3f32.sqrt();
+        *s = ((*s + n) * g).clamp(-1.0, 1.0);
+    }
+    ops.push(format!(
+        "gain {gain_db:+.1} dB, white noise at {snr_db:.0} dB SNR"
+    ));
+    let spf = 16_000 / cfg.fps as usize;
+    let n = audio.len().div_ceil(spf);
+    // Source label frame f sits at (f + 0.5) / fps; resample_curves expects
+    // frame k at k / src_fps, so shift by half a frame via the time scale.
+    let fps = cfg.fps as f64;
+    let frames: Vec<[f32; BLENDSHAPE_COUNT]> = (0..n)
+        .map(|f| {
+            let t_src = (f as f64 + 0.5) / fps * speed; // seconds in the source clip
+            let k = t_src * fps - 0.5;
+            let i = k.floor().max(0.0) as usize;
+            if i + 1 >= clip.frames.len() {
+                return clip.frames[clip.frames.len().saturating_sub(1).min(i)];
+            }
+            let a = (k - i as f64).clamp(0.0, 1.0) as f32;
+            std::array::from_fn(|c| clip.frames[i][c] * (1.0 - a) + clip.frames[i + 1][c] * a)
+        })
+        .collect();
+    let phones = clip.phones.as_ref().map(|ps| {
+        ps.iter()
+            .map(|p| Phone {
+                phone: p.phone.clone(),
+                start: p.start / speed,
+                end: p.end / speed,
+            })
+            .collect()
+    });
+    let mut meta = clip.meta.clone();
+    meta.id = id;
+    meta.augmentation = Some(ops.join(", "));
+    meta.augmented_from = Some(clip.meta.id.clone());
+    meta.duration_secs = audio.len() as f64 / 16_000.0;
+    meta.frames = n;
+    Ok(Clip {
+        meta,
+        audio,
+        frames,
+        phones,
+    })
+}
+
+/// Summary figures of a built corpus (also written as `report.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CorpusReport {
+    /// Total hours (original + augmented).
+    pub hours_total: f64,
+    /// Hours of original (non-augmented) audio, each recording counted once
+    /// (FACEGOOD's audio carries two label styles).
+    pub hours_original: f64,
+    /// Hours by source (originals only).
+    pub hours_by_source: BTreeMap<String, f64>,
+    /// Hours by language (originals only).
+    pub hours_by_language: BTreeMap<String, f64>,
+    /// Hours by style (all clips).
+    pub hours_by_style: BTreeMap<String, f64>,
+    /// Hours by dominant emotion (all clips).
+    pub hours_by_emotion: BTreeMap<String, f64>,
+    /// Hours by split (all clips).
+    pub hours_by_split: BTreeMap<String, f64>,
+    /// Distinct voices (speakers).
+    pub voices: usize,
+    /// Distinct languages.
+    pub languages: usize,
+    /// Speakers in both splits (must be 0, FACEGOOD's single speaker excepted).
+    pub speakers_in_both_splits: Vec<String>,
+    /// Mean label value per ARKit channel (all frames).
+    pub channel_mean: BTreeMap<String, f32>,
+    /// Fraction of frames with closed lips (mouthClose > 0.3 and jawOpen < 0.1).
+    pub closure_fraction: f32,
+    /// Clips that failed (id, reason).
+    pub failures: Vec<(String, String)>,
+    /// The phonetic labeler against the FACEGOOD animator, per clip:
+    /// (clip, held out from labeler tuning, jawOpen r labeler, jawOpen r loudness baseline).
+    pub labeler_facegood: Vec<(String, bool, f32, f32)>,
+}
+
+/// Builds the corpus; `progress(done, total)` is called as clips finish.
+pub fn build(
+    cfg: &CorpusConfig,
+    jobs_parallel: usize,
+    progress: impl Fn(u64, u64) + Sync,
+) -> Result<CorpusReport, CorpusError> {
+    use rayon::prelude::*;
+    let clips_dir = cfg.out_dir.join("clips");
+    std::fs::create_dir_all(&clips_dir).map_err(|e| CorpusError::Io(clips_dir.clone(), e))?;
+    let work = cfg.out_dir.join("work");
+    std::fs::create_dir_all(&work).map_err(|e| CorpusError::Io(work.clone(), e))?;
+    let jobs = plan(cfg)?;
+    let labeler = PhoneticLabeler::default();
+    let fg_map =
+        facegood::default_retarget_map().map_err(|e| CorpusError::Missing(e.to_string()))?;
+    let total = jobs.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs_parallel.max(1))
+        .build()
+        .map_err(|e| CorpusError::Missing(e.to_string()))?;
+    let aug_n = |id: &str| -> usize {
+        let whole = cfg.augment_per_clip.floor() as usize;
+        let frac = cfg.augment_per_clip - whole as f64;
+        let u = (hash64(id, cfg.seed ^ 0xa06) % 1000) as f64 / 1000.0;
+        whole + usize::from(u < frac)
+    };
+    let results: Vec<Result<Vec<ClipMeta>, (String, String)>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
+                let r = (|| -> Result<Vec<ClipMeta>, String> {
+                    let clip = process(job, cfg, &labeler, &fg_map, &work)?;
+                    write_clip(&clip, &clips_dir, cfg.fps)?;
+                    let mut metas = vec![clip.meta.clone()];
+                    if clip.meta.split == Split::Train {
+                        for k in 0..aug_n(&clip.meta.id) {
+                            let a = augment(&clip, k, cfg, &work)?;
+                            write_clip(&a, &clips_dir, cfg.fps)?;
+                            metas.push(a.meta);
+                        }
+                    }
+                    Ok(metas)
+                })();
+                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(d, total);
+                r.map_err(|e| (job.id().to_string(), e))
+            })
+            .collect()
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    let mut clips = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(m) => clips.extend(m),
+            Err(f) => failures.push(f),
+        }
+    }
+    clips.sort_by(|a, b| a.id.cmp(&b.id));
+    let manifest = CorpusManifest {
+        version: CORPUS_VERSION,
+        fps: cfg.fps,
+        seed: cfg.seed,
+        clips,
+    };
+    let mpath = cfg.out_dir.join("corpus.json");
+    std::fs::write(
+        &mpath,
+        serde_json::to_string_pretty(&manifest).unwrap_or_default(),
+    )
+    .map_err(|e| CorpusError::Io(mpath.clone(), e))?;
+    let mut report = summarize(&manifest, &cfg.out_dir)?;
+    report.failures = failures;
+    report.labeler_facegood = labeler_vs_animator(cfg, &labeler, &fg_map);
+    let rpath = cfg.out_dir.join("report.json");
+    std::fs::write(
+        &rpath,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .map_err(|e| CorpusError::Io(rpath.clone(), e))?;
+    let mdpath = cfg.out_dir.join("report.md");
+    std::fs::write(&mdpath, report_markdown(&report, &manifest))
+        .map_err(|e| CorpusError::Io(mdpath.clone(), e))?;
+    Ok(report)
+}
+
+/// The phonetic labeler's jawOpen against the animator's on FACEGOOD, with
+/// the loudness baseline (log-RMS vs jawOpen).
+fn labeler_vs_animator(
+    cfg: &CorpusConfig,
+    labeler: &PhoneticLabeler,
+    map: &talking_head_core::rig::RetargetMap,
+) -> Vec<(String, bool, f32, f32)> {
+    let dir = cfg.data_dir.join("facegood");
+    let tuned = ["1114_2_01", "1114_2_02", "1114_2_03"];
+    let Ok(ids) = facegood::list_clips(&dir) else {
+        return Vec::new();
+    };
+    let jaw = Blendshape::JawOpen.index();
+    let mut out = Vec::new();
+    for id in ids.iter().take(cfg.limit_per_source.unwrap_or(usize::MAX)) {
+        let Ok(clip) = facegood::load_clip(&dir, id, map) else {
+            continue;
+        };
+        let mut clip = clip;
+        if let Some(max) = cfg.max_clip_secs {
+            clip.audio_16k.truncate((max * 16_000.0) as usize);
+            clip.arkit.truncate((max * facegood::FACEGOOD_FPS) as usize);
+        }
+        // Reuse the phones the build computed for this audio.
+        let cached = read_phones_tsv(
+            &cfg.out_dir
+                .join("clips")
+                .join(format!("facegood_audio_{id}.phones.tsv")),
+        )
+        .map(|v| {
+            v.into_iter()
+                .map(|(p, a, b)| Phone::new(p, a, b))
+                .collect::<Vec<_>>()
+        });
+        let phones = match cached {
+            Some(p) if !p.is_empty() => p,
+            _ => match sphinx::allphone(&clip.audio_16k) {
+                Ok(p) => p,
+                Err(_) => continue,
+            },
+        };
+        let n = clip.arkit.len();
+        // FACEGOOD frame k is at k / 30 s: label frame starts here.
+        let lab = labeler.label(&clip.audio_16k, &phones, n, facegood::FACEGOOD_FPS);
+        let a: Vec<f32> = clip.arkit.iter().map(|f| f[jaw]).collect();
+        let b: Vec<f32> = lab.iter().map(|f| f[jaw]).collect();
+        let rms = facegood::frame_log_rms(&clip.audio_16k, facegood::FACEGOOD_FPS, n);
+        out.push((
+            id.clone(),
+            !tuned.contains(&id.as_str()),
+            facegood::pearson(&b, &a),
+            facegood::pearson(&rms, &a),
+        ));
+    }
+    out
+}
+
+fn summarize(m: &CorpusManifest, dir: &Path) -> Result<CorpusReport, CorpusError> {
+    let mut r = CorpusReport::default();
+    let h = |s: f64| s / 3600.0;
+    let mut speakers_split: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    let mut langs = std::collections::BTreeSet::new();
+    for c in &m.clips {
+        r.hours_total += h(c.duration_secs);
+        *r.hours_by_style.entry(c.style.clone()).or_default() += h(c.duration_secs);
+        let dom = (0..EMOTION_COUNT)
+            .max_by(|&a, &b| c.emotion[a].total_cmp(&c.emotion[b]))
+            .unwrap_or(0);
+        *r.hours_by_emotion
+            .entry(EMOTIONS[dom].to_string())
+            .or_default() += h(c.duration_secs);
+        *r.hours_by_split
+            .entry(format!("{:?}", c.split).to_lowercase())
+            .or_default() += h(c.duration_secs);
+        let e = speakers_split.entry(&c.speaker).or_default();
+        match c.split {
+            Split::Train => e.0 = true,
+            Split::Val => e.1 = true,
+        }
+        // FACEGOOD's audio appears twice (animator and phonetic labels):
+        // count the audio once.
+        if c.augmentation.is_none() && !c.id.starts_with("facegood_audio_") {
+            r.hours_original += h(c.duration_secs);
+            *r.hours_by_source.entry(c.source.clone()).or_default() += h(c.duration_secs);
+            *r.hours_by_language.entry(c.language.clone()).or_default() += h(c.duration_secs);
+            langs.insert(c.language.clone());
+        }
+    }
+    r.voices = speakers_split.len();
+    r.languages = langs.len();
+    r.speakers_in_both_splits = speakers_split
+        .iter()
+        .filter(|(_, (t, v))| *t && *v)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    // Label statistics over original clips.
+    let mut sums = [0f64; BLENDSHAPE_COUNT];
+    let mut n = 0usize;
+    let mut closed = 0usize;
+    for c in m.clips.iter().filter(|c| c.augmentation.is_none()) {
+        let p = dir.join("clips").join(format!("{}.csv", c.id));
+        let take = LiveLinkFaceTake::read_file(&p)
+            .map_err(|e| CorpusError::Format(p.clone(), e.to_string()))?;
+        for f in &take.frames {
+            for (s, w) in sums.iter_mut().zip(f.blendshapes) {
+                *s += w as f64;
+            }
+            if f.blendshapes[Blendshape::MouthClose.index()] > 0.3
+                && f.blendshapes[Blendshape::JawOpen.index()] < 0.1
+            {
+                closed += 1;
+            }
+            n += 1;
+        }
+    }
+    for (i, s) in sums.iter().enumerate() {
+        r.channel_mean.insert(
+            talking_head_core::rig::ARKIT_BLENDSHAPES[i].to_string(),
+            (s / n.max(1) as f64) as f32,
+        );
+    }
+    r.closure_fraction = closed as f32 / n.max(1) as f32;
+    Ok(r)
+}
+
+fn table(title: &str, m: &BTreeMap<String, f64>) -> String {
+    let mut s = format!("\n### {title}\n\n| | hours |\n|---|---|\n");
+    for (k, v) in m {
+        s.push_str(&format!("| {k} | {v:.2} |\n"));
+    }
+    s
+}
+
+fn report_markdown(r: &CorpusReport, m: &CorpusManifest) -> String {
+    let mut s = String::from("# Corpus report\n\n");
+    s.push_str(&format!(
+        "{} clips, {:.2} h in total ({:.2} h of distinct original audio; the rest are augmented copies and FACEGOOD's audio with a second, phonetic label track), {} voices, {} languages, labels at {} fps, seed {}.\n",
+        m.clips.len(),
+        r.hours_total,
+        r.hours_original,
+        r.voices,
+        r.languages,
+        m.fps,
+        m.seed
+    ));
+    s.push_str(&format!(
+        "\nSpeakers in both splits: {} ({}). Frames with closed lips: {:.1} %.\n",
+        r.speakers_in_both_splits.len(),
+        if r.speakers_in_both_splits.is_empty() {
+            "none".to_string()
+        } else {
+            r.speakers_in_both_splits.join(", ")
+        },
+        100.0 * r.closure_fraction
+    ));
+    s.push_str(&table(
+        "Hours by source (original audio)",
+        &r.hours_by_source,
+    ));
+    s.push_str(&table(
+        "Hours by language (original audio)",
+        &r.hours_by_language,
+    ));
+    s.push_str(&table("Hours by style", &r.hours_by_style));
+    s.push_str(&table("Hours by dominant emotion", &r.hours_by_emotion));
+    s.push_str(&table("Hours by split", &r.hours_by_split));
+    s.push_str("\n### Phonetic labeler vs the FACEGOOD animator (jawOpen Pearson r)\n\n| clip | held out from tuning | labeler r | loudness baseline r |\n|---|---|---|---|\n");
+    for (id, held, a, b) in &r.labeler_facegood {
+        s.push_str(&format!(
+            "| {id} | {} | {a:.3} | {b:.3} |\n",
+            if *held { "yes" } else { "no" }
+        ));
+    }
+    s.push_str("\n### Mean label per channel\n\n| channel | mean |\n|---|---|\n");
+    for (k, v) in &r.channel_mean {
+        s.push_str(&format!("| {k} | {v:.3} |\n"));
+    }
+    if !r.failures.is_empty() {
+        s.push_str("\n### Failed clips\n\n");
+        for (id, e) in &r.failures {
+            s.push_str(&format!("- {id}: {e}\n"));
+        }
+    }
+    s
+}

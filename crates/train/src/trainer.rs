@@ -1,0 +1,622 @@
+//! Teacher training (`talking-head train`): the online encoder and the
+//! diffusion denoiser trained jointly as a conditional diffusion model on the
+//! corpus, plus an auxiliary phone-classification loss on the encoder.
+//!
+//! Recipe (per step): random windows of `window` frames; the encoder runs
+//! over the window's normalised log-mel stacks; with look-ahead `L` the state
+//! at frame `t` predicts label frame `t - L`. The denoiser gets the label
+//! frame noised to a random diffusion time `tau ~ U(0, 1)` (cosine schedule),
+//! the encoder state, the `H` previous label frames (teacher forcing) with
+//! Gaussian noise of a random scale so the streaming rollout does not drift
+//! (StreamingTalker), the emotion vector — dropped to the "unconditional"
+//! flag with probability `emotion_dropout`, which classifier-free guidance
+//! needs — and the style embedding. Loss: x0 MSE in normalised motion space
+//! (mouth channels weighted `mouth_weight`) + `phone_weight` × cross-entropy
+//! of a linear phone classifier on the encoder state (targets: the corpus
+//! phone timings of frame `t - L`), which pushes the encoder towards
+//! speaker-independent phonetic features as the seeds get from wav2vec2.
+//! AdamW with linear warm-up and cosine decay.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{BatchOptions, ClipData, EmotionAugment, PHONE_CLASSES, make_batch_with};
+use crate::optim::{AdamWParams, NamedAdamW};
+use talking_head_core::features::FeatureNorm;
+use talking_head_core::model::denoiser::{Denoiser, style_input};
+use talking_head_core::model::encoder::OnlineEncoder;
+use talking_head_core::model::{
+    ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
+};
+use talking_head_core::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
+
+/// Trainer settings (serde; stored in the checkpoint's provenance).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Windows per batch.
+    pub batch: usize,
+    /// Frames per window (the encoder sees this much context).
+    pub window: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: usize,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Probability of replacing the emotion by the unconditional flag.
+    pub emotion_dropout: f64,
+    /// Maximum std of the noise added to the motion history (normalised units).
+    pub history_noise: f32,
+    /// Weight of the auxiliary phone loss.
+    pub phone_weight: f64,
+    /// Loss weight of the mouth channels relative to the rest.
+    pub mouth_weight: f32,
+    /// Seed.
+    pub seed: u64,
+    /// Save a checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Share of every batch's windows drawn from clips with real animator
+    /// labels (FACEGOOD), whatever their share of the corpus hours.
+    pub animator_fraction: f64,
+    /// Emotion augmentation of every window (see
+    /// [`crate::dataset::EmotionAugment`]); `null`: clips' own emotion.
+    pub emotion_augment: Option<EmotionAugment>,
+    /// Weight of the velocity loss: the frame-to-frame change of the
+    /// predicted x0 against the labels' (keeps dynamics, not the mean).
+    pub velocity_weight: f32,
+    /// Weight of the dynamic-range loss: per window and channel, the squared
+    /// difference between the standard deviation over time of the predicted
+    /// x0 and of the labels (channel-weighted as the x0 loss). Counters the
+    /// regression to the mean that leaves the face at ~2/3 of the animator's
+    /// range (issue 10); `0` disables it.
+    #[serde(default)]
+    pub std_weight: f32,
+    /// Clip the global gradient norm to this value (0: no clipping).
+    pub clip_norm: f64,
+    /// Relabel phonetic clips at load time with these labeler settings
+    /// (`null`: the labels stored in the corpus).
+    pub relabel: Option<crate::phonetic::PhoneticLabelerConfig>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 20_000,
+            batch: 16,
+            window: 160,
+            lr: 1e-3,
+            warmup: 500,
+            min_lr: 2e-5,
+            weight_decay: 0.01,
+            emotion_dropout: 0.15,
+            history_noise: 0.3,
+            phone_weight: 0.3,
+            mouth_weight: 2.0,
+            seed: 0,
+            checkpoint_every: 500,
+            animator_fraction: 0.3,
+            emotion_augment: Some(EmotionAugment::default()),
+            velocity_weight: 0.5,
+            std_weight: 0.0,
+            clip_norm: 1.0,
+            relabel: None,
+        }
+    }
+}
+
+/// Loss figures of one step or of a validation pass.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Losses {
+    /// Weighted x0 MSE (normalised motion space).
+    pub diffusion: f32,
+    /// Phone cross-entropy.
+    pub phone: f32,
+    /// Phone classification accuracy on frames with a known phone.
+    pub phone_accuracy: f32,
+    /// Velocity loss (normalised units).
+    #[serde(default)]
+    pub velocity: f32,
+    /// Dynamic-range (std matching) loss (normalised units).
+    #[serde(default)]
+    pub dynamics: f32,
+    /// Global gradient norm before clipping (training steps only).
+    #[serde(default)]
+    pub grad_norm: f32,
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to `min_lr`.
+pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
+    if step < cfg.warmup {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    }
+    let p = ((step - cfg.warmup) as f64 / (cfg.steps.saturating_sub(cfg.warmup)).max(1) as f64)
+        .min(1.0);
+    cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// The networks being trained.
+pub struct Trainer {
+    /// Model config.
+    pub model_cfg: ModelConfig,
+    /// Trainer config.
+    pub cfg: TrainConfig,
+    varmap: VarMap,
+    encoder: OnlineEncoder,
+    teacher: Denoiser,
+    phone_head: Linear,
+    feature_norm: FeatureNorm,
+    motion_norm: MotionNorm,
+    /// Steps done (restored on resume).
+    pub step: usize,
+    rng: StdRng,
+    device: Device,
+    /// Optimiser state to restore when training starts (resume).
+    resume_optimizer: Option<PathBuf>,
+}
+
+/// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
+/// `x.optim.safetensors`.
+pub fn optimizer_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("optim.safetensors")
+}
+
+/// The random stream of training step `step` under `seed`: every step
+/// derives its own, so a resumed run draws exactly the batches, noise and
+/// dropout an uninterrupted run would have.
+pub fn step_rng(seed: u64, step: usize) -> StdRng {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+fn build(
+    varmap: &VarMap,
+    cfg: &ModelConfig,
+) -> Result<(OnlineEncoder, Denoiser, Linear), ModelError> {
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+    let encoder = OnlineEncoder::new(cfg, vb.pp("encoder"))?;
+    let teacher = Denoiser::new(cfg, vb.pp("teacher"))?;
+    let phone_head = candle_nn::linear(cfg.d_model, PHONE_CLASSES.len(), vb.pp("aux.phone"))?;
+    Ok((encoder, teacher, phone_head))
+}
+
+fn insert_vars(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>) -> Result<(), ModelError> {
+    let mut data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+    for (k, t) in tensors {
+        data.insert(k.clone(), Var::from_tensor(t)?);
+    }
+    Ok(())
+}
+
+impl Trainer {
+    /// A fresh trainer: seeded initial weights, normalisation from the data.
+    pub fn new(
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        feature_norm: FeatureNorm,
+        motion_norm: MotionNorm,
+    ) -> Result<Self, ModelError> {
+        model_cfg.validate()?;
+        let mut init: BTreeMap<String, Tensor> =
+            TalkingHeadModel::init_tensors(&model_cfg, cfg.seed)?
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("student."))
+                .collect();
+        let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xa0c);
+        let n = PHONE_CLASSES.len() * model_cfg.d_model;
+        let w: Vec<f32> = (0..n)
+            .map(|_| {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                0.02 * z
+            })
+            .collect();
+        init.insert(
+            "aux.phone.weight".into(),
+            Tensor::from_vec(w, (PHONE_CLASSES.len(), model_cfg.d_model), &Device::Cpu)?,
+        );
+        init.insert(
+            "aux.phone.bias".into(),
+            Tensor::zeros(PHONE_CLASSES.len(), DType::F32, &Device::Cpu)?,
+        );
+        Self::from_tensors(model_cfg, cfg, init, feature_norm, motion_norm, 0)
+    }
+
+    fn from_tensors(
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        tensors: BTreeMap<String, Tensor>,
+        feature_norm: FeatureNorm,
+        motion_norm: MotionNorm,
+        step: usize,
+    ) -> Result<Self, ModelError> {
+        let varmap = VarMap::new();
+        insert_vars(&varmap, &tensors)?;
+        let (encoder, teacher, phone_head) = build(&varmap, &model_cfg)?;
+        let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step as u64 * 7919));
+        Ok(Self {
+            model_cfg,
+            cfg,
+            varmap,
+            encoder,
+            teacher,
+            phone_head,
+            feature_norm,
+            motion_norm,
+            step,
+            rng,
+            device: Device::Cpu,
+            resume_optimizer: None,
+        })
+    }
+
+    /// Resumes from a checkpoint written by [`Trainer::save`]: weights,
+    /// normalisation and step count, and — when [`optimizer_path`] of `path`
+    /// exists — the AdamW moments and step (a true resume: with per-step
+    /// random streams, see [`step_rng`], the run continues as if it had never
+    /// stopped). Without that file the moments restart (a warning is the
+    /// caller's to print; see [`Trainer::resumes_optimizer`]).
+    pub fn resume(path: &Path, cfg: TrainConfig) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let model = TalkingHeadModel::load_from_bytes(&bytes, path)?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let mut tensors: BTreeMap<String, Tensor> = model
+            .tensors()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("student."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for name in ["aux.phone.weight", "aux.phone.bias"] {
+            let v = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.into(),
+            })?;
+            let data: Vec<f32> = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            tensors.insert(
+                name.into(),
+                Tensor::from_vec(data, v.shape(), &Device::Cpu)?,
+            );
+        }
+        let step = model
+            .provenance()
+            .description
+            .split("step=")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut t = Self::from_tensors(
+            model.config().clone(),
+            cfg,
+            tensors,
+            model.feature_norm().clone(),
+            model.motion_norm().clone(),
+            step,
+        )?;
+        let opt = optimizer_path(path);
+        t.resume_optimizer = opt.exists().then_some(opt);
+        Ok(t)
+    }
+
+    /// Whether [`Trainer::train`] will restore optimiser moments.
+    pub fn resumes_optimizer(&self) -> bool {
+        self.resume_optimizer.is_some()
+    }
+
+    fn named_vars(&self) -> Result<BTreeMap<String, Var>, ModelError> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+        Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// Writes a checkpoint (encoder, teacher and the auxiliary head),
+    /// marked trained, with the recipe and step in its provenance.
+    pub fn save(&self, path: &Path, note: &str) -> Result<(), ModelError> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::InvalidConfig("variable map lock poisoned".into()))?;
+        let tensors: BTreeMap<String, Tensor> = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let provenance = Provenance {
+            trained: true,
+            description: format!(
+                "teacher trained by `talking-head train`; step={}; {note}; train config {}",
+                self.step,
+                serde_json::to_string(&self.cfg).unwrap_or_default()
+            ),
+        };
+        save_checkpoint(
+            path,
+            &tensors,
+            &self.model_cfg,
+            &self.feature_norm,
+            &self.motion_norm,
+            &provenance,
+        )
+    }
+
+    /// Builds one batch and returns the total loss tensor and its parts.
+    fn batch_loss(
+        &mut self,
+        clips: &[ClipData],
+        train: bool,
+    ) -> Result<(Tensor, Losses), ModelError> {
+        let cfg = &self.model_cfg;
+        let (b, t, l, h) = (
+            self.cfg.batch,
+            self.cfg.window,
+            cfg.lookahead_frames,
+            cfg.history_frames,
+        );
+        let dim = cfg.input_dim();
+        let c = BLENDSHAPE_COUNT;
+        let opts = BatchOptions {
+            animator_fraction: self.cfg.animator_fraction,
+            emotion: self.cfg.emotion_augment.clone(),
+        };
+        let wb = make_batch_with(
+            clips,
+            cfg,
+            b,
+            t,
+            &self.feature_norm,
+            &self.motion_norm,
+            &opts,
+            &mut self.rng,
+        );
+        let n_out = wb.n_out;
+        let sigma: Vec<f32> = (0..b)
+            .map(|_| {
+                if train {
+                    self.rng.random_range(0.0..=self.cfg.history_noise)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let hist = wb.history(h, &sigma, &mut self.rng);
+        let drop: Vec<bool> = (0..b)
+            .map(|_| train && self.rng.random_bool(self.cfg.emotion_dropout))
+            .collect();
+        let mut emo_rows =
+            Vec::with_capacity(b * n_out * (talking_head_core::model::EMOTION_COUNT + 1));
+        let mut styles = Vec::with_capacity(b * n_out);
+        for (w, &dropped) in drop.iter().enumerate() {
+            for j in 0..n_out {
+                if dropped {
+                    emo_rows.extend_from_slice(&[0.0; talking_head_core::model::EMOTION_COUNT]);
+                    emo_rows.push(1.0);
+                } else {
+                    emo_rows.extend_from_slice(&wb.frame_emotions[w * n_out + j]);
+                    emo_rows.push(0.0);
+                }
+                styles.push(wb.styles[w]);
+            }
+        }
+        let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
+        let (feats, mask, phones) = (wb.features, wb.mask, wb.phones);
+        let dev = &self.device;
+        let x = Tensor::from_vec(feats, (b, t, dim), dev)?;
+        let enc = self.encoder.forward(&x)?; // [B, T, d]
+        let enc_used = enc.narrow(1, l, n_out)?.reshape((b * n_out, cfg.d_model))?;
+        let n = b * n_out;
+        let y = Tensor::from_vec(y, (n, c), dev)?;
+        let hist = Tensor::from_vec(hist, (n, h * c), dev)?;
+        let emo = Tensor::from_vec(
+            emo_rows,
+            (n, talking_head_core::model::EMOTION_COUNT + 1),
+            dev,
+        )?;
+        let style = style_input(&styles, dev)?;
+        let taus: Vec<f32> = (0..n).map(|_| self.rng.random_range(0.0..1.0f32)).collect();
+        let (sa, sb): (Vec<f32>, Vec<f32>) = taus
+            .iter()
+            .map(|&tau| {
+                let ab = alpha_bar(tau as f64, cfg.diffusion.cosine_offset);
+                (ab.sqrt() as f32, (1.0 - ab).sqrt() as f32)
+            })
+            .unzip();
+        let eps: Vec<f32> = (0..n * c)
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect();
+        let eps = Tensor::from_vec(eps, (n, c), dev)?;
+        let sa = Tensor::from_vec(sa, (n, 1), dev)?;
+        let sb = Tensor::from_vec(sb, (n, 1), dev)?;
+        let x_t = (y.broadcast_mul(&sa)? + eps.broadcast_mul(&sb)?)?;
+        let cond = self.teacher.condition(&enc_used, &hist, &emo, &style)?;
+        let x0 = self.teacher.predict_x0(&x_t, &taus, &cond, false)?;
+        let mut cw = vec![1.0f32; c];
+        for &m in MOUTH_CHANNELS.iter() {
+            cw[m] = self.cfg.mouth_weight;
+        }
+        let cw_sum: f32 = cw.iter().sum();
+        let cw = Tensor::from_vec(
+            cw.iter().map(|w| w / cw_sum).collect::<Vec<_>>(),
+            (1, c),
+            dev,
+        )?;
+        let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
+        let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
+        let se = (&x0 - &y)?
+            .sqr()?
+            .broadcast_mul(&cw)?
+            .broadcast_mul(&mask_t)?;
+        let diff_loss = (se.sum_all()? / mask_sum as f64)?;
+        // Velocity loss between adjacent output frames of each window.
+        let vel_loss = if self.cfg.velocity_weight > 0.0 && n_out > 1 {
+            let x0w = x0.reshape((b, n_out, c))?;
+            let yw = y.reshape((b, n_out, c))?;
+            let mw = mask_t.reshape((b, n_out, 1))?;
+            let dv = (x0w.narrow(1, 1, n_out - 1)? - x0w.narrow(1, 0, n_out - 1)?)?;
+            let dy = (yw.narrow(1, 1, n_out - 1)? - yw.narrow(1, 0, n_out - 1)?)?;
+            let m2 = (mw.narrow(1, 1, n_out - 1)? * mw.narrow(1, 0, n_out - 1)?)?;
+            let m2_sum = m2.sum_all()?.to_scalar::<f32>()?.max(1.0);
+            let e = (dv - dy)?.sqr()?.broadcast_mul(&cw)?.broadcast_mul(&m2)?;
+            (e.sum_all()? / m2_sum as f64)?
+        } else {
+            Tensor::new(0f32, dev)?
+        };
+        // Dynamic-range loss: std over each window's valid frames, per channel.
+        let std_loss = if self.cfg.std_weight > 0.0 && n_out > 1 {
+            let x0w = x0.reshape((b, n_out, c))?;
+            let yw = y.reshape((b, n_out, c))?;
+            let mw = mask_t.reshape((b, n_out, 1))?;
+            let cnt = mw.sum_keepdim(1)?.clamp(1.0, f64::MAX)?; // [B,1,1]
+            let wstd = |v: &Tensor| -> candle_core::Result<Tensor> {
+                let mean = v.broadcast_mul(&mw)?.sum_keepdim(1)?.broadcast_div(&cnt)?;
+                let d = v.broadcast_sub(&mean)?.sqr()?.broadcast_mul(&mw)?;
+                (d.sum_keepdim(1)?.broadcast_div(&cnt)? + 1e-6)?.sqrt() // [B,1,C]
+            };
+            let e = (wstd(&x0w)? - wstd(&yw)?)?
+                .sqr()?
+                .reshape((b, c))?
+                .broadcast_mul(&cw)?;
+            (e.sum_all()? / b as f64)?
+        } else {
+            Tensor::new(0f32, dev)?
+        };
+        // Phone loss on frames with a known phone.
+        let known: Vec<u32> = (0..n as u32)
+            .filter(|&i| phones[i as usize] != u32::MAX)
+            .collect();
+        let (phone_loss, acc) = if known.is_empty() {
+            (Tensor::new(0f32, dev)?, 0.0)
+        } else {
+            let idx = Tensor::from_vec(known.clone(), known.len(), dev)?;
+            let targets: Vec<u32> = known.iter().map(|&i| phones[i as usize]).collect();
+            let tgt = Tensor::from_vec(targets.clone(), targets.len(), dev)?;
+            let logits = self.phone_head.forward(&enc_used.index_select(&idx, 0)?)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &tgt)?;
+            let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+            let correct = pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
+            (loss, correct as f32 / targets.len() as f32)
+        };
+        let total = ((&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?
+            + (&vel_loss * self.cfg.velocity_weight as f64)?
+            + (&std_loss * self.cfg.std_weight as f64)?)?;
+        Ok((
+            total,
+            Losses {
+                diffusion: diff_loss.to_scalar()?,
+                phone: phone_loss.to_scalar()?,
+                phone_accuracy: acc,
+                velocity: vel_loss.to_scalar()?,
+                dynamics: std_loss.to_scalar()?,
+                grad_norm: 0.0,
+            },
+        ))
+    }
+
+    /// Runs training to `cfg.steps`, calling `on_step(step, lr, losses)` and
+    /// writing a checkpoint to `out` every `checkpoint_every` steps and at the end.
+    pub fn train(
+        &mut self,
+        train: &[ClipData],
+        out: &Path,
+        on_step: impl FnMut(usize, f64, &Losses),
+    ) -> Result<(), ModelError> {
+        let end = self.cfg.steps;
+        self.train_until(end, train, out, on_step)
+    }
+
+    /// As [`Trainer::train`], but stops after step `until` (at most
+    /// `cfg.steps`), with a checkpoint and the optimiser state there; the
+    /// learning-rate schedule still spans `cfg.steps`. A later
+    /// [`Trainer::resume`] continues exactly (a run split across sessions
+    /// equals one run).
+    pub fn train_until(
+        &mut self,
+        until: usize,
+        train: &[ClipData],
+        out: &Path,
+        mut on_step: impl FnMut(usize, f64, &Losses),
+    ) -> Result<(), ModelError> {
+        let until = until.min(self.cfg.steps);
+        if train.is_empty() {
+            return Err(ModelError::BadInput("no training clips".into()));
+        }
+        let params = AdamWParams {
+            lr: learning_rate(&self.cfg, self.step),
+            weight_decay: self.cfg.weight_decay,
+            clip_norm: (self.cfg.clip_norm > 0.0).then_some(self.cfg.clip_norm),
+            ..Default::default()
+        };
+        let mut opt = NamedAdamW::new(&self.named_vars()?, params)?;
+        if let Some(p) = self.resume_optimizer.take() {
+            opt.load(&p)?;
+        }
+        while self.step < until {
+            let lr = learning_rate(&self.cfg, self.step);
+            opt.params.lr = lr;
+            self.rng = step_rng(self.cfg.seed, self.step);
+            let (loss, mut parts) = self.batch_loss(train, true)?;
+            let grads = loss.backward()?;
+            parts.grad_norm = opt.step(&grads)?;
+            self.step += 1;
+            on_step(self.step, lr, &parts);
+            if self.step.is_multiple_of(self.cfg.checkpoint_every.max(1)) || self.step == until {
+                // Optimiser state first: a checkpoint never points at older moments.
+                opt.save(&optimizer_path(out))?;
+                self.save(out, "in progress")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean losses over `batches` validation batches (no gradient, no dropout).
+    pub fn validate(&mut self, val: &[ClipData], batches: usize) -> Result<Losses, ModelError> {
+        let mut acc = Losses::default();
+        if val.is_empty() {
+            return Ok(acc);
+        }
+        let saved = self.rng.clone();
+        self.rng = StdRng::seed_from_u64(12345);
+        for _ in 0..batches.max(1) {
+            let (_, l) = self.batch_loss(val, false)?;
+            acc.diffusion += l.diffusion / batches.max(1) as f32;
+            acc.phone += l.phone / batches.max(1) as f32;
+            acc.phone_accuracy += l.phone_accuracy / batches.max(1) as f32;
+            acc.velocity += l.velocity / batches.max(1) as f32;
+        }
+        self.rng = saved;
+        Ok(acc)
+    }
+}
+
+/// Where `train` writes by default.
+pub fn default_teacher_path() -> PathBuf {
+    PathBuf::from("assets/models/teacher.safetensors")
+}

@@ -1,0 +1,718 @@
+//! The truth-first report of `talking-head eval`: section 1 (real animator
+//! truth on held-out FACEGOOD recordings), section 2 (articulation on
+//! held-out synthetic voices with exact phones) and the emotion section
+//! (FACS signatures on held-out voices, guidance sweep, rest face). The
+//! metric definitions live in [`crate::truth`]; section 3 (labeler
+//! imitation, a training diagnostic) is [`crate::eval`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::truth::{
+    Articulation, ArticulationCounts, LoudnessBaseline, Prediction, Ridge, TRUTH_FPS, TruthClip,
+    TruthMetrics, resample_at_frame_times, truth_metrics,
+};
+use crate::tts::{FLITE_HELDOUT, TtsEngine, TtsVoice};
+use talking_head_core::audio::AudioFormat;
+use talking_head_core::model::{EMOTION_COUNT, EMOTIONS, Sampler, TalkingHeadModel};
+use talking_head_core::rig::{BLENDSHAPE_COUNT, Blendshape};
+use talking_head_core::runtime::{Pcm, Session, run_to_end};
+
+/// What the truth-first evaluation runs on.
+#[derive(Clone, Debug)]
+pub struct TruthEvalConfig {
+    /// The shared data directory (`../shared/data`).
+    pub data_dir: PathBuf,
+    /// FACEGOOD recordings graded in section 1 (never trained on while the
+    /// recipe is chosen).
+    pub val_recordings: Vec<String>,
+    /// Ridge strength.
+    pub ridge_alpha: f64,
+    /// Sentences spoken by each held-out voice.
+    pub sentences: usize,
+    /// The sentences, one per line (`assets/eval/sentences_en.txt`).
+    pub sentences_file: PathBuf,
+    /// Held-out flite voices of section 2 and the emotion section.
+    pub voices: Vec<String>,
+    /// Clips of held-out speech used for the emotion section.
+    pub emotion_clips: usize,
+    /// Teacher guidance scales of the emotion sweep.
+    pub guidance_sweep: Vec<f32>,
+    /// Scratch directory for synthesis.
+    pub work_dir: PathBuf,
+    /// Seed of the upper-face layer in the rest-face check.
+    pub seed: u64,
+    /// The phonetic labeler's settings for its baseline rows.
+    pub labeler: crate::phonetic::PhoneticLabelerConfig,
+    /// Skip the model (baselines and labeler only: a labeler experiment).
+    pub baselines_only: bool,
+}
+
+impl TruthEvalConfig {
+    /// Defaults over `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            val_recordings: vec!["1114_2_05".into(), "1114_3_15".into()],
+            ridge_alpha: 10.0,
+            sentences: 40,
+            sentences_file: PathBuf::from("assets/eval/sentences_en.txt"),
+            voices: FLITE_HELDOUT.iter().map(|v| v.to_string()).collect(),
+            emotion_clips: 8,
+            guidance_sweep: vec![1.0, 1.5, 2.0, 3.0],
+            work_dir: std::env::temp_dir().join("talking-head-eval"),
+            seed: 0,
+            labeler: Default::default(),
+            baselines_only: false,
+        }
+    }
+}
+
+/// One section-1 row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TruthRow {
+    /// Method.
+    pub method: String,
+    /// Recording id, or `pooled`.
+    pub clip: String,
+    /// Figures.
+    pub metrics: TruthMetrics,
+}
+
+/// One section-2 row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArticulationRow {
+    /// Method.
+    pub method: String,
+    /// Figures, pooled over the held-out clips.
+    pub metrics: Articulation,
+}
+
+/// One emotion's figures at intensity 1 against the neutral take.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmotionRow {
+    /// Emotion name.
+    pub emotion: String,
+    /// Mean change of its signature channels.
+    pub signature_change: f32,
+    /// The largest |mean change| of a channel outside the signature
+    /// (eyeLook* excluded), and that channel.
+    pub off_signature: f32,
+    /// The channel of `off_signature`.
+    pub off_channel: String,
+    /// r(jawOpen, neutral take's jawOpen).
+    pub jaw_r: f32,
+    /// Signature change at intensity 0.5 as a share of that at 1.
+    pub half_ratio: f32,
+}
+
+/// The emotion section.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EmotionReport {
+    /// Student rows.
+    pub rows: Vec<EmotionRow>,
+    /// Mean signature change over the six emotions.
+    pub mean_signature: f32,
+    /// happy 0.5 + surprised 0.5: (happy signature, surprised signature) change.
+    pub blend: (f32, f32),
+    /// `(sampler, mean signature change)` for the teacher at each guidance
+    /// scale and for the student.
+    pub guidance_sweep: Vec<(String, f32)>,
+    /// Rest face on 2 s of silence: the largest value of any channel but
+    /// eyeBlink*/eyeLook*, and its channel, for the model alone and with the
+    /// upper-face layer as the plugin combines it.
+    pub rest_model: (String, f32),
+    /// Same with the upper-face layer.
+    pub rest_with_layer: (String, f32),
+    /// Held-out clips used.
+    pub clips: usize,
+}
+
+/// The whole truth-first report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TruthReport {
+    /// Model file.
+    pub model: String,
+    /// Section 1.
+    pub truth: Vec<TruthRow>,
+    /// Section 2.
+    pub articulation: Vec<ArticulationRow>,
+    /// Held-out clips in section 2.
+    pub articulation_clips: usize,
+    /// Emotion section.
+    pub emotion: Option<EmotionReport>,
+    /// Plot curves: (clip, method, map-jaw-comparable values at 30 fps).
+    #[serde(skip)]
+    pub curves: Vec<(String, String, Vec<f32>)>,
+}
+
+/// The FACS signature channels of each non-neutral emotion (ARKit names).
+pub fn signature(emotion: usize) -> &'static [Blendshape] {
+    use Blendshape::*;
+    match emotion {
+        1 => &[
+            MouthSmileLeft,
+            MouthSmileRight,
+            CheekSquintLeft,
+            CheekSquintRight,
+        ],
+        2 => &[BrowInnerUp, MouthFrownLeft, MouthFrownRight],
+        3 => &[BrowDownLeft, BrowDownRight, NoseSneerLeft, NoseSneerRight],
+        4 => &[
+            BrowOuterUpLeft,
+            BrowOuterUpRight,
+            BrowInnerUp,
+            EyeWideLeft,
+            EyeWideRight,
+        ],
+        5 => &[
+            BrowInnerUp,
+            EyeWideLeft,
+            EyeWideRight,
+            MouthStretchLeft,
+            MouthStretchRight,
+        ],
+        6 => &[
+            NoseSneerLeft,
+            NoseSneerRight,
+            MouthUpperUpLeft,
+            MouthUpperUpRight,
+        ],
+        _ => &[],
+    }
+}
+
+/// Runs `model` over 16 kHz `audio` with `sampler`, `emotion` and style
+/// `style`; frames at the model's rate.
+pub fn run_model(
+    model: &TalkingHeadModel,
+    sampler: Sampler,
+    audio: &[f32],
+    emotion: [f32; EMOTION_COUNT],
+    style: &str,
+) -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+    let mut s = Session::new(model, AudioFormat::MODEL, 0).map_err(|e| e.to_string())?;
+    s.set_emotion(emotion);
+    s.set_style(model.config().style_id(style).unwrap_or(0));
+    Ok(run_to_end(model, &mut s, Pcm::F32(audio), sampler, |_| {})
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|f| f.weights)
+        .collect())
+}
+
+fn one_hot(k: usize, w: f32) -> [f32; EMOTION_COUNT] {
+    let mut e = [0f32; EMOTION_COUNT];
+    e[k] = w;
+    e
+}
+
+/// Held-out speech: `(voice, audio, phones)`.
+pub type HeldOutClip = (String, Vec<f32>, Vec<(String, f64, f64)>);
+
+/// Synthesises the held-out articulation set: the first `cfg.sentences`
+/// lines of `cfg.sentences_file` (Harvard sentences) spoken by each held-out
+/// flite voice, with flite's phone timings.
+pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String> {
+    let text = std::fs::read_to_string(&cfg.sentences_file)
+        .map_err(|e| format!("{}: {e}", cfg.sentences_file.display()))?;
+    let sentences: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .take(cfg.sentences)
+        .collect();
+    std::fs::create_dir_all(&cfg.work_dir).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for v in &cfg.voices {
+        let voice = TtsVoice {
+            engine: TtsEngine::Flite,
+            voice: v.clone(),
+            language: "en".into(),
+        };
+        for (i, s) in sentences.iter().enumerate() {
+            let (audio, phones) = crate::tts::synthesize_with_phones(
+                &voice,
+                s,
+                &crate::emotion::EMOTION_PROSODY[0],
+                &cfg.work_dir.join(format!("{v}_{i}")),
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some(p) = phones {
+                out.push((v.clone(), audio, p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluates `model` (student, and its teacher or `teacher`'s).
+pub fn evaluate_truth(
+    model: &TalkingHeadModel,
+    model_name: &str,
+    teacher: Option<&TalkingHeadModel>,
+    cfg: &TruthEvalConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<TruthReport, String> {
+    let fps = model.config().fps as f64;
+    let teacher_model = teacher.or(model.has_teacher().then_some(model));
+    let teacher_sampler = teacher_model.map(|t| Sampler::Teacher {
+        steps: t.config().diffusion.teacher_steps,
+        guidance: t.config().diffusion.guidance_scale,
+    });
+    // ---- Section 1 ----
+    progress("section 1: FACEGOOD recordings");
+    let fg_dir = cfg.data_dir.join("facegood");
+    let map = crate::facegood::default_retarget_map().map_err(|e| e.to_string())?;
+    let ids = crate::facegood::list_clips(&fg_dir).map_err(|e| e.to_string())?;
+    let mut train_clips = Vec::new();
+    let mut val_clips = Vec::new();
+    for id in &ids {
+        let c = crate::facegood::load_clip(&fg_dir, id, &map).map_err(|e| e.to_string())?;
+        let t = TruthClip::from_facegood(&c);
+        if cfg.val_recordings.contains(id) {
+            val_clips.push(t);
+        } else {
+            train_clips.push(t);
+        }
+    }
+    if val_clips.is_empty() {
+        return Err(format!(
+            "none of the validation recordings {:?} is in {}",
+            cfg.val_recordings,
+            fg_dir.display()
+        ));
+    }
+    let train_refs: Vec<&TruthClip> = train_clips.iter().collect();
+    let loud = LoudnessBaseline::fit(&train_refs);
+    let ridge = Ridge::fit(&train_refs, cfg.ridge_alpha)?;
+    let labeler = crate::phonetic::PhoneticLabeler::new(cfg.labeler.clone());
+    let model_rows = !cfg.baselines_only;
+    let mut methods: Vec<(String, Vec<Prediction>)> = Vec::new();
+    let add =
+        |name: &str, p: Prediction, methods: &mut Vec<(String, Vec<Prediction>)>| match methods
+            .iter_mut()
+            .find(|(n, _)| n == name)
+        {
+            Some((_, v)) => v.push(p),
+            None => methods.push((name.to_string(), vec![p])),
+        };
+    for c in &val_clips {
+        let n = c.frames();
+        progress(&format!("section 1: {}", c.id));
+        let neutral = one_hot(0, 1.0);
+        if model_rows && model.has_student() {
+            for style in ["facegood", "phonetic"] {
+                let f = run_model(model, Sampler::Student, &c.audio, neutral, style)?;
+                let p = Prediction::from_frames(&resample_at_frame_times(&f, fps, n, TRUTH_FPS));
+                let label = if style == "facegood" {
+                    "student, style facegood"
+                } else {
+                    "student, default style"
+                };
+                add(label, p, &mut methods);
+            }
+        }
+        if let (true, Some(t), Some(s)) = (model_rows, teacher_model, teacher_sampler) {
+            for style in ["facegood", "phonetic"] {
+                let f = run_model(t, s, &c.audio, neutral, style)?;
+                let p = Prediction::from_frames(&resample_at_frame_times(&f, fps, n, TRUTH_FPS));
+                let label = if style == "facegood" {
+                    "teacher, style facegood"
+                } else {
+                    "teacher, default style"
+                };
+                add(label, p, &mut methods);
+            }
+        }
+        add(
+            "loudness (linear fit)",
+            loud.predict(&c.audio, TRUTH_FPS, n),
+            &mut methods,
+        );
+        add(
+            "ridge (log-mel, 300 ms)",
+            ridge.predict(&c.audio, TRUTH_FPS, n),
+            &mut methods,
+        );
+        if let Ok(ph) = crate::sphinx::allphone(&c.audio) {
+            let lab = labeler.label(&c.audio, &ph, n, TRUTH_FPS);
+            add(
+                "phonetic labeler",
+                Prediction::from_frames(&lab),
+                &mut methods,
+            );
+        }
+    }
+    let mut report = TruthReport {
+        model: model_name.to_string(),
+        ..Default::default()
+    };
+    for (name, preds) in &methods {
+        for (c, p) in val_clips.iter().zip(preds) {
+            report.truth.push(TruthRow {
+                method: name.clone(),
+                clip: c.id.clone(),
+                metrics: truth_metrics(&[c], &[p]),
+            });
+            report
+                .curves
+                .push((c.id.clone(), name.clone(), p.jaw.clone()));
+        }
+        let cs: Vec<&TruthClip> = val_clips.iter().collect();
+        let ps: Vec<&Prediction> = preds.iter().collect();
+        report.truth.push(TruthRow {
+            method: name.clone(),
+            clip: "pooled".into(),
+            metrics: truth_metrics(&cs, &ps),
+        });
+    }
+    for c in &val_clips {
+        report
+            .curves
+            .push((c.id.clone(), "animator map-jaw".into(), c.map_jaw.clone()));
+    }
+    // ---- Section 2 ----
+    progress("section 2: synthesising held-out voices");
+    let held = heldout_speech(cfg)?;
+    report.articulation_clips = held.len();
+    let mut counts: Vec<(String, ArticulationCounts)> = Vec::new();
+    let mut tally =
+        |name: &str, pred: &[[f32; BLENDSHAPE_COUNT]], f: f64, ph: &[(String, f64, f64)]| {
+            let i = match counts.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    counts.push((name.to_string(), ArticulationCounts::default()));
+                    counts.len() - 1
+                }
+            };
+            counts[i].1.add(pred, f, ph);
+        };
+    for (i, (_, audio, phones)) in held.iter().enumerate() {
+        progress(&format!("section 2: clip {}/{}", i + 1, held.len()));
+        let neutral = one_hot(0, 1.0);
+        if model_rows && model.has_student() {
+            let f = run_model(model, Sampler::Student, audio, neutral, "phonetic")?;
+            tally("student, default style", &f, fps, phones);
+        }
+        if let (true, Some(t), Some(s)) = (model_rows, teacher_model, teacher_sampler) {
+            let f = run_model(t, s, audio, neutral, "phonetic")?;
+            tally("teacher, default style", &f, fps, phones);
+        }
+        let n = audio.len().div_ceil(16_000 / model.config().fps as usize);
+        let jaw = loud.predict(audio, fps, n);
+        let frames: Vec<[f32; BLENDSHAPE_COUNT]> = jaw
+            .jaw
+            .iter()
+            .map(|&j| {
+                let mut f = [0f32; BLENDSHAPE_COUNT];
+                f[Blendshape::JawOpen.index()] = j;
+                f
+            })
+            .collect();
+        tally("loudness (linear fit)", &frames, fps, phones);
+        let sph: Vec<crate::sphinx::Phone> = phones
+            .iter()
+            .map(|(p, a, b)| crate::sphinx::Phone::new(p.clone(), *a, *b))
+            .collect();
+        // The labeler on the exact phones: what the labels teach at best.
+        let lab: Vec<_> = labeler
+            .label(audio, &sph, 2 * n, 2.0 * fps)
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        tally("labeler on exact phones (label ceiling)", &lab, fps, phones);
+    }
+    report.articulation = counts
+        .into_iter()
+        .map(|(method, c)| ArticulationRow {
+            method,
+            metrics: c.finish(),
+        })
+        .collect();
+    // ---- Emotion ----
+    if model_rows && model.has_student() {
+        progress("emotion section");
+        let clips: Vec<&Vec<f32>> = held
+            .iter()
+            .step_by((held.len() / cfg.emotion_clips.max(1)).max(1))
+            .take(cfg.emotion_clips)
+            .map(|(_, a, _)| a)
+            .collect();
+        report.emotion = Some(emotion_section(model, teacher_model, &clips, cfg)?);
+    }
+    Ok(report)
+}
+
+fn mean_change(
+    a: &[[f32; BLENDSHAPE_COUNT]],
+    b: &[[f32; BLENDSHAPE_COUNT]],
+) -> [f32; BLENDSHAPE_COUNT] {
+    let n = a.len().min(b.len()).max(1);
+    std::array::from_fn(|k| {
+        (0..a.len().min(b.len()))
+            .map(|i| a[i][k] - b[i][k])
+            .sum::<f32>()
+            / n as f32
+    })
+}
+
+fn signature_change(d: &[f32; BLENDSHAPE_COUNT], e: usize) -> f32 {
+    let s = signature(e);
+    s.iter().map(|c| d[c.index()]).sum::<f32>() / s.len().max(1) as f32
+}
+
+fn emotion_section(
+    model: &TalkingHeadModel,
+    teacher: Option<&TalkingHeadModel>,
+    clips: &[&Vec<f32>],
+    cfg: &TruthEvalConfig,
+) -> Result<EmotionReport, String> {
+    let style = "phonetic";
+    let run_all = |m: &TalkingHeadModel,
+                   s: Sampler,
+                   e: [f32; EMOTION_COUNT]|
+     -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+        let mut all = Vec::new();
+        for a in clips {
+            all.extend(run_model(m, s, a, e, style)?);
+        }
+        Ok(all)
+    };
+    let neutral = run_all(model, Sampler::Student, one_hot(0, 1.0))?;
+    let jaw = Blendshape::JawOpen.index();
+    let jaw_n: Vec<f32> = neutral.iter().map(|f| f[jaw]).collect();
+    let mut rows = Vec::new();
+    for (e, name) in EMOTIONS.iter().enumerate().skip(1) {
+        let full = run_all(model, Sampler::Student, one_hot(e, 1.0))?;
+        let half = run_all(model, Sampler::Student, one_hot(e, 0.5))?;
+        let d = mean_change(&full, &neutral);
+        let dh = mean_change(&half, &neutral);
+        let sig = signature_change(&d, e);
+        let (mut off, mut off_ch) = (0f32, String::new());
+        for b in Blendshape::ALL {
+            if signature(e).contains(&b) || b.name().starts_with("eyeLook") {
+                continue;
+            }
+            if d[b.index()].abs() > off {
+                off = d[b.index()].abs();
+                off_ch = b.name().to_string();
+            }
+        }
+        let jaw_e: Vec<f32> = full.iter().map(|f| f[jaw]).collect();
+        rows.push(EmotionRow {
+            emotion: name.to_string(),
+            signature_change: sig,
+            off_signature: off,
+            off_channel: off_ch,
+            jaw_r: crate::facegood::pearson(&jaw_e, &jaw_n),
+            half_ratio: if sig.abs() > 1e-6 {
+                signature_change(&dh, e) / sig
+            } else {
+                0.0
+            },
+        });
+    }
+    let mean_signature = rows.iter().map(|r| r.signature_change).sum::<f32>() / rows.len() as f32;
+    let mut blend_e = [0f32; EMOTION_COUNT];
+    blend_e[1] = 0.5;
+    blend_e[4] = 0.5;
+    let blend = mean_change(&run_all(model, Sampler::Student, blend_e)?, &neutral);
+    let mut sweep = vec![("student (1 step)".to_string(), mean_signature)];
+    if let Some(t) = teacher {
+        let two: Vec<&Vec<f32>> = clips.iter().take(2).copied().collect();
+        for &g in &cfg.guidance_sweep {
+            let s = Sampler::Teacher {
+                steps: t.config().diffusion.teacher_steps,
+                guidance: g,
+            };
+            let run2 = |e| -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+                let mut all = Vec::new();
+                for a in &two {
+                    all.extend(run_model(t, s, a, e, style)?);
+                }
+                Ok(all)
+            };
+            let n = run2(one_hot(0, 1.0))?;
+            let mut total = 0f32;
+            for e in 1..EMOTION_COUNT {
+                total += signature_change(&mean_change(&run2(one_hot(e, 1.0))?, &n), e);
+            }
+            sweep.push((
+                format!("teacher, guidance {g}"),
+                total / (EMOTION_COUNT - 1) as f32,
+            ));
+        }
+    }
+    // Rest face: 2 s of digital silence.
+    let silence = vec![0f32; 32_000];
+    let rest = run_model(model, Sampler::Student, &silence, one_hot(0, 1.0), style)?;
+    let fps = model.config().fps as f32;
+    let mut layer_gen = talking_head_core::upper_face::UpperFaceGenerator::new(
+        talking_head_core::upper_face::UpperFaceStats::default(),
+        cfg.seed,
+    )
+    .with_neutral_rest(true);
+    let layer = layer_gen.generate(rest.len(), fps, &vec![0.0; rest.len()]);
+    let skip = |b: Blendshape| b.name().starts_with("eyeBlink") || b.name().starts_with("eyeLook");
+    let max_of = |frames: &[[f32; BLENDSHAPE_COUNT]]| -> (String, f32) {
+        let mut best = (String::new(), 0f32);
+        for b in Blendshape::ALL {
+            if skip(b) {
+                continue;
+            }
+            for f in frames {
+                if f[b.index()] > best.1 {
+                    best = (b.name().to_string(), f[b.index()]);
+                }
+            }
+        }
+        best
+    };
+    let combined: Vec<[f32; BLENDSHAPE_COUNT]> = rest
+        .iter()
+        .zip(&layer)
+        .map(|(m, u)| {
+            let mut o = *m;
+            talking_head_core::upper_face::overlay_upper_face(&mut o, u);
+            o
+        })
+        .collect();
+    Ok(EmotionReport {
+        rows,
+        mean_signature,
+        blend: (signature_change(&blend, 1), signature_change(&blend, 4)),
+        guidance_sweep: sweep,
+        rest_model: max_of(&rest),
+        rest_with_layer: max_of(&combined),
+        clips: clips.len(),
+    })
+}
+
+fn opt(x: Option<f32>, pct: bool) -> String {
+    match x {
+        Some(v) if pct => format!("{:.0} %", v * 100.0),
+        Some(v) => format!("{v:.3}"),
+        None => "–".into(),
+    }
+}
+
+impl TruthReport {
+    /// Markdown tables of every section.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("# Truth-first evaluation of `{}`\n\n", self.model);
+        s.push_str(
+            "## Section 1: real animator truth (FACEGOOD recordings never trained on, 30 fps)\n\n",
+        );
+        s.push_str("| method | clip | map-jaw r | full-opening r | in-speech closures | rounding r | dynamic range | frames |\n|---|---|---|---|---|---|---|---|\n");
+        let mut rows = self.truth.clone();
+        rows.sort_by_key(|r| (r.clip != "pooled", r.clip.clone()));
+        for r in &rows {
+            let m = &r.metrics;
+            s.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {} | {} | {:.2} | {} |\n",
+                r.method,
+                r.clip,
+                m.map_jaw_r,
+                m.full_opening_r,
+                opt(m.closure_recall, true),
+                opt(m.rounding_r, false),
+                m.dynamic_range,
+                m.frames
+            ));
+        }
+        s.push_str(&format!(
+            "\n## Section 2: articulation on held-out voices with exact phones ({} clips of flite {} speech)\n\n",
+            self.articulation_clips,
+            FLITE_HELDOUT.join("/")
+        ));
+        s.push_str("| method | bilabial recall | closed-vowel rate | rounding AUC | opening AUC | /p b m/ | vowels |\n|---|---|---|---|---|---|---|\n");
+        for r in &self.articulation {
+            let m = &r.metrics;
+            s.push_str(&format!(
+                "| {} | {:.0} % | {:.0} % | {:.3} | {:.3} | {} | {} |\n",
+                r.method,
+                m.bilabial_recall * 100.0,
+                m.closed_vowel_rate * 100.0,
+                m.rounding_auc,
+                m.opening_auc,
+                m.bilabials,
+                m.vowels
+            ));
+        }
+        if let Some(e) = &self.emotion {
+            s.push_str(&format!(
+                "\n## Emotion (student, intensity 1 vs neutral, {} held-out clips)\n\n",
+                e.clips
+            ));
+            s.push_str("| emotion | signature change | largest off-signature | jawOpen r vs neutral | intensity 0.5 / 1 |\n|---|---|---|---|---|\n");
+            for r in &e.rows {
+                s.push_str(&format!(
+                    "| {} | {:+.3} | {:.3} ({}) | {:.3} | {:.0} % |\n",
+                    r.emotion,
+                    r.signature_change,
+                    r.off_signature,
+                    r.off_channel,
+                    r.jaw_r,
+                    r.half_ratio * 100.0
+                ));
+            }
+            s.push_str(&format!(
+                "\nMean signature change {:.3}. happy 0.5 + surprised 0.5: happy signature {:+.3}, surprised signature {:+.3}.\n\n",
+                e.mean_signature, e.blend.0, e.blend.1
+            ));
+            s.push_str("| sampler | mean signature change |\n|---|---|\n");
+            for (k, v) in &e.guidance_sweep {
+                s.push_str(&format!("| {k} | {v:+.3} |\n"));
+            }
+            s.push_str(&format!(
+                "\nRest face on 2 s of silence (every channel but eyeBlink*/eyeLook*): model alone max {:.3} ({}); with the upper-face layer max {:.3} ({}).\n",
+                e.rest_model.1, e.rest_model.0, e.rest_with_layer.1, e.rest_with_layer.0
+            ));
+        }
+        s
+    }
+
+    /// One PNG per section-1 clip: animator map-jaw and each method's jawOpen
+    /// over the first 12 s. Returns the files written.
+    pub fn write_plots(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
+        let palette = crate::eval::PLOT_PALETTE;
+        let mut clips: Vec<&String> = self.curves.iter().map(|c| &c.0).collect();
+        clips.sort();
+        clips.dedup();
+        let mut out = Vec::new();
+        let max = (12.0 * TRUTH_FPS) as usize;
+        for clip in clips {
+            let mut cs: Vec<(&str, Vec<f32>)> = self
+                .curves
+                .iter()
+                .filter(|c| &c.0 == clip)
+                .filter(|c| {
+                    c.1.starts_with("animator")
+                        || c.1.starts_with("student")
+                        || c.1.starts_with("ridge")
+                        || c.1.starts_with("loudness")
+                })
+                .map(|c| (c.1.as_str(), c.2.iter().take(max).copied().collect()))
+                .collect();
+            cs.sort_by_key(|c| !c.0.starts_with("animator"));
+            let curves: Vec<crate::eval::Curve<'_>> = cs
+                .iter()
+                .enumerate()
+                .map(|(i, (l, v))| (*l, v.as_slice(), palette[i % palette.len()]))
+                .collect();
+            let path = dir.join(format!("truth_{clip}.png"));
+            crate::eval::plot_curves(
+                &path,
+                &format!("{clip}: animator map-jaw vs predicted jawOpen"),
+                &curves,
+                TRUTH_FPS,
+            )?;
+            out.push(path);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,339 @@
+//! Speech synthesis for the corpus: espeak-ng (formant synthesis, 100+
+//! languages, voice variants; prosody through SSML `<prosody>`) and flite
+//! (English unit-selection / clustergen voices built from real recordings;
+//! prosody through its `duration_stretch` and `int_f0_target_*` features).
+//! Both are external programs from Debian (`espeak-ng`, `flite`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::emotion::EmotionProsody;
+use talking_head_core::audio::{AudioError, load_mono_16k};
+
+/// Errors of speech synthesis.
+#[derive(Debug, thiserror::Error)]
+pub enum TtsError {
+    /// The synthesiser program is not installed.
+    #[error("`{program}` is not installed (Debian package `{package}`): {source}")]
+    NotInstalled {
+        /// Program name.
+        program: &'static str,
+        /// Debian package that provides it.
+        package: &'static str,
+        /// The spawn error.
+        source: std::io::Error,
+    },
+    /// The program ran and failed.
+    #[error("`{program}` failed for voice {voice}: {stderr}")]
+    Failed {
+        /// Program name.
+        program: &'static str,
+        /// Voice used.
+        voice: String,
+        /// Its standard error.
+        stderr: String,
+    },
+    /// Its output could not be read.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+}
+
+/// A synthesiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtsEngine {
+    /// espeak-ng.
+    Espeak,
+    /// flite.
+    Flite,
+}
+
+/// One synthetic voice: engine, voice name (`de+f3` for espeak-ng language
+/// `de` with variant `f3`; `slt` for flite) and language code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtsVoice {
+    /// The synthesiser.
+    pub engine: TtsEngine,
+    /// Voice name as the program takes it.
+    pub voice: String,
+    /// Language code (espeak-ng voice language, `en` for flite).
+    pub language: String,
+}
+
+impl TtsVoice {
+    /// A speaker id unique to this voice (used for the speaker split).
+    pub fn speaker_id(&self) -> String {
+        match self.engine {
+            TtsEngine::Espeak => format!("espeak:{}", self.voice),
+            TtsEngine::Flite => format!("flite:{}", self.voice),
+        }
+    }
+}
+
+/// flite's built-in voices (English; `kal` and `awb_time` are diphone /
+/// limited-domain, `awb`, `rms`, `slt`, `kal16` are recorded speakers).
+pub const FLITE_VOICES: [&str; 5] = ["kal16", "awb", "rms", "slt", "kal"];
+
+/// flite voices never used for training: the articulation evaluation
+/// (`talking-head eval`, section 2) synthesises held-out speech with them and
+/// grades it against flite's own phone timings.
+pub const FLITE_HELDOUT: [&str; 2] = ["slt", "rms"];
+
+/// flite voices the corpus trains on (recorded `awb`, `kal16`, diphone `kal`).
+pub const FLITE_TRAIN: [&str; 3] = ["kal16", "awb", "kal"];
+
+/// espeak-ng variants never used for training (held out for evaluation).
+pub const ESPEAK_HELDOUT: [&str; 3] = ["f5", "m7", "Annie"];
+
+/// flite's phone name (CMU lower case, `ax`, `pau`) → ARPAbet upper case
+/// without stress (`AH`, `SIL`); `None` for names outside the set.
+pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
+    const SET: [&str; 39] = [
+        "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
+        "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH",
+        "UH", "UW", "V", "W", "Y", "Z", "ZH",
+    ];
+    let up = p.trim().to_ascii_uppercase();
+    match up.as_str() {
+        "PAU" | "SIL" | "H#" | "BRTH" => Some("SIL"),
+        "AX" => Some("AH"),
+        "AXR" => Some("ER"),
+        _ => SET.iter().find(|s| **s == up).copied(),
+    }
+}
+
+/// Phone spans: `(ARPAbet phone, start s, end s)`.
+pub type PhoneSpans = Vec<(String, f64, f64)>;
+
+/// Parses flite's `-psdur` output (`pau:0.184 dh:0.246 ...`: phone and its
+/// end time in seconds) into `(ARPAbet phone, start, end)` spans; adjacent
+/// silences are merged, unknown phones skipped.
+pub fn parse_flite_psdur(text: &str) -> Vec<(String, f64, f64)> {
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    let mut t0 = 0.0f64;
+    for tok in text.split_whitespace() {
+        let Some((p, e)) = tok.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(end) = e.parse::<f64>() else {
+            continue;
+        };
+        if !end.is_finite() || end <= t0 {
+            continue;
+        }
+        if let Some(a) = flite_phone_to_arpabet(p) {
+            match out.last_mut() {
+                Some(last) if last.0 == "SIL" && a == "SIL" => last.2 = end,
+                _ => out.push((a.to_string(), t0, end)),
+            }
+        }
+        t0 = end;
+    }
+    out
+}
+
+/// espeak-ng voice variants used for voice variety (files in
+/// `espeak-ng-data/voices/!v`).
+pub const ESPEAK_VARIANTS: [&str; 24] = [
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
+    "klatt3", "croak", "whisper", "Alex", "Andrea", "Annie", "belinda", "boris", "david",
+    "grandma",
+];
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn percent(x: f32) -> String {
+    format!("{:+.0}%", x)
+}
+
+fn run(
+    program: &'static str,
+    package: &'static str,
+    voice: &str,
+    cmd: &mut Command,
+) -> Result<String, TtsError> {
+    let out = cmd.output().map_err(|source| TtsError::NotInstalled {
+        program,
+        package,
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(TtsError::Failed {
+            program,
+            voice: voice.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Synthesises `text` with `voice` and `prosody`; returns 16 kHz mono
+/// samples. `work` is a scratch file path (overwritten, then removed).
+pub fn synthesize(
+    voice: &TtsVoice,
+    text: &str,
+    prosody: &EmotionProsody,
+    work: &Path,
+) -> Result<Vec<f32>, TtsError> {
+    synthesize_with_phones(voice, text, prosody, work).map(|(a, _)| a)
+}
+
+/// Like [`synthesize`], and for flite also the synthesiser's own phone
+/// timings (`-psdur`: exact, `(ARPAbet phone, start s, end s)`); `None` for
+/// espeak-ng, which does not report them.
+pub fn synthesize_with_phones(
+    voice: &TtsVoice,
+    text: &str,
+    prosody: &EmotionProsody,
+    work: &Path,
+) -> Result<(Vec<f32>, Option<PhoneSpans>), TtsError> {
+    let wav: PathBuf = work.with_extension("wav");
+    let mut phones = None;
+    match voice.engine {
+        TtsEngine::Espeak => {
+            let ssml = format!(
+                "<speak><prosody pitch=\"{}\" range=\"{}\" rate=\"{}\" volume=\"{}\">{}</prosody></speak>",
+                percent(prosody.pitch_percent),
+                percent((prosody.range - 1.0) * 100.0),
+                percent((prosody.rate - 1.0) * 100.0),
+                percent((prosody.volume - 1.0) * 100.0),
+                xml_escape(text)
+            );
+            run(
+                "espeak-ng",
+                "espeak-ng",
+                &voice.voice,
+                Command::new("espeak-ng")
+                    .arg("-m")
+                    .arg("-v")
+                    .arg(&voice.voice)
+                    .arg("-w")
+                    .arg(&wav)
+                    .arg(&ssml),
+            )?;
+        }
+        TtsEngine::Flite => {
+            // flite's default F0 mean is ~100-170 Hz depending on the voice;
+            // scale a nominal 120 Hz (male) / 180 Hz (slt) by the pitch change.
+            let base = if voice.voice == "slt" { 180.0 } else { 120.0 };
+            let f0 = base * (1.0 + prosody.pitch_percent / 100.0);
+            let sd = 20.0 * prosody.range;
+            let stdout = run(
+                "flite",
+                "flite",
+                &voice.voice,
+                Command::new("flite")
+                    .arg("-psdur")
+                    .arg("-voice")
+                    .arg(&voice.voice)
+                    .arg("-t")
+                    .arg(text)
+                    .arg("-o")
+                    .arg(&wav)
+                    .arg("--setf")
+                    .arg(format!(
+                        "duration_stretch={:.3}",
+                        1.0 / prosody.rate.max(0.2)
+                    ))
+                    .arg("--setf")
+                    .arg(format!("int_f0_target_mean={f0:.1}"))
+                    .arg("--setf")
+                    .arg(format!("int_f0_target_stddev={sd:.1}")),
+            )?;
+            let p = parse_flite_psdur(&stdout);
+            if !p.is_empty() {
+                phones = Some(p);
+            }
+        }
+    }
+    let (mut samples, _) = load_mono_16k(&wav)?;
+    let _ = std::fs::remove_file(&wav);
+    if voice.engine == TtsEngine::Flite && prosody.volume != 1.0 {
+        for s in &mut samples {
+            *s = (*s * prosody.volume).clamp(-1.0, 1.0);
+        }
+    }
+    Ok((samples, phones))
+}
+
+/// Reads the prompt sentences of each language shipped in
+/// `assets/corpus/texts/<lang>.txt`: `(language, sentences)`, sorted.
+pub fn prompt_texts(dir: &Path) -> std::io::Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+            continue;
+        }
+        let lang = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let lines: Vec<String> = std::fs::read_to_string(&path)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() {
+            out.push((lang, lines));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emotion::EMOTION_PROSODY;
+
+    #[test]
+    fn flite_phone_timings_parse() {
+        let p = parse_flite_psdur("pau:0.184 dh:0.246 ax:0.273 m:0.335 zz:0.4 pau:0.5 pau:0.6\n");
+        let names: Vec<&str> = p.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(names, ["SIL", "DH", "AH", "M", "SIL"]);
+        assert_eq!(p[0], ("SIL".to_string(), 0.0, 0.184));
+        assert_eq!(p[3], ("M".to_string(), 0.273, 0.335));
+        // The unknown `zz` is skipped but its time advances; silences merge.
+        assert_eq!(p[4], ("SIL".to_string(), 0.4, 0.6));
+        assert!(parse_flite_psdur("garbage :x nan:NaN").is_empty());
+    }
+
+    #[test]
+    fn synthesises_when_installed() {
+        let dir = std::env::temp_dir().join(format!("tts-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let v = TtsVoice {
+            engine: TtsEngine::Espeak,
+            voice: "en+f3".into(),
+            language: "en".into(),
+        };
+        match synthesize(
+            &v,
+            "Hello there, <friend> & co.",
+            &EMOTION_PROSODY[1],
+            &dir.join("a"),
+        ) {
+            Ok(s) => assert!(s.len() > 8000, "{} samples", s.len()),
+            Err(TtsError::NotInstalled { .. }) => eprintln!("espeak-ng not installed: skipped"),
+            Err(e) => panic!("{e}"),
+        }
+        let f = TtsVoice {
+            engine: TtsEngine::Flite,
+            voice: "slt".into(),
+            language: "en".into(),
+        };
+        match synthesize(&f, "Good morning.", &EMOTION_PROSODY[2], &dir.join("b")) {
+            Ok(s) => assert!(s.len() > 4000),
+            Err(TtsError::NotInstalled { .. }) => eprintln!("flite not installed: skipped"),
+            Err(e) => panic!("{e}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,100 @@
+//! The corpus builder end to end on a tiny subset of the shared data (one
+//! clip per source, 6-second cuts, a few synthesised clips).
+
+use std::path::PathBuf;
+
+use talking_head_core::rig::{Blendshape, LiveLinkFaceTake};
+use talking_head_train::corpus::{CorpusConfig, build};
+use talking_head_train::manifest::{CorpusManifest, Split};
+
+#[test]
+fn tiny_corpus_builds_end_to_end() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("../../../shared/data");
+    if !data.join("facegood").exists() {
+        eprintln!("shared data not found at {}: skipped", data.display());
+        return;
+    }
+    if !talking_head_train::sphinx::is_available() {
+        eprintln!("pocketsphinx not installed: skipped");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = CorpusConfig::new(
+        data,
+        root.join("../../assets/corpus/texts"),
+        out.path().to_path_buf(),
+    );
+    cfg.limit_per_source = Some(1);
+    cfg.tts_minutes = 0.4;
+    cfg.max_clip_secs = Some(6.0);
+    cfg.seed = 3;
+    let report = build(&cfg, 2, |_, _| {}).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let m = CorpusManifest::load(out.path()).unwrap();
+    let sources: std::collections::BTreeSet<_> =
+        m.clips.iter().map(|c| c.source.as_str()).collect();
+    for s in [
+        "facegood",
+        "librispeech",
+        "ljspeech",
+        "multilingual",
+        "espeak",
+    ] {
+        assert!(sources.contains(s), "no {s} clip: {sources:?}");
+    }
+    assert!(
+        report.speakers_in_both_splits.is_empty(),
+        "{:?}",
+        report.speakers_in_both_splits
+    );
+    assert!(m.clips.iter().any(|c| c.augmentation.is_some()));
+    assert!(
+        m.clips
+            .iter()
+            .all(|c| c.augmentation.is_none() || c.split == Split::Train)
+    );
+    assert!(out.path().join("report.md").exists());
+    for c in &m.clips {
+        let base = out.path().join("clips").join(&c.id);
+        let take = LiveLinkFaceTake::read_file(format!("{}.csv", base.display())).unwrap();
+        assert_eq!(take.frames.len(), c.frames, "{}", c.id);
+        assert!(
+            (c.frames as f64 - c.duration_secs * 50.0).abs() <= 1.0,
+            "{}",
+            c.id
+        );
+        let w: Vec<[f32; 52]> = take.frames.iter().map(|f| f.blendshapes).collect();
+        assert!(
+            w.iter().flatten().all(|v| (0.0..=1.0).contains(v)),
+            "{}",
+            c.id
+        );
+        // Labels are neutral outside the lower face: no emotion offsets and
+        // no upper-face layer are baked in (emotion is applied when batches
+        // are drawn, blinks and gaze at run time), so a neutral face rests.
+        let mouth: std::collections::HashSet<usize> = talking_head_core::rig::MOUTH_CHANNELS
+            .iter()
+            .copied()
+            .collect();
+        let upper_max = w
+            .iter()
+            .flat_map(|f| (0..52).filter(|k| !mouth.contains(k)).map(move |k| f[k]))
+            .fold(0f32, f32::max);
+        assert!(upper_max < 1e-6, "{}: upper face {upper_max}", c.id);
+        // The lower face moves.
+        let jaw_motion: f32 = w
+            .windows(2)
+            .map(|p| (p[1][Blendshape::JawOpen.index()] - p[0][Blendshape::JawOpen.index()]).abs())
+            .sum();
+        assert!(jaw_motion > 0.0, "{}: frozen jaw", c.id);
+        assert!(std::path::Path::new(&format!("{}.wav", base.display())).exists());
+    }
+    // Real speech is neutral; emotional clips carry non-neutral weights.
+    assert!(
+        m.clips
+            .iter()
+            .filter(|c| c.source != "espeak" && c.source != "flite")
+            .all(|c| c.emotion[0] == 1.0)
+    );
+}
