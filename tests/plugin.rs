@@ -188,7 +188,6 @@ fn eight_avatars_are_batched() {
             s.push(&audio[off..off + CHUNK], 16_000).unwrap();
         }
         app.update();
-        std::thread::sleep(PACE);
         max_batch = max_batch.max(
             app.world()
                 .resource::<TalkingHeadRuntime>()
@@ -201,7 +200,6 @@ fn eight_avatars_are_batched() {
     }
     for _ in 0..30 {
         app.update();
-        std::thread::sleep(PACE);
     }
     assert_eq!(app.world().resource::<TalkingHeadRuntime>().sessions(), 8);
     assert!(
@@ -216,17 +214,35 @@ fn eight_avatars_are_batched() {
 #[test]
 #[cfg(feature = "test-hooks")]
 fn recovers_from_a_worker_panic_and_a_dead_worker() {
-    let mut app = app();
+    // Inline (exact) and on the worker thread (the real restart path).
+    recover_from_faults(true);
+    recover_from_faults(false);
+}
+
+#[cfg(feature = "test-hooks")]
+fn recover_from_faults(inline: bool) {
+    let mut app = app_with_worker(ModelSource::Loaded(model()), inline);
     wait_ready(&mut app);
     let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
     let audio = speech();
-    stream_through(&mut app, &stream, &audio[..16_000], 0, |_| {});
+    // A worker thread needs wall time to keep up with the updates.
+    let pace = move || {
+        if !inline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    stream_through(&mut app, &stream, &audio[..16_000], 0, |_| pace());
     assert!(
         app.world()
             .resource::<TalkingHeadRuntime>()
             .inject_panic(head)
     );
-    stream_through(&mut app, &stream, &audio[16_000..32_000], 10, |_| {});
+    stream_through(&mut app, &stream, &audio[16_000..32_000], 10, |_| pace());
+    if inline {
+        // The step after the injection panicked, in this very run.
+        let s = app.world().get::<TalkingHeadState>(head).unwrap();
+        assert_eq!(s.resets(), 1, "inline: exactly one reset");
+    }
     // The worker may be behind on a loaded machine: wait for its report.
     let resets = |app: &App| app.world().get::<TalkingHeadState>(head).unwrap().resets();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -242,6 +258,7 @@ fn recovers_from_a_worker_panic_and_a_dead_worker() {
     let mut max_jaw = 0.0f32;
     stream_through(&mut app, &stream, &audio[32_000..80_000], 20, |app| {
         max_jaw = max_jaw.max(morph(app, node, Blendshape::JawOpen.index()));
+        pace();
     });
     let rt = app.world().resource::<TalkingHeadRuntime>();
     assert_eq!(rt.restarts(), 1);
@@ -278,7 +295,6 @@ fn max_over_frames(app: &mut App, frames: usize, node: Entity, index: usize) -> 
     for _ in 0..frames {
         app.update();
         max = max.max(morph(app, node, index));
-        std::thread::sleep(PACE);
     }
     max
 }
@@ -451,7 +467,6 @@ fn happy_from_the_panel_path_smiles_within_300_ms_without_a_pop() {
                 .weights()
                 .to_vec(),
         );
-        std::thread::sleep(PACE);
     }
     let before: f32 = frames[switch - 40..switch]
         .iter()

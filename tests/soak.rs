@@ -105,7 +105,6 @@ fn lobby_soak(sim_secs: f64, heads: usize) {
             pending_fault = Some((u, victims, restarts));
         }
         app.update();
-        std::thread::sleep(PACE);
         // Recovery: every victim is driven again, its worker frames
         // reaching its playhead (a head that left counts as recovered).
         if let Some((at, victims, _)) = &mut pending_fault {
@@ -161,7 +160,6 @@ fn lobby_soak(sim_secs: f64, heads: usize) {
     // Drain: give the worker a moment with no new audio, then compare.
     for _ in 0..3 {
         app.update();
-        std::thread::sleep(PACE);
     }
     let mut worst_lag = 0f64;
     let mut q = app.world_mut().query::<&TalkingHeadState>();

@@ -22,9 +22,6 @@ pub use bevy_talking_head::rig::{
 
 pub const DT: Duration = Duration::from_millis(20);
 pub const CHUNK: usize = 320; // 20 ms at 16 kHz
-/// Real time slept per 20 ms update: the app runs at most twice as fast as
-/// real time, so the worker keeps up even when tests share the cores.
-pub const PACE: Duration = Duration::from_millis(10);
 
 /// The shipped model when present (the plugin's real configuration),
 /// otherwise a random model of the default size.
@@ -48,12 +45,27 @@ pub fn speech() -> &'static [f32] {
 }
 
 pub fn app_with(model: ModelSource) -> App {
+    app_with_worker(model, true)
+}
+
+/// An app on the shipped (or random) model with the worker inline or on
+/// its own thread.
+pub fn app_with_worker(model: ModelSource, inline: bool) -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, AssetPlugin::default()))
         .init_asset::<Mesh>()
         .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
         .insert_resource(TalkingHeadAudio::virtual_clock())
-        .add_plugins(TalkingHeadPlugin { model, ..default() });
+        // The inline worker: frames are back in the update that delivered
+        // their audio, so tests assert exact timing without sleeping.
+        .add_plugins(TalkingHeadPlugin {
+            model,
+            worker: bevy_talking_head::runtime::WorkerConfig {
+                inline,
+                ..default()
+            },
+            ..default()
+        });
     app
 }
 
@@ -106,8 +118,8 @@ pub fn morph(app: &App, node: Entity, index: usize) -> f32 {
 }
 
 pub fn spawn_streaming_head(app: &mut App, names: &[&str]) -> (Entity, Entity, VoiceStream) {
-    // A generous delay: faces are sampled 300 ms behind the pushed audio,
-    // so a worker slowed by parallel tests still has the frames ready.
+    // Faces are sampled 300 ms behind the pushed audio, as behind a
+    // listener's jitter buffer.
     let stream = VoiceStream::with_delay(Duration::from_millis(300));
     let head = app
         .world_mut()
@@ -130,12 +142,9 @@ pub fn stream_through(
         stream.push(chunk, 16_000).unwrap();
         app.update();
         each(app);
-        // Give the worker thread time (tests run in parallel).
-        std::thread::sleep(PACE);
     }
     for _ in 0..tail {
         app.update();
         each(app);
-        std::thread::sleep(PACE);
     }
 }
