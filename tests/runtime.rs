@@ -8,7 +8,7 @@ use bevy_talking_head::audio::AudioFormat;
 use bevy_talking_head::model::{ModelConfig, NEUTRAL_EMOTION, Sampler, TalkingHeadModel};
 use bevy_talking_head::runtime::{
     ExpressionFrame, Pcm, Session, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerEvent,
-    run_to_end, step_batch,
+    WorkerFailure, run_to_end, step_batch,
 };
 use rand::{Rng, SeedableRng};
 
@@ -269,7 +269,8 @@ fn worker_survives_an_injected_panic() {
     }
     let (session, reason) = reset.expect("a SessionReset event");
     assert_eq!(session, id);
-    assert!(reason.contains("panic"), "{reason}");
+    assert!(matches!(reason, WorkerFailure::Panic(_)), "{reason}");
+    assert!(reason.to_string().contains("panic"), "{reason}");
     assert!(worker.is_running());
     worker
         .send_blocking(WorkerCommand::Audio(id, speechy(16_000, 0.4, 1)))

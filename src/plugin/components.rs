@@ -353,7 +353,7 @@ pub(crate) struct Diagnostics {
     pub(crate) resets: u64,
     pub(crate) nonfinite: u64,
     pub(crate) dropped_chunks: u64,
-    pub(crate) last_error: Option<String>,
+    pub(crate) last_error: Option<crate::runtime::WorkerFailure>,
 }
 
 /// Per-head runtime state kept by the plugin (read-only for games: the
@@ -448,9 +448,10 @@ impl TalkingHeadState {
         self.diag.dropped_chunks
     }
 
-    /// The last error the worker reported for this head.
-    pub fn last_error(&self) -> Option<&str> {
-        self.diag.last_error.as_deref()
+    /// The last error the worker reported for this head (a reset after a
+    /// failed step, a refused command).
+    pub fn last_error(&self) -> Option<&crate::runtime::WorkerFailure> {
+        self.diag.last_error.as_ref()
     }
 
     pub(crate) fn upper_generator(&mut self, seed: u64) -> &mut UpperFaceGenerator {

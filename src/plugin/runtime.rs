@@ -563,7 +563,10 @@ pub(crate) fn poll_worker(
                     warn!("TalkingHead {e}: session reset by the worker ({reason}); it continues");
                 }
             }
-            WorkerEvent::Error { session, message } => {
+            WorkerEvent::Error {
+                session,
+                error: message,
+            } => {
                 let entity = session.and_then(|s| runtime.sessions.get(&s).copied());
                 if let Some(e) = entity
                     && let Ok(mut s) = heads.get_mut(e)

@@ -22,5 +22,5 @@ pub use session::{
 };
 pub use worker::{
     SessionControls, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent,
-    WorkerStats,
+    WorkerFailure, WorkerStats,
 };

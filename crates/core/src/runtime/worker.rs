@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
-use super::session::{ExpressionFrame, Pcm, Session, StepBuffers, step_sessions};
+use super::session::{ExpressionFrame, Pcm, Session, SessionError, StepBuffers, step_sessions};
 use crate::audio::AudioFormat;
 use crate::model::{EMOTION_COUNT, Sampler, TalkingHeadModel};
 
@@ -113,6 +113,35 @@ impl SessionControls {
     }
 }
 
+/// What went wrong in the worker: the payload of [`WorkerEvent::Error`]
+/// and [`WorkerEvent::SessionReset`].
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WorkerFailure {
+    /// A command named a session the worker does not have.
+    #[error("unknown session {0:?}")]
+    UnknownSession(SessionId),
+    /// Audio arrived for a session the worker does not have.
+    #[error("audio for unknown session {0:?}")]
+    AudioForUnknownSession(SessionId),
+    /// A session could not be created, fed or reset (bad format, ...).
+    #[error("{0}")]
+    Session(Arc<SessionError>),
+    /// A batched step returned an error (the batch's sessions were reset).
+    #[error("model error: {0}")]
+    Model(Arc<crate::model::ModelError>),
+    /// A batched step panicked (the batch's sessions were reset).
+    #[error("panic in a batched step: {0}")]
+    Panic(String),
+}
+
+impl PartialEq for WorkerFailure {
+    /// Same variant and same message.
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
 /// Messages from the worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerEvent {
@@ -129,14 +158,14 @@ pub enum WorkerEvent {
         /// Session.
         session: SessionId,
         /// What happened.
-        reason: String,
+        reason: WorkerFailure,
     },
     /// A command could not be carried out (unknown session, bad format, ...).
     Error {
         /// Session concerned, if any.
         session: Option<SessionId>,
         /// What went wrong.
-        message: String,
+        error: WorkerFailure,
     },
     /// Non-finite samples were replaced by 0 in a session's input.
     NonFiniteSamples {
@@ -483,8 +512,8 @@ impl WorkerLoop {
         }
     }
 
-    fn error(&mut self, session: Option<SessionId>, message: String) {
-        self.emit(WorkerEvent::Error { session, message });
+    fn error(&mut self, session: Option<SessionId>, error: WorkerFailure) {
+        self.emit(WorkerEvent::Error { session, error });
     }
 
     /// The inline loop: every queued command, then steps until nothing is
@@ -598,7 +627,7 @@ impl WorkerLoop {
                         }
                     }
                 }
-                Err(e) => self.error(Some(id), e.to_string()),
+                Err(e) => self.error(Some(id), WorkerFailure::Session(Arc::new(e))),
             },
             WorkerCommand::RemoveSession(id) => {
                 if let Some(i) = self.slot_of.remove(&id) {
@@ -622,11 +651,11 @@ impl WorkerLoop {
                 let mut err = None;
                 self.with(id, |s, _| {
                     if let Err(e) = s.reset(&model) {
-                        err = Some(e.to_string());
+                        err = Some(e);
                     }
                 });
                 if let Some(e) = err {
-                    self.error(Some(id), e);
+                    self.error(Some(id), WorkerFailure::Session(Arc::new(e)));
                 }
             }
         }
@@ -636,18 +665,17 @@ impl WorkerLoop {
     fn with(&mut self, id: SessionId, f: impl FnOnce(&mut Session, &mut Meta)) {
         match self.slot_of.get(&id) {
             Some(&i) => f(&mut self.sessions[i], &mut self.meta[i]),
-            None => self.error(Some(id), format!("unknown session {id:?}")),
+            None => self.error(Some(id), WorkerFailure::UnknownSession(id)),
         }
     }
 
     fn push(&mut self, id: SessionId, pcm: Pcm<'_>) {
         let Some(&i) = self.slot_of.get(&id) else {
-            self.error(Some(id), format!("audio for unknown session {id:?}"));
+            self.error(Some(id), WorkerFailure::AudioForUnknownSession(id));
             return;
         };
         if let Err(err) = self.sessions[i].push(pcm) {
-            let msg = err.to_string();
-            self.error(Some(id), msg);
+            self.error(Some(id), WorkerFailure::Session(Arc::new(err)));
             return;
         }
         let total = self.sessions[i].nonfinite_samples();
@@ -720,7 +748,7 @@ impl WorkerLoop {
                     });
                 }
             }
-            Ok(Err(e)) => self.reset_due(format!("model error: {e}")),
+            Ok(Err(e)) => self.reset_due(WorkerFailure::Model(Arc::new(e))),
             Err(panic) => {
                 self.local.panics += 1;
                 let msg = panic
@@ -728,14 +756,14 @@ impl WorkerLoop {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                self.reset_due(format!("panic in a batched step: {msg}"));
+                self.reset_due(WorkerFailure::Panic(msg));
             }
         }
     }
 
     /// Recovers every session that was in the failed batch (those with a
     /// pending frame: a failed step consumes none).
-    fn reset_due(&mut self, reason: String) {
+    fn reset_due(&mut self, reason: WorkerFailure) {
         for i in 0..self.sessions.len() {
             if self.sessions[i].pending_frames() == 0 {
                 continue;
