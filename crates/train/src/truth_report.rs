@@ -31,8 +31,10 @@ pub struct TruthEvalConfig {
     pub ridge_alpha: f64,
     /// Sentences spoken by each held-out voice.
     pub sentences: usize,
-    /// The sentences, one per line (`assets/eval/sentences_en.txt`).
-    pub sentences_file: PathBuf,
+    /// A file of sentences, one per line; `None`: the built-in Harvard
+    /// sentences (`assets/eval/sentences_en.txt`, compiled in, so `eval`
+    /// runs from any directory).
+    pub sentences_file: Option<PathBuf>,
     /// Held-out flite voices of section 2 and the emotion section.
     pub voices: Vec<String>,
     /// Clips of held-out speech used for the emotion section.
@@ -49,6 +51,9 @@ pub struct TruthEvalConfig {
     pub baselines_only: bool,
 }
 
+/// The built-in sentences of section 2 (Harvard sentences, public domain).
+const SENTENCES_EN: &str = include_str!("../../../assets/eval/sentences_en.txt");
+
 impl TruthEvalConfig {
     /// Defaults over `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
@@ -57,7 +62,7 @@ impl TruthEvalConfig {
             val_recordings: vec!["1114_2_05".into(), "1114_3_15".into()],
             ridge_alpha: 10.0,
             sentences: 40,
-            sentences_file: PathBuf::from("assets/eval/sentences_en.txt"),
+            sentences_file: None,
             voices: FLITE_HELDOUT.iter().map(|v| v.to_string()).collect(),
             emotion_clips: 8,
             guidance_sweep: vec![1.0, 1.5, 2.0, 3.0],
@@ -215,8 +220,10 @@ pub type HeldOutClip = (String, Vec<f32>, Vec<(String, f64, f64)>);
 /// lines of `cfg.sentences_file` (Harvard sentences) spoken by each held-out
 /// flite voice, with flite's phone timings.
 pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String> {
-    let text = std::fs::read_to_string(&cfg.sentences_file)
-        .map_err(|e| format!("{}: {e}", cfg.sentences_file.display()))?;
+    let text = match &cfg.sentences_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => SENTENCES_EN.to_owned(),
+    };
     let sentences: Vec<String> = text
         .lines()
         .map(str::trim)
