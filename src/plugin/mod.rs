@@ -64,7 +64,7 @@ pub use sources::{
 
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
-use crate::runtime::WorkerConfig;
+use crate::runtime::{FramePosition, WorkerConfig};
 use components::clamp01;
 
 /// The plugin's system sets, in execution order (see the [module
@@ -245,34 +245,29 @@ fn interpolate(
                 crate::upper_face::speech_activity_from_db(f.level_dbfs)
             };
             let t = p - state.link.base_16k - settings.output_delay_secs as f64 * sr;
-            let centre =
-                |i: usize, s: &TalkingHeadState| s.link.frames[i].sample as f64 + spf / 2.0;
-            let n = state.link.frames.len();
+            let frames = &state.link.frames;
+            let n = frames.len();
             if n > 0 {
-                let idx = state
-                    .link
-                    .frames
-                    .partition_point(|f| f.sample as f64 + spf / 2.0 <= t);
                 let hold = settings.hold_secs as f64 * sr;
-                if idx == 0 {
-                    if centre(0, state) - t <= spf {
-                        target = state.link.frames[0].weights;
-                        level = activity(&state.link.frames[0]);
+                let centre = |i: usize| frames[i].sample as f64 + spf / 2.0;
+                match crate::runtime::locate(n, centre, t) {
+                    FramePosition::Before { gap } if gap <= spf => {
+                        target = frames[0].weights;
+                        level = activity(&frames[0]);
                         have = true;
                     }
-                } else if idx == n {
-                    if t - centre(n - 1, state) <= hold {
-                        target = state.link.frames[n - 1].weights;
-                        level = activity(&state.link.frames[n - 1]);
+                    FramePosition::After { gap } if gap <= hold => {
+                        target = frames[n - 1].weights;
+                        level = activity(&frames[n - 1]);
                         have = true;
                     }
-                } else {
-                    let (a, b) = (&state.link.frames[idx - 1], &state.link.frames[idx]);
-                    let ca = centre(idx - 1, state);
-                    let w = ((t - ca) / spf).clamp(0.0, 1.0) as f32;
-                    target = crate::rig::lerp_weights(&a.weights, &b.weights, w);
-                    level = activity(a) + (activity(b) - activity(a)) * w;
-                    have = true;
+                    FramePosition::Between { lo, w } => {
+                        let (a, b) = (&frames[lo], &frames[lo + 1]);
+                        target = crate::rig::lerp_weights(&a.weights, &b.weights, w);
+                        level = activity(a) + (activity(b) - activity(a)) * w;
+                        have = true;
+                    }
+                    _ => {}
                 }
                 // Forget frames well behind the playhead.
                 while state.link.frames.len() > 2

@@ -55,8 +55,8 @@ pub enum TalkingHeadError {
     /// An explicit model path ([`ModelSource::Path`]) does not exist.
     #[error("no model file at {} (set TalkingHeadPlugin::model or $TALKING_HEAD_MODEL)", .0.display())]
     ModelMissing(PathBuf),
-    /// The checkpoint could not be read or parsed (`what` names the file or
-    /// "the default model").
+    /// The checkpoint could not be read or parsed, or has no decoder
+    /// (`what` names the file or "the default model").
     #[error("could not load {what}: {source}")]
     ModelLoad {
         /// The file, or "the default model".
@@ -64,9 +64,6 @@ pub enum TalkingHeadError {
         /// The checkpoint error.
         source: Arc<crate::model::ModelError>,
     },
-    /// The checkpoint has neither a student nor a teacher decoder.
-    #[error("{} has no decoder weights", .0.display())]
-    NoDecoder(PathBuf),
     /// A thread (model loading or the inference worker) could not start or
     /// stopped without a result.
     #[error("{0}")]
@@ -429,9 +426,6 @@ fn load_model(path: &std::path::Path) -> Result<Arc<TalkingHeadModel>, TalkingHe
         what: format!("the model {}", path.display()),
         source: Arc::new(e),
     })?;
-    if !model.has_student() && !model.has_teacher() {
-        return Err(TalkingHeadError::NoDecoder(path.to_owned()));
-    }
     Ok(Arc::new(model))
 }
 

@@ -29,20 +29,17 @@ fn resample_frames(
     if frames.is_empty() {
         return vec![[0.0; BLENDSHAPE_COUNT]; n];
     }
-    let times: Vec<f64> = frames.iter().map(|f| f.time_secs(spf)).collect();
+    use talking_head_core::runtime::{FramePosition, locate};
+    let time = |i: usize| frames[i].time_secs(spf);
     (0..n)
-        .map(|k| {
-            let t = k as f64 / fps;
-            let j = times.partition_point(|&x| x <= t);
-            if j == 0 {
-                return frames[0].weights;
-            }
-            if j >= frames.len() {
-                return frames[frames.len() - 1].weights;
-            }
-            let (t0, t1) = (times[j - 1], times[j]);
-            let a = ((t - t0) / (t1 - t0)).clamp(0.0, 1.0) as f32;
-            talking_head_core::rig::lerp_weights(&frames[j - 1].weights, &frames[j].weights, a)
+        .map(|k| match locate(frames.len(), time, k as f64 / fps) {
+            FramePosition::Between { lo, w } => talking_head_core::rig::lerp_weights(
+                &frames[lo].weights,
+                &frames[lo + 1].weights,
+                w,
+            ),
+            FramePosition::After { .. } => frames[frames.len() - 1].weights,
+            _ => frames[0].weights,
         })
         .collect()
 }

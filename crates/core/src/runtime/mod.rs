@@ -14,12 +14,14 @@
 //! algorithmic latency is `(L + 1) / fps` seconds.
 
 mod session;
+mod timeline;
 mod worker;
 
 pub use session::{
     EMOTION_SLEW_PER_FRAME, ExpressionFrame, Pcm, Session, SessionError, StepBuffers, run_to_end,
     step_batch, step_sessions,
 };
+pub use timeline::{FramePosition, locate};
 pub use worker::{
     SessionControls, SessionId, Worker, WorkerCommand, WorkerConfig, WorkerError, WorkerEvent,
     WorkerFailure, WorkerStats,
