@@ -1,7 +1,8 @@
 //! A rig whose morph targets are not ARKit-named: the head is driven only
 //! through its 15 Oculus viseme targets (`viseme_aa`, `viseme_PP`, ...)
-//! with a retarget map (`assets/retarget/arkit_to_oculus_visemes.json`,
-//! the same JSON type as the corpus's maps). Targets the map names but the
+//! with a retarget map loaded as an asset
+//! (`assets/retarget/arkit_to_oculus_visemes.retarget.json`, the same JSON
+//! type as the corpus's maps; `*.retarget.ron` works too). Targets the map names but the
 //! mesh lacks are listed in one warning; the rest animates.
 //!
 //! ```text
@@ -25,10 +26,8 @@ fn main() -> AppExit {
 }
 
 fn setup(mut commands: Commands, assets: Res<AssetServer>) -> Result {
-    let map = FaceRetarget::load_json(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/assets/retarget/arkit_to_oculus_visemes.json"
-    ))?;
+    // An asset: with Bevy's `file_watcher` feature, edits to the file are live.
+    let map = FaceRetarget::asset(&assets, "retarget/arkit_to_oculus_visemes.retarget.json");
     common::spawn_stage(
         &mut commands,
         Vec3::new(0.2, 0.72, 0.75),

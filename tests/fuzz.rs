@@ -285,7 +285,8 @@ fn retarget_maps_parse_or_fail_cleanly() {
     })
     .unwrap();
     let oculus =
-        std::fs::read(root().join("assets/retarget/arkit_to_oculus_visemes.json")).unwrap();
+        std::fs::read(root().join("assets/retarget/arkit_to_oculus_visemes.retarget.json"))
+            .unwrap();
     r.run(&mutate(&oculus), |bytes| {
         let text = String::from_utf8_lossy(&bytes);
         let _ = RetargetMap::from_json_str(&text);

@@ -112,7 +112,11 @@ fn retarget_map_drives_other_names_and_faces_split_over_meshes() {
     let stream = VoiceStream::with_delay(Duration::from_millis(150));
     let head = app
         .world_mut()
-        .spawn((TalkingHead::default(), stream.clone(), FaceRetarget(map)))
+        .spawn((
+            TalkingHead::default(),
+            stream.clone(),
+            FaceRetarget::Map(map),
+        ))
         .id();
     let face = spawn_face_mesh(&mut app, head, &["viseme_PP", "viseme_aa"]);
     // Teeth and eyes as separate meshes, deeper in the hierarchy.
@@ -733,5 +737,148 @@ fn inline_worker_frames_are_immediate_and_exact() {
     assert_eq!(want.len(), got.len());
     for f in &want {
         assert_eq!(got.get(&f.index), Some(&f.weights), "frame {}", f.index);
+    }
+}
+
+/// A retarget map loaded as a RON asset through the `AssetServer` binds the
+/// head once loaded and drives the mapped morph target; changing the asset
+/// (what Bevy's file watcher does on an edit) rebinds it live.
+#[test]
+fn retarget_map_asset_loads_from_ron_and_hot_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rig.retarget.ron"),
+        r#"(
+            name: Some("test rig"),
+            rules: [
+                (target: "mouth_open", sources: [(source: "jawOpen", weight: 1.0)]),
+                (target: "lips_shut", sources: [(source: "mouthClose"), (source: "mouthPressLeft", weight: 0.5)], combine: max),
+            ],
+        )"#,
+    )
+    .unwrap();
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        AssetPlugin {
+            file_path: dir.path().to_string_lossy().into_owned(),
+            ..default()
+        },
+    ))
+    .init_asset::<Mesh>()
+    .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
+    .insert_resource(TalkingHeadAudio::virtual_clock())
+    .add_plugins(TalkingHeadPlugin {
+        model: ModelSource::Loaded(model()),
+        worker: bevy_talking_head::runtime::WorkerConfig {
+            inline: true,
+            ..default()
+        },
+        ..default()
+    });
+    app.update();
+    let server = app.world().resource::<AssetServer>().clone();
+    let retarget = FaceRetarget::asset(&server, "rig.retarget.ron");
+    let FaceRetarget::Asset(handle) = retarget.clone() else {
+        unreachable!()
+    };
+    let stream = VoiceStream::with_delay(Duration::from_millis(150));
+    let head = app
+        .world_mut()
+        .spawn((TalkingHead::default(), stream.clone(), retarget))
+        .id();
+    let face = spawn_face_mesh(&mut app, head, &["mouth_open", "lips_shut", "smile"]);
+    // The file loads on the IO task pool: update until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app
+        .world()
+        .get::<MorphBinding>(head)
+        .unwrap()
+        .bound_targets()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retarget asset never bound: {:?}",
+            server.get_load_state(&handle)
+        );
+        app.update();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let b = app.world().get::<MorphBinding>(head).unwrap();
+    assert_eq!(b.bound_targets(), 2);
+    let mut max_open = 0.0f32;
+    stream_through(&mut app, &stream, &speech()[..16_000 * 2], 20, |app| {
+        max_open = max_open.max(morph(app, face, 0));
+    });
+    assert!(max_open > 0.05, "mouth_open did not move: {max_open}");
+
+    // Edit the map: a third rule drives `smile`; the head rebinds.
+    {
+        let mut assets = app.world_mut().resource_mut::<Assets<RetargetAsset>>();
+        let map = &mut assets.get_mut(&handle).unwrap().0;
+        map.rules.push(RetargetRule::new(
+            "smile",
+            vec![WeightedSource::new("mouthSmileLeft", 1.0)],
+            Combine::Sum,
+        ));
+    }
+    app.update();
+    app.update();
+    assert_eq!(
+        app.world()
+            .get::<MorphBinding>(head)
+            .unwrap()
+            .bound_targets(),
+        3
+    );
+}
+
+/// A corrupt retarget asset fails to load with an error naming the file;
+/// the head stays unbound (its face does not move) rather than panicking.
+#[test]
+fn a_corrupt_retarget_asset_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.retarget.ron"), "(rules: [(target: 3)]").unwrap();
+    std::fs::write(dir.path().join("bad.retarget.json"), "{\"rules\": 7}").unwrap();
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        AssetPlugin {
+            file_path: dir.path().to_string_lossy().into_owned(),
+            ..default()
+        },
+    ))
+    .init_asset::<Mesh>()
+    .add_plugins(TalkingHeadPlugin {
+        model: ModelSource::Loaded(model()),
+        ..default()
+    });
+    app.update();
+    let server = app.world().resource::<AssetServer>().clone();
+    for file in ["bad.retarget.ron", "bad.retarget.json"] {
+        let handle: Handle<RetargetAsset> = server.load(file);
+        let head = app
+            .world_mut()
+            .spawn((TalkingHead::default(), FaceRetarget::Asset(handle.clone())))
+            .id();
+        spawn_face_mesh(&mut app, head, &["mouth_open"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let err = loop {
+            app.update();
+            if let bevy::asset::LoadState::Failed(e) = server.load_state(&handle) {
+                break e;
+            }
+            assert!(std::time::Instant::now() < deadline, "{file} never failed");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(err.to_string().contains(file), "{err}");
+        assert_eq!(
+            app.world()
+                .get::<MorphBinding>(head)
+                .unwrap()
+                .bound_targets(),
+            0
+        );
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn bind(
     children: Query<&Children>,
     weights: Query<&MorphWeights>,
     meshes: Option<Res<Assets<Mesh>>>,
+    retarget_assets: Option<Res<Assets<super::RetargetAsset>>>,
     mut identity: Local<Option<RetargetMap>>,
 ) {
     let identity = identity.get_or_insert_with(|| RetargetMap::identity(&ARKIT_BLENDSHAPES));
@@ -62,7 +63,18 @@ pub(crate) fn bind(
             }
             continue;
         }
-        let map = retarget.map(|r| &r.0).unwrap_or(identity);
+        let map = match retarget {
+            None => &*identity,
+            Some(FaceRetarget::Map(m)) => m,
+            Some(FaceRetarget::Asset(h)) => {
+                match retarget_assets.as_deref().and_then(|a| a.get(h)) {
+                    Some(a) => &a.0,
+                    // Not loaded (yet): bind when it does (a failed load is
+                    // logged by the asset server, naming the file).
+                    None => continue,
+                }
+            }
+        };
         let mut bound = Vec::new();
         let mut pending = false;
         // Per rule target name: found on some mesh?

@@ -229,19 +229,32 @@ impl SensorOverrides {
 /// A retarget map for rigs whose morph targets are not named after the
 /// ARKit blendshapes (e.g. Oculus `viseme_aa`, MetaHuman-style names):
 /// sources are ARKit names, targets are the mesh's morph target names. The
-/// same type as the corpus's retarget maps ([`RetargetMap`], JSON through
-/// serde). Without it the plugin binds morph targets by ARKit name
+/// same type as the corpus's retarget maps ([`RetargetMap`], JSON or RON
+/// through serde). Without it the plugin binds morph targets by ARKit name
 /// (case-insensitive).
 #[derive(Component, Clone, Debug)]
-pub struct FaceRetarget(pub RetargetMap);
+pub enum FaceRetarget {
+    /// A map held by value.
+    Map(RetargetMap),
+    /// A map loaded through the `AssetServer` (`*.retarget.json` or
+    /// `*.retarget.ron`, see [`super::RetargetAsset`]); the head binds once
+    /// it has loaded and rebinds whenever it changes (hot reload).
+    Asset(Handle<super::RetargetAsset>),
+}
 
 impl FaceRetarget {
-    /// Reads a JSON retarget map.
+    /// Reads a JSON retarget map from a file now (no asset server).
     ///
     /// # Errors
     /// [`crate::rig::RetargetError`] if the file cannot be read or parsed.
     pub fn load_json(path: impl AsRef<std::path::Path>) -> Result<Self, crate::rig::RetargetError> {
-        RetargetMap::load_json(path).map(Self)
+        RetargetMap::load_json(path).map(Self::Map)
+    }
+
+    /// A map from the asset server, e.g.
+    /// `FaceRetarget::asset(&server, "rigs/oculus.retarget.ron")`.
+    pub fn asset(server: &AssetServer, path: impl Into<String>) -> Self {
+        Self::Asset(server.load(path.into()))
     }
 }
 

@@ -31,6 +31,7 @@
 //! talking head wins; targets it does not bind (e.g. body morphs) keep the
 //! animation's values.
 
+mod assets;
 mod binding;
 mod components;
 mod morph;
@@ -39,6 +40,7 @@ mod sources;
 
 use bevy::prelude::*;
 
+pub use assets::{RetargetAsset, RetargetLoadError, RetargetMapLoader};
 pub use components::{
     Emotion, FaceExpression, FaceRetarget, HISTORY_LEN, MorphBinding, SensorOverrides, SensorValue,
     TalkingHead, TalkingHeadState,
@@ -219,7 +221,28 @@ impl Plugin for TalkingHeadPlugin {
         app.add_plugins(sources::kira::KiraVoicePlugin);
         #[cfg(feature = "mic")]
         app.add_plugins(sources::mic::MicrophonePlugin);
+        register_retarget_assets(app);
     }
+
+    fn finish(&self, app: &mut App) {
+        // An AssetPlugin added after this plugin.
+        register_retarget_assets(app);
+    }
+}
+
+/// Retarget maps as assets, when the app has an asset server (once).
+fn register_retarget_assets(app: &mut App) {
+    if !app.world().contains_resource::<AssetServer>()
+        || app.world().contains_resource::<Assets<RetargetAsset>>()
+    {
+        return;
+    }
+    app.init_asset::<RetargetAsset>()
+        .register_asset_loader(RetargetMapLoader)
+        .add_systems(
+            PostUpdate,
+            assets::rebind_on_retarget_change.before(TalkingHeadSystems::Bind),
+        );
 }
 
 /// Samples each head's frames at its listener's playback time.

@@ -14,7 +14,7 @@ pub use bevy::prelude::*;
 pub use bevy::time::TimeUpdateStrategy;
 pub use bevy_talking_head::audio::load_mono_16k;
 pub use bevy_talking_head::model::{ModelConfig, TalkingHeadModel};
-pub use bevy_talking_head::plugin::{RuntimeState, TalkingHeadError};
+pub use bevy_talking_head::plugin::{RetargetAsset, RuntimeState, TalkingHeadError};
 pub use bevy_talking_head::prelude::*;
 pub use bevy_talking_head::rig::{
     ARKIT_BLENDSHAPES, Combine, MOUTH_CHANNELS, RetargetMap, RetargetRule, WeightedSource,
