@@ -757,25 +757,7 @@ fn retarget_map_asset_loads_from_ron_and_hot_reloads() {
         )"#,
     )
     .unwrap();
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        AssetPlugin {
-            file_path: dir.path().to_string_lossy().into_owned(),
-            ..default()
-        },
-    ))
-    .init_asset::<Mesh>()
-    .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
-    .insert_resource(TalkingHeadAudio::virtual_clock())
-    .add_plugins(TalkingHeadPlugin {
-        model: ModelSource::Loaded(model()),
-        worker: bevy_talking_head::runtime::WorkerConfig {
-            inline: true,
-            ..default()
-        },
-        ..default()
-    });
+    let mut app = app_with_asset_root(dir.path());
     app.update();
     let server = app.world().resource::<AssetServer>().clone();
     let retarget = FaceRetarget::asset(&server, "rig.retarget.ron");
@@ -841,19 +823,7 @@ fn a_corrupt_retarget_asset_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.retarget.ron"), "(rules: [(target: 3)]").unwrap();
     std::fs::write(dir.path().join("bad.retarget.json"), "{\"rules\": 7}").unwrap();
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        AssetPlugin {
-            file_path: dir.path().to_string_lossy().into_owned(),
-            ..default()
-        },
-    ))
-    .init_asset::<Mesh>()
-    .add_plugins(TalkingHeadPlugin {
-        model: ModelSource::Loaded(model()),
-        ..default()
-    });
+    let mut app = app_with_asset_root(dir.path());
     app.update();
     let server = app.world().resource::<AssetServer>().clone();
     for file in ["bad.retarget.ron", "bad.retarget.json"] {

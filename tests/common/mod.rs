@@ -51,8 +51,22 @@ pub fn app_with(model: ModelSource) -> App {
 /// An app on the shipped (or random) model with the worker inline or on
 /// its own thread.
 pub fn app_with_worker(model: ModelSource, inline: bool) -> App {
+    build_app(model, inline, AssetPlugin::default())
+}
+
+/// An app on the shipped (or random) model, inline worker, whose assets are
+/// read from `root`.
+pub fn app_with_asset_root(root: &Path) -> App {
+    let assets = AssetPlugin {
+        file_path: root.to_string_lossy().into_owned(),
+        ..default()
+    };
+    build_app(ModelSource::Loaded(model()), true, assets)
+}
+
+fn build_app(model: ModelSource, inline: bool, assets: AssetPlugin) -> App {
     let mut app = App::new();
-    app.add_plugins((MinimalPlugins, AssetPlugin::default()))
+    app.add_plugins((MinimalPlugins, assets))
         .init_asset::<Mesh>()
         .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
         .insert_resource(TalkingHeadAudio::virtual_clock())
