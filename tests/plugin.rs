@@ -757,7 +757,7 @@ fn retarget_map_asset_loads_from_ron_and_hot_reloads() {
         )"#,
     )
     .unwrap();
-    let mut app = app_with_asset_root(dir.path());
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Loaded(model()));
     app.update();
     let server = app.world().resource::<AssetServer>().clone();
     let retarget = FaceRetarget::asset(&server, "rig.retarget.ron");
@@ -823,7 +823,7 @@ fn a_corrupt_retarget_asset_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.retarget.ron"), "(rules: [(target: 3)]").unwrap();
     std::fs::write(dir.path().join("bad.retarget.json"), "{\"rules\": 7}").unwrap();
-    let mut app = app_with_asset_root(dir.path());
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Loaded(model()));
     app.update();
     let server = app.world().resource::<AssetServer>().clone();
     for file in ["bad.retarget.ron", "bad.retarget.json"] {
@@ -851,4 +851,118 @@ fn a_corrupt_retarget_asset_fails_naming_the_file() {
             0
         );
     }
+}
+
+/// `ModelSource::Asset`: the checkpoint loads through the `AssetServer`,
+/// the face moves; replacing the asset (what the file watcher does on an
+/// edit) swaps the worker's model without dropping the session when the
+/// configuration is the same, and restarts the worker when it is not.
+#[test]
+fn model_asset_loads_and_hot_reloads_without_dropping_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/default.safetensors"),
+        dir.path().join("voice.safetensors"),
+    )
+    .unwrap();
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Asset("voice.safetensors".into()));
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let jaw = Blendshape::JawOpen.index();
+    let mut max_jaw = 0f32;
+    stream_through(&mut app, &stream, &speech()[..16_000 * 2], 0, |app| {
+        max_jaw = max_jaw.max(morph(app, node, jaw));
+    });
+    assert!(
+        max_jaw > 0.05,
+        "no movement from the asset model: {max_jaw}"
+    );
+    let newest = |app: &App| {
+        let s = app.world().get::<TalkingHeadState>(head).unwrap();
+        s.frames().map(|f| f.index).max().unwrap()
+    };
+    let before = newest(&app);
+
+    // Same configuration: the worker swaps weights, the session continues.
+    let handle: Handle<TalkingHeadModelAsset> = app
+        .world()
+        .resource::<AssetServer>()
+        .load("voice.safetensors");
+    let cfg = app
+        .world()
+        .resource::<TalkingHeadRuntime>()
+        .model()
+        .unwrap()
+        .config()
+        .clone();
+    let same = Arc::new(TalkingHeadModel::random(cfg.clone(), 11).unwrap());
+    app.world_mut()
+        .resource_mut::<Assets<TalkingHeadModelAsset>>()
+        .insert(&handle, TalkingHeadModelAsset(same.clone()))
+        .unwrap();
+    stream_through(
+        &mut app,
+        &stream,
+        &speech()[16_000 * 2..16_000 * 3],
+        0,
+        |_| {},
+    );
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    assert!(Arc::ptr_eq(rt.model().unwrap(), &same));
+    assert_eq!(rt.restarts(), 0);
+    assert_eq!(rt.sessions(), 1);
+    let s = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!(s.has_session());
+    assert_eq!(s.resets(), 0);
+    // The stream's frame numbering continued (same session, same clock).
+    assert!(
+        newest(&app) >= before + 40,
+        "{} -> {}",
+        before,
+        newest(&app)
+    );
+
+    // Another configuration: a fresh worker; the face animates again.
+    let other = Arc::new(TalkingHeadModel::random(ModelConfig { n_layers: 1, ..cfg }, 12).unwrap());
+    app.world_mut()
+        .resource_mut::<Assets<TalkingHeadModelAsset>>()
+        .insert(&handle, TalkingHeadModelAsset(other.clone()))
+        .unwrap();
+    stream_through(
+        &mut app,
+        &stream,
+        &speech()[16_000 * 3..16_000 * 4],
+        10,
+        |_| {},
+    );
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    assert!(Arc::ptr_eq(rt.model().unwrap(), &other));
+    assert!(rt.is_ready());
+    let s = app.world().get::<TalkingHeadState>(head).unwrap();
+    assert!(s.has_session() && s.buffered_frames() > 0);
+}
+
+/// A corrupt model asset fails the runtime with an error naming the file
+/// and a `ModelAssetFailed` message; faces rest.
+#[test]
+fn a_corrupt_model_asset_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.safetensors"), b"not a checkpoint").unwrap();
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Asset("broken.safetensors".into()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        app.update();
+        if let RuntimeState::Failed(e) = app.world().resource::<TalkingHeadRuntime>().state() {
+            break e.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "never failed");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(matches!(err, TalkingHeadError::ModelAsset { .. }), "{err}");
+    assert!(err.to_string().contains("broken.safetensors"), "{err}");
+    assert!(
+        !app.world()
+            .resource::<Messages<ModelAssetFailed>>()
+            .is_empty()
+    );
 }

@@ -114,3 +114,132 @@ pub(crate) fn rebind_on_retarget_change(
         }
     }
 }
+
+/// A talking-head checkpoint loaded as an asset (`*.safetensors`, the files
+/// `talking-head train` / `distill` write): use it with
+/// [`ModelSource::Asset`](super::ModelSource::Asset). Parsing and
+/// validation are those of [`TalkingHeadModel::load`](crate::model::TalkingHeadModel::load)
+/// (a file that is not a talking-head checkpoint, or a hostile one, fails
+/// with an error naming it).
+#[derive(Asset, TypePath, Clone, Debug)]
+pub struct TalkingHeadModelAsset(pub std::sync::Arc<crate::model::TalkingHeadModel>);
+
+/// Why a model asset did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelLoadError {
+    /// The bytes could not be read.
+    #[error("could not read model {path}: {source}")]
+    Io {
+        /// Asset path.
+        path: String,
+        /// The reader's error.
+        source: std::io::Error,
+    },
+    /// Not a valid talking-head checkpoint.
+    #[error("model {path}: {source}")]
+    Model {
+        /// Asset path.
+        path: String,
+        /// The checkpoint error.
+        source: crate::model::ModelError,
+    },
+}
+
+/// Loads `*.safetensors` talking-head checkpoints as [`TalkingHeadModelAsset`].
+#[derive(Default, TypePath)]
+pub struct ModelAssetLoader;
+
+impl AssetLoader for ModelAssetLoader {
+    type Asset = TalkingHeadModelAsset;
+    type Settings = ();
+    type Error = ModelLoadError;
+
+    async fn load(
+        &self,
+        reader: &mut dyn Reader,
+        _settings: &(),
+        load_context: &mut LoadContext<'_>,
+    ) -> Result<TalkingHeadModelAsset, ModelLoadError> {
+        let path = load_context.path().to_string();
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|source| ModelLoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let model = crate::model::TalkingHeadModel::load_from_bytes(&bytes, path.as_ref())
+            .map_err(|source| ModelLoadError::Model { path, source })?;
+        Ok(TalkingHeadModelAsset(std::sync::Arc::new(model)))
+    }
+
+    fn extensions(&self) -> &[&str] {
+        &["safetensors"]
+    }
+}
+
+/// Sent when a [`ModelSource::Asset`](super::ModelSource::Asset) fails to
+/// load; the runtime is then [`RuntimeState::Failed`](super::RuntimeState::Failed)
+/// and faces rest.
+#[derive(Message, Clone, Debug)]
+pub struct ModelAssetFailed {
+    /// The asset path.
+    pub path: String,
+    /// Why (names the file).
+    pub error: String,
+}
+
+/// Loads [`ModelSource::Asset`](super::ModelSource::Asset), starts the
+/// worker when it arrives and swaps models when it changes (hot reload).
+pub(crate) fn track_model_asset(
+    server: Res<AssetServer>,
+    assets: Res<Assets<TalkingHeadModelAsset>>,
+    mut events: MessageReader<AssetEvent<TalkingHeadModelAsset>>,
+    mut runtime: ResMut<super::TalkingHeadRuntime>,
+    mut failed: MessageWriter<ModelAssetFailed>,
+) {
+    let Some(link) = runtime.asset.as_mut() else {
+        events.clear();
+        return;
+    };
+    let handle = link
+        .handle
+        .get_or_insert_with(|| server.load(link.path.clone()))
+        .clone();
+    let mut newest = None;
+    for ev in events.read() {
+        if let AssetEvent::LoadedWithDependencies { id } | AssetEvent::Modified { id } = ev
+            && *id == handle.id()
+            && let Some(a) = assets.get(*id)
+        {
+            newest = Some(a.0.clone());
+        }
+    }
+    if let bevy::asset::LoadState::Failed(e) = server.load_state(&handle)
+        && !link.failed
+    {
+        link.failed = true;
+        let error = super::TalkingHeadError::ModelAsset {
+            path: link.path.clone(),
+            error: e.to_string(),
+        };
+        error!("talking-head: {error}; faces stay neutral");
+        failed.write(ModelAssetFailed {
+            path: link.path.clone(),
+            error: e.to_string(),
+        });
+        runtime.state = super::RuntimeState::Failed(error);
+        return;
+    }
+    if let Some(model) = newest {
+        link.failed = false;
+        if runtime
+            .model()
+            .is_some_and(|m| std::sync::Arc::ptr_eq(m, &model))
+        {
+            return;
+        }
+        runtime.replace_model(model);
+    }
+}

@@ -40,7 +40,10 @@ mod sources;
 
 use bevy::prelude::*;
 
-pub use assets::{RetargetAsset, RetargetLoadError, RetargetMapLoader};
+pub use assets::{
+    ModelAssetFailed, ModelAssetLoader, ModelLoadError, RetargetAsset, RetargetLoadError,
+    RetargetMapLoader, TalkingHeadModelAsset,
+};
 pub use components::{
     Emotion, FaceExpression, FaceRetarget, HISTORY_LEN, MorphBinding, SensorOverrides, SensorValue,
     TalkingHead, TalkingHeadState,
@@ -221,17 +224,29 @@ impl Plugin for TalkingHeadPlugin {
         app.add_plugins(sources::kira::KiraVoicePlugin);
         #[cfg(feature = "mic")]
         app.add_plugins(sources::mic::MicrophonePlugin);
-        register_retarget_assets(app);
+        register_assets(app);
     }
 
     fn finish(&self, app: &mut App) {
         // An AssetPlugin added after this plugin.
-        register_retarget_assets(app);
+        register_assets(app);
+        if !app.world().contains_resource::<AssetServer>() {
+            let mut rt = app.world_mut().resource_mut::<TalkingHeadRuntime>();
+            if let Some(link) = &rt.asset {
+                let error = TalkingHeadError::ModelAsset {
+                    path: link.path.clone(),
+                    error: "the app has no AssetPlugin".into(),
+                };
+                error!("talking-head: {error}; faces stay neutral");
+                rt.state = RuntimeState::Failed(error);
+            }
+        }
     }
 }
 
-/// Retarget maps as assets, when the app has an asset server (once).
-fn register_retarget_assets(app: &mut App) {
+/// Retarget maps and models as assets, when the app has an asset server
+/// (once).
+fn register_assets(app: &mut App) {
     if !app.world().contains_resource::<AssetServer>()
         || app.world().contains_resource::<Assets<RetargetAsset>>()
     {
@@ -239,9 +254,18 @@ fn register_retarget_assets(app: &mut App) {
     }
     app.init_asset::<RetargetAsset>()
         .register_asset_loader(RetargetMapLoader)
+        .init_asset::<TalkingHeadModelAsset>()
+        .register_asset_loader(ModelAssetLoader)
+        .add_message::<ModelAssetFailed>()
         .add_systems(
             PostUpdate,
             assets::rebind_on_retarget_change.before(TalkingHeadSystems::Bind),
+        )
+        .add_systems(
+            PreUpdate,
+            assets::track_model_asset
+                .in_set(TalkingHeadSystems::IngestAudio)
+                .before(runtime::maintain_runtime),
         );
 }
 

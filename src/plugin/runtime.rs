@@ -25,6 +25,13 @@ pub enum ModelSource {
     Default,
     /// A checkpoint file.
     Path(PathBuf),
+    /// A checkpoint loaded through the `AssetServer` (a path under the
+    /// asset folder, e.g. `"models/default.safetensors"`; see
+    /// [`super::TalkingHeadModelAsset`]). Hot reload: when the asset
+    /// changes, the worker swaps to the new model and every session
+    /// continues. Needs an `AssetPlugin`; a missing or corrupt file fails
+    /// the runtime with an error naming it ([`RuntimeState::Failed`]).
+    Asset(String),
     /// A model already in memory.
     Loaded(Arc<TalkingHeadModel>),
 }
@@ -43,7 +50,7 @@ impl ModelSource {
                     p.exists().then_some(p)
                 }),
             Self::Path(p) => Some(p.clone()),
-            Self::Loaded(_) => None,
+            Self::Loaded(_) | Self::Asset(_) => None,
         }
     }
 }
@@ -68,6 +75,15 @@ pub enum TalkingHeadError {
     /// stopped without a result.
     #[error("{0}")]
     Thread(String),
+    /// A [`ModelSource::Asset`] could not be loaded (missing, corrupt, or
+    /// no `AssetPlugin` in the app).
+    #[error("could not load the model asset {path}: {error}")]
+    ModelAsset {
+        /// The asset path.
+        path: String,
+        /// Why.
+        error: String,
+    },
 }
 
 impl PartialEq for TalkingHeadError {
@@ -76,6 +92,15 @@ impl PartialEq for TalkingHeadError {
         std::mem::discriminant(self) == std::mem::discriminant(other)
             && self.to_string() == other.to_string()
     }
+}
+
+/// The asset behind [`ModelSource::Asset`].
+#[derive(Debug)]
+pub(crate) struct ModelAssetLink {
+    pub(crate) path: String,
+    pub(crate) handle: Option<Handle<super::TalkingHeadModelAsset>>,
+    /// The failure was reported.
+    pub(crate) failed: bool,
 }
 
 /// Where the runtime stands.
@@ -94,7 +119,7 @@ pub enum RuntimeState {
 /// diagnostics (state, latency, load).
 #[derive(Resource)]
 pub struct TalkingHeadRuntime {
-    state: RuntimeState,
+    pub(crate) state: RuntimeState,
     loader: Option<Receiver<Result<Arc<TalkingHeadModel>, TalkingHeadError>>>,
     model: Option<Arc<TalkingHeadModel>>,
     worker: Option<Worker>,
@@ -104,6 +129,8 @@ pub struct TalkingHeadRuntime {
     sessions: HashMap<SessionId, Entity>,
     stats: crate::runtime::WorkerStats,
     restarts: u64,
+    /// The model's asset, for [`ModelSource::Asset`].
+    pub(crate) asset: Option<ModelAssetLink>,
     load: f32,
     step_ema: f64,
 }
@@ -122,6 +149,15 @@ impl TalkingHeadRuntime {
     pub(crate) fn start(source: ModelSource, config: WorkerConfig) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(1);
         match source {
+            ModelSource::Asset(path) => {
+                let mut rt = Self::new(RuntimeState::Loading, None, config);
+                rt.asset = Some(ModelAssetLink {
+                    path,
+                    handle: None,
+                    failed: false,
+                });
+                return rt;
+            }
             ModelSource::Loaded(model) => {
                 let _ = tx.send(Ok(model));
             }
@@ -169,6 +205,7 @@ impl TalkingHeadRuntime {
             sessions: HashMap::new(),
             stats: Default::default(),
             restarts: 0,
+            asset: None,
             load: 0.0,
             step_ema: 0.0,
         }
@@ -400,6 +437,62 @@ impl TalkingHeadRuntime {
         }
     }
 
+    /// Takes `model` and starts the worker on it (first load).
+    pub(crate) fn adopt_model(&mut self, model: Arc<TalkingHeadModel>) {
+        if !model.provenance().trained {
+            warn!(
+                "the talking-head model is UNTRAINED (random weights): faces will move, but not meaningfully"
+            );
+        }
+        self.model = Some(model);
+        match self.spawn_worker() {
+            Ok(()) => {
+                info!("talking-head model loaded; inference worker running");
+                self.state = RuntimeState::Ready;
+            }
+            Err(e) => {
+                error!("talking-head: could not start the inference worker: {e}");
+                self.state = RuntimeState::Failed(e);
+            }
+        }
+    }
+
+    /// Hot reload: moves the worker to `model`. Same configuration: the
+    /// worker swaps weights and every session continues (its model state
+    /// restarts, its clock does not); another configuration: a fresh worker
+    /// (sessions reopen with the next audio, as after a worker restart).
+    pub(crate) fn replace_model(&mut self, model: Arc<TalkingHeadModel>) {
+        let same = self
+            .model
+            .as_ref()
+            .is_some_and(|m| m.config() == model.config());
+        if !self.is_ready() || self.worker.is_none() {
+            self.adopt_model(model);
+            return;
+        }
+        if same {
+            if let Some(w) = &self.worker
+                && let Err(e) = w.send_blocking(WorkerCommand::SwapModel(model.clone()))
+            {
+                warn!("talking-head: could not hand the worker the new model: {e}");
+                return;
+            }
+            self.model = Some(model);
+            info!("talking-head: model reloaded; sessions continue");
+        } else {
+            self.model = Some(model);
+            match self.spawn_worker() {
+                Ok(()) => {
+                    info!("talking-head: model reloaded (new configuration); sessions restart")
+                }
+                Err(e) => {
+                    error!("talking-head: could not restart the worker for the new model: {e}");
+                    self.state = RuntimeState::Failed(e);
+                }
+            }
+        }
+    }
+
     /// Tells the worker that `entity`'s stream ended (flushes the look-ahead).
     pub(crate) fn finish(&self, state: &TalkingHeadState) {
         if let Some(id) = state.link.session {
@@ -435,22 +528,7 @@ pub(crate) fn maintain_runtime(mut runtime: ResMut<TalkingHeadRuntime>) {
         match rx.try_recv() {
             Ok(Ok(model)) => {
                 runtime.loader = None;
-                if !model.provenance().trained {
-                    warn!(
-                        "the talking-head model is UNTRAINED (random weights): faces will move, but not meaningfully"
-                    );
-                }
-                runtime.model = Some(model);
-                match runtime.spawn_worker() {
-                    Ok(()) => {
-                        info!("talking-head model loaded; inference worker running");
-                        runtime.state = RuntimeState::Ready;
-                    }
-                    Err(e) => {
-                        error!("talking-head: could not start the inference worker: {e}");
-                        runtime.state = RuntimeState::Failed(e);
-                    }
-                }
+                runtime.adopt_model(model);
             }
             Ok(Err(e)) => {
                 runtime.loader = None;

@@ -14,7 +14,9 @@ pub use bevy::prelude::*;
 pub use bevy::time::TimeUpdateStrategy;
 pub use bevy_talking_head::audio::load_mono_16k;
 pub use bevy_talking_head::model::{ModelConfig, TalkingHeadModel};
-pub use bevy_talking_head::plugin::{RetargetAsset, RuntimeState, TalkingHeadError};
+pub use bevy_talking_head::plugin::{
+    ModelAssetFailed, RetargetAsset, RuntimeState, TalkingHeadError, TalkingHeadModelAsset,
+};
 pub use bevy_talking_head::prelude::*;
 pub use bevy_talking_head::rig::{
     ARKIT_BLENDSHAPES, Combine, MOUTH_CHANNELS, RetargetMap, RetargetRule, WeightedSource,
@@ -54,14 +56,14 @@ pub fn app_with_worker(model: ModelSource, inline: bool) -> App {
     build_app(model, inline, AssetPlugin::default())
 }
 
-/// An app on the shipped (or random) model, inline worker, whose assets are
-/// read from `root`.
-pub fn app_with_asset_root(root: &Path) -> App {
+/// An app with the inline worker on `model`, whose assets are read from
+/// `root`.
+pub fn app_with_asset_root(root: &Path, model: ModelSource) -> App {
     let assets = AssetPlugin {
         file_path: root.to_string_lossy().into_owned(),
         ..default()
     };
-    build_app(ModelSource::Loaded(model()), true, assets)
+    build_app(model, true, assets)
 }
 
 fn build_app(model: ModelSource, inline: bool, assets: AssetPlugin) -> App {

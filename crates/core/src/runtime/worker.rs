@@ -62,6 +62,13 @@ pub enum WorkerCommand {
     /// so the game sets them without a message per change
     /// ([`Worker::attach_controls`]).
     AttachControls(SessionId, Arc<SessionControls>),
+    /// Replaces the model (hot reload). The new model must have the same
+    /// [`ModelConfig`](crate::model::ModelConfig) as the old one (else the
+    /// command is refused with [`WorkerFailure::ModelConfigMismatch`] and
+    /// the old model stays): every session is kept, its model state
+    /// restarts on the new weights and its audio clock continues
+    /// ([`Session::recover`]).
+    SwapModel(Arc<TalkingHeadModel>),
     /// Test hook (feature `test-hooks`): the next step that includes this
     /// session panics, so tests can prove the worker recovers.
     #[cfg(feature = "test-hooks")]
@@ -132,6 +139,9 @@ pub enum WorkerFailure {
     /// A batched step panicked (the batch's sessions were reset).
     #[error("panic in a batched step: {0}")]
     Panic(String),
+    /// [`WorkerCommand::SwapModel`] with a model of another configuration.
+    #[error("the new model has another configuration; restart the worker to use it")]
+    ModelConfigMismatch,
 }
 
 impl PartialEq for WorkerFailure {
@@ -468,6 +478,8 @@ const BUSY_WINDOW: Duration = Duration::from_millis(500);
 struct WorkerLoop {
     model: Arc<TalkingHeadModel>,
     sampler: Sampler,
+    /// The configured sampler (`None`: the model's default).
+    sampler_choice: Option<Sampler>,
     /// Sessions in slots `0..n`; `meta[i]` belongs to `sessions[i]`.
     /// Removal swaps the last slot in, so no other session moves its state.
     sessions: Vec<Session>,
@@ -489,10 +501,12 @@ impl WorkerLoop {
         events: Sender<WorkerEvent>,
         stats: Arc<SharedStats>,
     ) -> Self {
-        let sampler = config.sampler.unwrap_or_else(|| model.default_sampler());
+        let sampler_choice = config.sampler;
+        let sampler = sampler_choice.unwrap_or_else(|| model.default_sampler());
         Self {
             model,
             sampler,
+            sampler_choice,
             sessions: Vec::new(),
             meta: Vec::new(),
             slot_of: HashMap::new(),
@@ -646,6 +660,22 @@ impl WorkerLoop {
             #[cfg(feature = "test-hooks")]
             WorkerCommand::InjectPanic(id) => self.with(id, |_, m| m.inject_panic = true),
             WorkerCommand::AttachControls(id, c) => self.with(id, |_, m| m.controls = Some((c, 0))),
+            WorkerCommand::SwapModel(model) => {
+                if model.config() != self.model.config() {
+                    self.error(None, WorkerFailure::ModelConfigMismatch);
+                    return true;
+                }
+                self.sampler = self
+                    .sampler_choice
+                    .unwrap_or_else(|| model.default_sampler());
+                self.model = model;
+                for i in 0..self.sessions.len() {
+                    if let Err(e) = self.sessions[i].recover(&self.model) {
+                        let id = self.meta[i].id;
+                        self.error(Some(id), WorkerFailure::Session(Arc::new(e)));
+                    }
+                }
+            }
             WorkerCommand::Reset(id) => {
                 let model = self.model.clone();
                 let mut err = None;
