@@ -378,6 +378,7 @@ impl TalkingHeadRuntime {
     }
 
     /// Ends `entity`'s session (if any); the next audio starts a new one.
+    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
     pub(crate) fn close_session(&mut self, state: &mut TalkingHeadState) {
         if let Some(old) = state.link.session.take() {
             self.sessions.remove(&old);
@@ -494,6 +495,7 @@ impl TalkingHeadRuntime {
     }
 
     /// Tells the worker that `entity`'s stream ended (flushes the look-ahead).
+    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
     pub(crate) fn finish(&self, state: &TalkingHeadState) {
         if let Some(id) = state.link.session {
             let _ = self.send(WorkerCommand::Finish(id));
