@@ -473,3 +473,65 @@ fn control_slots_reach_the_session_without_commands_and_sessions_can_leave() {
     assert_eq!(stats.sessions, 2, "{stats:?}");
     assert!((0.0..=1.0).contains(&stats.busy_fraction), "{stats:?}");
 }
+
+/// An inline worker does nothing until `pump`, then handles every queued
+/// command and steps until idle; `send_blocking` into its full queue pumps
+/// to make room instead of waiting forever. Its frames equal a threaded
+/// worker's on the same input.
+#[test]
+fn inline_worker_pumps_and_never_deadlocks_on_a_full_queue() {
+    let model = Arc::new(TalkingHeadModel::random(small(), 5).unwrap());
+    let cfg = WorkerConfig {
+        command_capacity: 2,
+        ..WorkerConfig::default()
+    };
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    let audio = speechy(16_000, 0.5, 1);
+    let run = |worker: &Worker| {
+        let id = SessionId(1);
+        worker
+            .send_blocking(WorkerCommand::AddSession {
+                id,
+                format: fmt,
+                emotion: NEUTRAL_EMOTION,
+                style: 0,
+                seed: 9,
+            })
+            .unwrap();
+        for chunk in audio.chunks(320) {
+            worker
+                .send_blocking(WorkerCommand::Audio(id, chunk.to_vec()))
+                .unwrap();
+        }
+        worker.send_blocking(WorkerCommand::Finish(id)).unwrap();
+    };
+    let inline = Worker::inline(model.clone(), cfg.clone());
+    assert!(inline.is_inline());
+    run(&inline);
+    inline.pump();
+    let got: Vec<ExpressionFrame> = inline
+        .events()
+        .try_iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Frame { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    // 0.5 s at 50 fps.
+    assert_eq!(got.len(), 25);
+    let threaded = Worker::spawn(model, cfg).unwrap();
+    run(&threaded);
+    let (want, _) = collect_frames(&threaded, 25, Duration::from_secs(30));
+    assert_eq!(want.len(), 25);
+    for (a, (_, b)) in got.iter().zip(&want) {
+        assert_eq!(a.index, b.index);
+        assert_eq!(a.weights, b.weights);
+    }
+    assert!(inline.is_running());
+    inline.send_blocking(WorkerCommand::Shutdown).unwrap();
+    inline.pump();
+    assert!(!inline.is_running());
+}

@@ -408,10 +408,26 @@ impl Worker {
     }
 
     /// Sends a command, waiting while the queue is full (for offline use).
+    /// An inline worker has nobody else to drain its queue, so a full queue
+    /// is pumped ([`Worker::pump`]) on this thread to make room.
     pub fn send_blocking(&self, cmd: WorkerCommand) -> Result<(), WorkerError> {
-        self.commands
-            .send(cmd)
-            .map_err(|_| WorkerError::Disconnected)
+        if self.inline.is_none() {
+            return self
+                .commands
+                .send(cmd)
+                .map_err(|_| WorkerError::Disconnected);
+        }
+        let mut cmd = cmd;
+        loop {
+            match self.commands.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(c)) if !self.stopped.load(Ordering::Acquire) => {
+                    cmd = c;
+                    self.pump();
+                }
+                Err(_) => return Err(WorkerError::Disconnected),
+            }
+        }
     }
 
     /// Creates latest-wins control slots for session `id` (emotion and
