@@ -966,3 +966,21 @@ fn a_corrupt_model_asset_fails_naming_the_file() {
             .is_empty()
     );
 }
+
+/// The embedded default model is also an asset
+/// (`embedded://bevy_talking_head/models/default.safetensors`): a game can
+/// name it like any other model asset, with no file on disk.
+#[cfg(feature = "embedded-model")]
+#[test]
+fn the_embedded_model_loads_as_an_asset() {
+    use bevy_talking_head::plugin::EMBEDDED_MODEL_ASSET;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Asset(EMBEDDED_MODEL_ASSET.into()));
+    wait_ready(&mut app);
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    assert_eq!(
+        rt.model().unwrap().config(),
+        model().config(),
+        "not the shipped model"
+    );
+}

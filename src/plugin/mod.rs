@@ -244,6 +244,16 @@ impl Plugin for TalkingHeadPlugin {
     }
 }
 
+/// Where the embedded default model sits in Bevy's `embedded://` asset
+/// source (feature `embedded-model`), without the source prefix.
+pub const EMBEDDED_MODEL_ASSET_PATH: &str = "bevy_talking_head/models/default.safetensors";
+
+/// The embedded default model as an asset path for
+/// [`ModelSource::Asset`] (feature `embedded-model`; needs an
+/// `AssetPlugin`): the same bytes as [`crate::model::EMBEDDED_MODEL`],
+/// registered in Bevy's `embedded://` source, not a second copy.
+pub const EMBEDDED_MODEL_ASSET: &str = "embedded://bevy_talking_head/models/default.safetensors";
+
 /// Retarget maps and models as assets, when the app has an asset server
 /// (once).
 fn register_assets(app: &mut App) {
@@ -251,6 +261,17 @@ fn register_assets(app: &mut App) {
         || app.world().contains_resource::<Assets<RetargetAsset>>()
     {
         return;
+    }
+    #[cfg(feature = "embedded-model")]
+    if let Some(embedded) = app
+        .world()
+        .get_resource::<bevy::asset::io::embedded::EmbeddedAssetRegistry>()
+    {
+        embedded.insert_asset(
+            std::path::PathBuf::new(),
+            std::path::Path::new(EMBEDDED_MODEL_ASSET_PATH),
+            crate::model::EMBEDDED_MODEL,
+        );
     }
     app.init_asset::<RetargetAsset>()
         .register_asset_loader(RetargetMapLoader)
