@@ -25,8 +25,8 @@ pub mod prelude {
     pub use crate::plugin::MicrophoneVoice;
     pub use crate::plugin::{
         Emotion, FaceExpression, FaceRetarget, ModelSource, MorphBinding, SensorOverrides,
-        TalkingHead, TalkingHeadPlugin, TalkingHeadRuntime, TalkingHeadSettings, TalkingHeadState,
-        TalkingHeadSystems, VoiceStream,
+        TalkingHead, TalkingHeadPlugin, TalkingHeadPlugins, TalkingHeadRuntime,
+        TalkingHeadSettings, TalkingHeadState, TalkingHeadSystems, VoiceStream,
     };
     #[cfg(feature = "kira")]
     pub use crate::plugin::{KiraVoice, TalkingHeadAudio};

@@ -984,3 +984,39 @@ fn the_embedded_model_loads_as_an_asset() {
         "not the shipped model"
     );
 }
+
+/// `TalkingHeadPlugins` is a group: a game leaves parts out. Without the
+/// kira, microphone and UI plugins the app has no kira audio resource, and
+/// pushed voice still animates the face.
+#[test]
+fn the_plugin_group_lets_a_game_leave_sources_out() {
+    use bevy_talking_head::plugin::{KiraVoicePlugin, MicrophonePlugin};
+    use bevy_talking_head::runtime::WorkerConfig;
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, AssetPlugin::default()))
+        .init_asset::<Mesh>()
+        .insert_resource(TimeUpdateStrategy::ManualDuration(DT))
+        .add_plugins(
+            TalkingHeadPlugins
+                .set(TalkingHeadPlugin {
+                    model: ModelSource::Loaded(model()),
+                    worker: WorkerConfig {
+                        inline: true,
+                        ..default()
+                    },
+                    voice_sources: false,
+                    ..default()
+                })
+                .disable::<KiraVoicePlugin>()
+                .disable::<MicrophonePlugin>()
+                .disable::<TalkingHeadUiPlugin>(),
+        );
+    wait_ready(&mut app);
+    assert!(!app.world().contains_resource::<TalkingHeadAudio>());
+    let (_, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let mut max_jaw = 0f32;
+    stream_through(&mut app, &stream, &speech()[..16_000 * 2], 20, |app| {
+        max_jaw = max_jaw.max(morph(app, node, Blendshape::JawOpen.index()));
+    });
+    assert!(max_jaw > 0.05, "{max_jaw}");
+}

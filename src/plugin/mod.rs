@@ -53,10 +53,14 @@ pub use runtime::{
     default_model_path,
 };
 #[cfg(feature = "kira")]
+pub use sources::kira::KiraVoicePlugin;
+#[cfg(feature = "kira")]
 pub use sources::kira::{
     FEED_AHEAD_SECS, KiraVoice, PlayError, SEEK_THRESHOLD_SECS, TalkingHeadAudio,
     VIRTUAL_SAMPLE_RATE,
 };
+#[cfg(feature = "mic")]
+pub use sources::mic::MicrophonePlugin;
 #[cfg(feature = "mic")]
 pub use sources::mic::{
     CpalMicrophone, MIC_RETRY_MAX_SECS, MIC_RETRY_SECS, MIC_RING_SECS, MicSink, MicrophoneBackend,
@@ -65,6 +69,7 @@ pub use sources::mic::{
 };
 pub use sources::{
     STALL_SECS, VOICE_STREAM_CAPACITY, VoiceSourceSystems, VoiceStream, VoiceStreamError,
+    VoiceStreamPlugin,
 };
 
 use crate::audio::MODEL_SAMPLE_RATE;
@@ -144,6 +149,10 @@ pub struct TalkingHeadPlugin {
     pub worker: WorkerConfig,
     /// Initial [`TalkingHeadSettings::upper_face`].
     pub upper_face: bool,
+    /// Also add every voice-source plugin the crate's features enable
+    /// (`true`, the default). [`TalkingHeadPlugins`] sets it to `false` and
+    /// adds the sources itself, so a game can disable them one by one.
+    pub voice_sources: bool,
 }
 
 impl Default for TalkingHeadPlugin {
@@ -153,7 +162,49 @@ impl Default for TalkingHeadPlugin {
             output_delay_secs: 0.0,
             worker: WorkerConfig::default(),
             upper_face: true,
+            voice_sources: true,
         }
+    }
+}
+
+/// Every plugin of the crate as a group, so a game can leave parts out
+/// (the avian style):
+///
+/// ```no_run
+/// use bevy::prelude::*;
+/// use bevy_talking_head::prelude::*;
+/// use bevy_talking_head::plugin::MicrophonePlugin;
+///
+/// App::new()
+///     .add_plugins(DefaultPlugins)
+///     .add_plugins(TalkingHeadPlugins.build().disable::<MicrophonePlugin>())
+///     .run();
+/// ```
+///
+/// Members: [`TalkingHeadPlugin`] (runtime, sampling, binding; with
+/// `voice_sources: false`), [`VoiceStreamPlugin`], `KiraVoicePlugin`
+/// (feature `kira`), `MicrophonePlugin` (feature `mic`) and
+/// `TalkingHeadUiPlugin` (feature `egui`). The upper-face layer is a
+/// run-time switch: [`TalkingHeadSettings::upper_face`]. To configure the
+/// core through the group, keep `voice_sources: false`:
+/// `TalkingHeadPlugins.set(TalkingHeadPlugin { model, voice_sources: false, ..default() })`.
+pub struct TalkingHeadPlugins;
+
+impl PluginGroup for TalkingHeadPlugins {
+    fn build(self) -> bevy::app::PluginGroupBuilder {
+        let group = bevy::app::PluginGroupBuilder::start::<Self>()
+            .add(TalkingHeadPlugin {
+                voice_sources: false,
+                ..Default::default()
+            })
+            .add(VoiceStreamPlugin);
+        #[cfg(feature = "kira")]
+        let group = group.add(KiraVoicePlugin);
+        #[cfg(feature = "mic")]
+        let group = group.add(MicrophonePlugin);
+        #[cfg(feature = "egui")]
+        let group = group.add(crate::ui::TalkingHeadUiPlugin);
+        group
     }
 }
 
@@ -219,11 +270,13 @@ impl Plugin for TalkingHeadPlugin {
             PostUpdate,
             morph::apply_morphs.in_set(TalkingHeadSystems::ApplyMorphs),
         );
-        app.add_plugins(sources::VoiceStreamPlugin);
-        #[cfg(feature = "kira")]
-        app.add_plugins(sources::kira::KiraVoicePlugin);
-        #[cfg(feature = "mic")]
-        app.add_plugins(sources::mic::MicrophonePlugin);
+        if self.voice_sources {
+            app.add_plugins(VoiceStreamPlugin);
+            #[cfg(feature = "kira")]
+            app.add_plugins(KiraVoicePlugin);
+            #[cfg(feature = "mic")]
+            app.add_plugins(MicrophonePlugin);
+        }
         register_assets(app);
     }
 

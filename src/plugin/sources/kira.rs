@@ -371,8 +371,9 @@ pub(crate) fn ingest_kira_voices(
 
 /// [`KiraVoice`]: clips played with kira, the face on kira's playback
 /// position. Inserts a [`TalkingHeadAudio`] (default device, virtual clock
-/// without one) unless the app already has one.
-pub(crate) struct KiraVoicePlugin;
+/// without one) unless the app already has one. Part of
+/// [`TalkingHeadPlugins`](crate::plugin::TalkingHeadPlugins).
+pub struct KiraVoicePlugin;
 
 impl Plugin for KiraVoicePlugin {
     fn build(&self, app: &mut App) {

@@ -529,8 +529,8 @@ pub(crate) fn ingest_microphones(
 
 /// [`MicrophoneVoice`]: a microphone through the [`MicrophoneBackend`]
 /// (cpal by default), opened off the main thread, read from a lock-free
-/// ring.
-pub(crate) struct MicrophonePlugin;
+/// ring. Part of [`TalkingHeadPlugins`](crate::plugin::TalkingHeadPlugins).
+pub struct MicrophonePlugin;
 
 impl Plugin for MicrophonePlugin {
     fn build(&self, app: &mut App) {

@@ -132,8 +132,9 @@ pub(crate) fn rest_unreported(mut heads: Query<&mut TalkingHeadState>) {
     }
 }
 
-/// [`VoiceStream`]: voice pushed by game code.
-pub(crate) struct VoiceStreamPlugin;
+/// The [`VoiceStream`] source: voice pushed by game code (part of
+/// [`TalkingHeadPlugins`](crate::plugin::TalkingHeadPlugins)).
+pub struct VoiceStreamPlugin;
 
 impl Plugin for VoiceStreamPlugin {
     fn build(&self, app: &mut App) {
