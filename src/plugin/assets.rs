@@ -53,6 +53,16 @@ pub enum RetargetLoadError {
     },
 }
 
+/// The asset's path (for error messages) and its bytes.
+async fn read_asset(
+    reader: &mut dyn Reader,
+    load_context: &LoadContext<'_>,
+) -> (String, std::io::Result<Vec<u8>>) {
+    let mut bytes = Vec::new();
+    let read = reader.read_to_end(&mut bytes).await.map(|_| bytes);
+    (load_context.path().to_string(), read)
+}
+
 /// Loads `*.retarget.json` and `*.retarget.ron` as [`RetargetAsset`].
 #[derive(Default, TypePath)]
 pub struct RetargetMapLoader;
@@ -68,15 +78,11 @@ impl AssetLoader for RetargetMapLoader {
         _settings: &(),
         load_context: &mut LoadContext<'_>,
     ) -> Result<RetargetAsset, RetargetLoadError> {
-        let path = load_context.path().to_string();
-        let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|source| RetargetLoadError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let (path, bytes) = read_asset(reader, load_context).await;
+        let bytes = bytes.map_err(|source| RetargetLoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let map = if path.ends_with(".ron") {
             ron::de::from_bytes::<RetargetMap>(&bytes)
                 .map_err(|source| RetargetLoadError::Ron { path, source })?
@@ -160,15 +166,11 @@ impl AssetLoader for ModelAssetLoader {
         _settings: &(),
         load_context: &mut LoadContext<'_>,
     ) -> Result<TalkingHeadModelAsset, ModelLoadError> {
-        let path = load_context.path().to_string();
-        let mut bytes = Vec::new();
-        reader
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|source| ModelLoadError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let (path, bytes) = read_asset(reader, load_context).await;
+        let bytes = bytes.map_err(|source| ModelLoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let model = crate::model::TalkingHeadModel::load_from_bytes(&bytes, path.as_ref())
             .map_err(|source| ModelLoadError::Model { path, source })?;
         Ok(TalkingHeadModelAsset(std::sync::Arc::new(model)))

@@ -42,20 +42,8 @@ pub(crate) fn distill_cmd(
     );
     let total = cfg.steps as u64;
     let mut d = Distiller::new(model, cfg)?;
-    let pb = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let log_path = out.with_extension("log.jsonl");
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let pb = step_bar(total);
+    let mut log = open_step_log(&out)?;
     let mut ema: Option<f32> = None;
     let t0 = Instant::now();
     d.run(&train, &out, |step, lr, loss| {

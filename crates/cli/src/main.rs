@@ -374,6 +374,29 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The progress bar of a training loop (`train`, `distill`).
+fn step_bar(total: u64) -> ProgressBar {
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    )
+}
+
+/// Opens (appending, creating the folder) the per-step JSON-lines log next
+/// to a checkpoint: `MODEL.log.jsonl`.
+fn open_step_log(out: &std::path::Path) -> Result<std::fs::File> {
+    let log_path = out.with_extension("log.jsonl");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))
+}
+
 fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
     let explicit = path.is_some();
     let path = path.unwrap_or_else(default_model_path);

@@ -105,20 +105,8 @@ pub(crate) fn train_cmd(
         let (mean, std) = motion_stats_augmented(&train, tcfg.emotion_augment.as_ref(), tcfg.seed);
         Trainer::new(model_cfg, tcfg.clone(), fnorm, MotionNorm { mean, std })?
     };
-    let log_path = out.with_extension("log.jsonl");
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let pb = ProgressBar::new(tcfg.steps as u64).with_style(
-        ProgressStyle::with_template("{pos}/{len} [{bar:30}] {elapsed}/{eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let mut log = open_step_log(&out)?;
+    let pb = step_bar(tcfg.steps as u64);
     pb.set_position(trainer.step as u64);
     let mut ema: Option<(f32, f32, f32)> = None;
     let every = tcfg.checkpoint_every.max(1);
