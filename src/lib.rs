@@ -21,6 +21,8 @@ pub mod ui;
 
 /// The names a Bevy app needs: `use bevy_talking_head::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "bevy_audio")]
+    pub use crate::plugin::BevyAudioVoice;
     #[cfg(feature = "mic")]
     pub use crate::plugin::MicrophoneVoice;
     pub use crate::plugin::{

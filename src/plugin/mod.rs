@@ -52,6 +52,8 @@ pub use runtime::{
     DEFAULT_MODEL_PATH, ModelSource, RuntimeState, TalkingHeadError, TalkingHeadRuntime,
     default_model_path,
 };
+#[cfg(feature = "bevy_audio")]
+pub use sources::bevy_audio::{BevyAudioVoice, BevyAudioVoicePlugin};
 #[cfg(feature = "kira")]
 pub use sources::kira::KiraVoicePlugin;
 #[cfg(feature = "kira")]
@@ -182,7 +184,8 @@ impl Default for TalkingHeadPlugin {
 /// ```
 ///
 /// Members: [`TalkingHeadPlugin`] (runtime, sampling, binding; with
-/// `voice_sources: false`), [`VoiceStreamPlugin`], `KiraVoicePlugin`
+/// `voice_sources: false`), [`VoiceStreamPlugin`], `BevyAudioVoicePlugin`
+/// (feature `bevy_audio`), `KiraVoicePlugin`
 /// (feature `kira`), `MicrophonePlugin` (feature `mic`) and
 /// `TalkingHeadUiPlugin` (feature `egui`). The upper-face layer is a
 /// run-time switch: [`TalkingHeadSettings::upper_face`]. To configure the
@@ -198,6 +201,8 @@ impl PluginGroup for TalkingHeadPlugins {
                 ..Default::default()
             })
             .add(VoiceStreamPlugin);
+        #[cfg(feature = "bevy_audio")]
+        let group = group.add(BevyAudioVoicePlugin);
         #[cfg(feature = "kira")]
         let group = group.add(KiraVoicePlugin);
         #[cfg(feature = "mic")]
@@ -272,6 +277,8 @@ impl Plugin for TalkingHeadPlugin {
         );
         if self.voice_sources {
             app.add_plugins(VoiceStreamPlugin);
+            #[cfg(feature = "bevy_audio")]
+            app.add_plugins(BevyAudioVoicePlugin);
             #[cfg(feature = "kira")]
             app.add_plugins(KiraVoicePlugin);
             #[cfg(feature = "mic")]

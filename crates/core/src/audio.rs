@@ -599,16 +599,48 @@ pub fn read_audio_file(path: &Path) -> Result<DecodedAudio, AudioError> {
     }
 }
 
+/// Decodes an audio file held in memory (the bytes of a WAV, FLAC, MP3,
+/// Ogg/Vorbis, … file, e.g. a Bevy `AudioSource`) to interleaved `f32`, as
+/// [`read_audio_file`] does for a file on disk. `name` only labels errors
+/// (and its extension, if any, is a format hint).
+///
+/// # Errors
+/// As [`read_audio_file`], with `name` in place of the path (never
+/// [`AudioError::Io`]).
+pub fn decode_audio_bytes(
+    bytes: impl AsRef<[u8]> + Send + Sync + 'static,
+    name: &str,
+) -> Result<DecodedAudio, AudioError> {
+    let path = Path::new(name);
+    let source = Box::new(std::io::Cursor::new(bytes));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_media(source, path))) {
+        Ok(r) => r,
+        Err(_) => Err(AudioError::Decode {
+            path: path.to_path_buf(),
+            reason: "the decoder failed on malformed data (it panicked)".into(),
+        }),
+    }
+}
+
 fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
-    let decode_err = |reason: String| AudioError::Decode {
-        path: path.to_path_buf(),
-        reason,
-    };
     let file = File::open(path).map_err(|source| AudioError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    decode_media(Box::new(file), path)
+}
+
+/// Decodes the first audio track of `source`; `path` labels errors and its
+/// extension is a format hint.
+fn decode_media(
+    source: Box<dyn symphonia::core::io::MediaSource>,
+    path: &Path,
+) -> Result<DecodedAudio, AudioError> {
+    let decode_err = |reason: String| AudioError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);

@@ -10,14 +10,10 @@ use kira::sound::static_sound::{StaticSoundData, StaticSoundHandle};
 use kira::{AudioManager, AudioManagerSettings, DefaultBackend, Tween};
 
 use super::VoiceFeed;
-use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
+use super::clip::ClipCursor;
+pub use super::clip::{FEED_AHEAD_SECS, SEEK_THRESHOLD_SECS};
 use crate::plugin::components::{TalkingHead, TalkingHeadState};
 use crate::plugin::runtime::TalkingHeadRuntime;
-
-/// Seconds of clip audio kept queued on the worker ahead of the playhead.
-pub const FEED_AHEAD_SECS: f64 = 0.5;
-/// A position jump larger than this (seconds) counts as a seek.
-pub const SEEK_THRESHOLD_SECS: f64 = 0.25;
 /// Sample rate of the virtual (device-less) clock.
 pub const VIRTUAL_SAMPLE_RATE: u32 = 48_000;
 
@@ -215,14 +211,7 @@ pub struct KiraVoice {
     pub handle: StaticSoundHandle,
     data: StaticSoundData,
     generation: u64,
-    mono: std::sync::Arc<[f32]>,
-    sample_rate: u32,
-    /// Clip frame the session's sample 0 is at.
-    origin: usize,
-    /// Next clip frame to send.
-    fed: usize,
-    last_pos: f64,
-    finished: bool,
+    cursor: ClipCursor,
 }
 
 impl std::fmt::Debug for KiraVoice {
@@ -252,18 +241,13 @@ impl KiraVoice {
             handle,
             data,
             generation: audio.generation(),
-            mono,
-            sample_rate,
-            origin: 0,
-            fed: 0,
-            last_pos: 0.0,
-            finished: false,
+            cursor: ClipCursor::new(mono, sample_rate),
         })
     }
 
     /// Length of the clip, seconds.
     pub fn duration_secs(&self) -> f64 {
-        self.mono.len() as f64 / self.sample_rate.max(1) as f64
+        self.cursor.duration_secs()
     }
 
     /// kira's playback position, seconds.
@@ -310,7 +294,7 @@ pub(crate) fn ingest_kira_voices(
             && audio.generation() != voice.generation
         {
             let state_before = voice.handle.state();
-            let at = voice.last_pos.max(0.0);
+            let at = voice.cursor.last_pos();
             match audio.play(voice.data.start_position(at)) {
                 Ok(mut h) => {
                     if matches!(state_before, PlaybackState::Paused | PlaybackState::Pausing) {
@@ -330,42 +314,12 @@ pub(crate) fn ingest_kira_voices(
             }
             voice.generation = audio.generation();
         }
-        let rate = voice.sample_rate.max(1) as f64;
         let pos = voice.handle.position();
         let playing = matches!(
             voice.handle.state(),
             PlaybackState::Playing | PlaybackState::Resuming | PlaybackState::Pausing
         );
-        let pos_frame = (pos * rate).max(0.0) as usize;
-        let expected_max = voice.fed as f64 / rate + SEEK_THRESHOLD_SECS;
-        let jumped =
-            pos + 1e-6 < voice.last_pos - 0.01 || pos > expected_max || pos_frame < voice.origin;
-        if jumped || (!feed.has_session() && !voice.finished) {
-            // Seek, loop or restart: a new session from the current position.
-            feed.close_session();
-            voice.origin = pos_frame.min(voice.mono.len());
-            voice.fed = voice.origin;
-            voice.finished = false;
-        }
-        voice.last_pos = pos;
-        if feed.is_ready() && !voice.finished {
-            let want = ((pos + FEED_AHEAD_SECS) * rate) as usize;
-            let end = want.min(voice.mono.len());
-            if end > voice.fed {
-                let chunk = voice.mono[voice.fed..end].to_vec();
-                let format = AudioFormat {
-                    sample_rate: voice.sample_rate,
-                    channels: 1,
-                };
-                feed.push(format, chunk, format.to_16k(voice.fed as f64));
-                voice.fed = end;
-            }
-            if voice.fed >= voice.mono.len() && feed.has_session() {
-                feed.finish();
-                voice.finished = true;
-            }
-        }
-        feed.set_playhead(playing.then_some(pos * MODEL_SAMPLE_RATE as f64));
+        voice.cursor.drive(&mut feed, pos, playing);
     }
 }
 

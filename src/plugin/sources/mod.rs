@@ -22,9 +22,14 @@
 //! | source | component | feature |
 //! |---|---|---|
 //! | pushed PCM (network voice, TTS) | [`VoiceStream`] | always |
+//! | a clip played with Bevy's audio (`AudioPlayer`) | `BevyAudioVoice` | `bevy_audio` |
 //! | a clip played with kira | `KiraVoice` | `kira` |
 //! | a microphone through cpal | `MicrophoneVoice` → `MicrophoneCapture` | `mic` |
 
+#[cfg(feature = "bevy_audio")]
+pub(crate) mod bevy_audio;
+#[cfg(any(feature = "kira", feature = "bevy_audio"))]
+pub(crate) mod clip;
 #[cfg(feature = "kira")]
 pub(crate) mod kira;
 #[cfg(feature = "mic")]
@@ -94,26 +99,26 @@ impl<'a> VoiceFeed<'a> {
     }
 
     /// Whether the model is loaded and the worker runs.
-    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "kira", feature = "bevy_audio")), allow(dead_code))]
     pub(crate) fn is_ready(&self) -> bool {
         self.runtime.is_ready()
     }
 
     /// Whether the head has a live worker session.
-    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "kira", feature = "bevy_audio")), allow(dead_code))]
     pub(crate) fn has_session(&self) -> bool {
         self.state.has_session()
     }
 
     /// Ends the session (a seek or loop starts a new one with the next
     /// [`push`](Self::push)).
-    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "kira", feature = "bevy_audio")), allow(dead_code))]
     pub(crate) fn close_session(&mut self) {
         self.runtime.close_session(self.state);
     }
 
     /// Tells the worker the stream ended (flushes the look-ahead).
-    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "kira", feature = "bevy_audio")), allow(dead_code))]
     pub(crate) fn finish(&mut self) {
         self.runtime.finish(self.state);
     }
