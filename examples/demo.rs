@@ -1,6 +1,12 @@
 //! The demo: a head speaking a clip (played with kira) in sync, an orbit
 //! camera and the emotion / diagnostics panel.
 //!
+//! The MakeHuman head is one mesh with one material, so the demo dresses it
+//! in code: a skin material, vertex colours for the teeth, tongue and a dark
+//! mouth interior, and eyeballs (sclera, iris, pupil) that the ARKit gaze
+//! channels turn every frame; the eyelids are the head's own `eyeBlink`
+//! morph targets, which close over them.
+//!
 //! ```text
 //! cargo run --release --example demo                 # the bundled LJ Speech clip
 //! cargo run --release --example demo -- --file my.wav  # any audio file (wav, flac, mp3, ogg)
@@ -114,7 +120,17 @@ fn main() -> AppExit {
         .insert_resource(ClearColor(Color::srgb(0.12, 0.13, 0.15)))
         .init_resource::<Playback>()
         .add_systems(Startup, setup)
-        .add_systems(Update, (start_voice, orbit_camera, capture_and_exit))
+        .add_systems(
+            Update,
+            (
+                start_voice,
+                orbit_camera,
+                capture_and_exit,
+                dress_head,
+                turn_eyes,
+                debug_pin_face.before(turn_eyes),
+            ),
+        )
         .run()
 }
 
@@ -150,7 +166,13 @@ impl Orbit {
     }
 }
 
-fn setup(mut commands: Commands, assets: Res<AssetServer>, args: Res<Args>) {
+fn setup(
+    mut commands: Commands,
+    assets: Res<AssetServer>,
+    args: Res<Args>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
     let orbit = Orbit {
         yaw: 0.3,
         pitch: -0.08,
@@ -160,7 +182,7 @@ fn setup(mut commands: Commands, assets: Res<AssetServer>, args: Res<Args>) {
     commands.spawn((Camera3d::default(), orbit.transform(), orbit));
     commands.spawn((
         DirectionalLight {
-            illuminance: 6_000.0,
+            illuminance: 8_000.0,
             shadow_maps_enabled: false,
             ..default()
         },
@@ -175,7 +197,7 @@ fn setup(mut commands: Commands, assets: Res<AssetServer>, args: Res<Args>) {
         Transform::from_xyz(-1.0, 1.0, 1.0),
     ));
     commands.insert_resource(GlobalAmbientLight {
-        brightness: 300.0,
+        brightness: 150.0,
         ..default()
     });
     let emotion = args
@@ -189,11 +211,17 @@ fn setup(mut commands: Commands, assets: Res<AssetServer>, args: Res<Args>) {
             em
         })
         .unwrap_or_default();
-    commands.spawn((
-        Name::new("MakeHuman head"),
-        WorldAssetRoot(assets.load(GltfAssetLabel::Scene(0).from_asset(HEAD))),
-        TalkingHead::default().with_emotion(emotion),
-    ));
+    commands.insert_resource(Looks {
+        skin: materials.add(skin_material()),
+    });
+    let head = commands
+        .spawn((
+            Name::new("MakeHuman head"),
+            WorldAssetRoot(assets.load(GltfAssetLabel::Scene(0).from_asset(HEAD))),
+            TalkingHead::default().with_emotion(emotion),
+        ))
+        .id();
+    spawn_eyes(&mut commands, head, &mut meshes, &mut materials);
 }
 
 #[derive(Resource, Default)]
@@ -323,5 +351,359 @@ fn orbit_camera(
             orbit.distance = (orbit.distance * (1.0 - scroll.delta.y * 0.1)).clamp(0.2, 5.0);
         }
         *tf = orbit.transform();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dressing the head: skin, mouth and eyes.
+//
+// `mh_arkit_head.glb` is one mesh, one material. Split into connected
+// components (vertices welded by position) it is: the skin (4537 vertices,
+// closed but for the neck, with a mouth bag behind the lips), the tongue
+// (226), the upper and lower teeth (68 each) and two 72-vertex eyeballs,
+// all in the same pale material, so blinks and gaze did not show and the
+// open mouth showed lit skin. (Found with a one-off numpy script over the
+// glTF buffers: connected components, a least-squares sphere fit of each
+// eyeball, a Kabsch fit of its `eyeLook*` morph displacements, rays cast
+// from the eye centres against the lids at `eyeBlink` 0 and 1.)
+
+/// Eye centres in the head's mesh space (metres; the glTF node has an
+/// identity transform, so this is also the `TalkingHead` entity's space):
+/// least-squares sphere fits of the head's own eyeball vertices, subject's
+/// left eye (+x) first.
+const EYE_CENTRES: [Vec3; 2] = [
+    Vec3::new(0.03078, 0.72841, 0.12454),
+    Vec3::new(-0.03078, 0.72841, 0.12454),
+];
+/// The fitted eyeball radius is 0.01495 m (vertices up to 0.014997 m):
+/// the sphere is a hair larger so it covers the mesh's low-poly eyeball,
+/// and the lids still close over it (closed, their outer surface is at
+/// least 16.6 mm from the centre across the eye opening).
+const EYEBALL_RADIUS: f32 = 0.01505;
+/// Iris: radius of the visible disc and how far its apex stands out from
+/// the centre (a cornea-like bulge, 0.35 mm proud of the eyeball).
+const IRIS_RADIUS: f32 = 0.0056;
+const IRIS_FRONT: f32 = 0.0154;
+const PUPIL_RADIUS: f32 = 0.0022;
+const PUPIL_FRONT: f32 = 0.01545;
+/// Gaze angles (degrees) at weight 1 of `eyeLookUp/Down/In/Out`: what the
+/// rig's own eyeball morph targets do (rotation fitted to their
+/// displacements), so the eyes and the lids that follow them agree.
+const LOOK_UP_DEG: f32 = 9.8;
+const LOOK_DOWN_DEG: f32 = 11.4;
+const LOOK_IN_DEG: f32 = 15.4;
+const LOOK_OUT_DEG: f32 = 15.0;
+
+/// Skin tone (sRGB) of the head's material.
+const SKIN: Color = Color::srgb(0.78, 0.58, 0.49);
+
+/// One eyeball, a direct child of its head; turned by [`turn_eyes`].
+#[derive(Component)]
+struct Eye {
+    /// The subject's left eye (+x).
+    left: bool,
+}
+
+/// A mesh under the head that [`dress_head`] has handled (or must leave
+/// alone: the eyes).
+#[derive(Component)]
+struct Dressed;
+
+#[derive(Resource)]
+struct Looks {
+    skin: Handle<StandardMaterial>,
+}
+
+fn skin_material() -> StandardMaterial {
+    StandardMaterial {
+        base_color: SKIN,
+        perceptual_roughness: 0.55,
+        // Skin's specular reflectance is about 2.8 % (F0), reflectance 0.42.
+        reflectance: 0.42,
+        ..default()
+    }
+}
+
+/// A sphere that stands out of a base sphere (centred `base_z` along +z,
+/// radius `base_r`) as a cap of radius `cap` whose apex is at `front`:
+/// returns its centre along +z and its radius. Everything of it but the cap
+/// lies inside the base sphere.
+fn cap_sphere(base_z: f32, base_r: f32, cap: f32, front: f32) -> (f32, f32) {
+    let f = front - base_z;
+    let h = (base_r * base_r - cap * cap).sqrt();
+    let d = (f * f - base_r * base_r) / (2.0 * (f - h));
+    (base_z + d, f - d)
+}
+
+fn spawn_eyes(
+    commands: &mut Commands,
+    head: Entity,
+    meshes: &mut Assets<Mesh>,
+    materials: &mut Assets<StandardMaterial>,
+) {
+    let (iris_z, iris_r) = cap_sphere(0.0, EYEBALL_RADIUS, IRIS_RADIUS, IRIS_FRONT);
+    let (pupil_z, pupil_r) = cap_sphere(iris_z, iris_r, PUPIL_RADIUS, PUPIL_FRONT);
+    let ball = meshes.add(Sphere::new(EYEBALL_RADIUS).mesh().uv(64, 48));
+    let iris = meshes.add(Sphere::new(iris_r).mesh().uv(64, 48));
+    let pupil = meshes.add(Sphere::new(pupil_r).mesh().uv(48, 32));
+    let wet = |c: Color, roughness: f32| StandardMaterial {
+        base_color: c,
+        perceptual_roughness: roughness,
+        reflectance: 0.5,
+        ..default()
+    };
+    let sclera = materials.add(wet(Color::srgb(0.80, 0.77, 0.72), 0.3));
+    let iris_mat = materials.add(wet(Color::srgb(0.33, 0.22, 0.12), 0.2));
+    let pupil_mat = materials.add(wet(Color::srgb(0.015, 0.012, 0.01), 0.15));
+    for (i, centre) in EYE_CENTRES.into_iter().enumerate() {
+        let eye = commands
+            .spawn((
+                Name::new(if i == 0 { "left eye" } else { "right eye" }),
+                Eye { left: i == 0 },
+                Dressed,
+                Mesh3d(ball.clone()),
+                MeshMaterial3d(sclera.clone()),
+                Transform::from_translation(centre),
+                ChildOf(head),
+            ))
+            .id();
+        commands.spawn((
+            Dressed,
+            Mesh3d(iris.clone()),
+            MeshMaterial3d(iris_mat.clone()),
+            Transform::from_xyz(0.0, 0.0, iris_z),
+            ChildOf(eye),
+        ));
+        commands.spawn((
+            Dressed,
+            Mesh3d(pupil.clone()),
+            MeshMaterial3d(pupil_mat.clone()),
+            Transform::from_xyz(0.0, 0.0, pupil_z),
+            ChildOf(eye),
+        ));
+    }
+}
+
+/// Turns each eye by its head's gaze channels (this frame's face: the
+/// plugin writes it in `PreUpdate`).
+fn turn_eyes(heads: Query<&FaceExpression>, mut eyes: Query<(&Eye, &ChildOf, &mut Transform)>) {
+    for (eye, parent, mut tf) in &mut eyes {
+        let Ok(face) = heads.get(parent.parent()) else {
+            continue;
+        };
+        let (up, down, look_in, out) = if eye.left {
+            (
+                Blendshape::EyeLookUpLeft,
+                Blendshape::EyeLookDownLeft,
+                Blendshape::EyeLookInLeft,
+                Blendshape::EyeLookOutLeft,
+            )
+        } else {
+            (
+                Blendshape::EyeLookUpRight,
+                Blendshape::EyeLookDownRight,
+                Blendshape::EyeLookInRight,
+                Blendshape::EyeLookOutRight,
+            )
+        };
+        // Outward is +x for the left eye, -x for the right; a positive
+        // rotation about y turns +z towards +x.
+        let outward = face.get(out) * LOOK_OUT_DEG - face.get(look_in) * LOOK_IN_DEG;
+        let yaw = if eye.left { outward } else { -outward };
+        // A positive rotation about x turns +z towards -y.
+        let pitch = face.get(down) * LOOK_DOWN_DEG - face.get(up) * LOOK_UP_DEG;
+        tf.rotation =
+            Quat::from_rotation_y(yaw.to_radians()) * Quat::from_rotation_x(pitch.to_radians());
+    }
+}
+
+/// Gives the head's glTF mesh the skin material and vertex colours for the
+/// parts that share it, once the mesh has loaded.
+fn dress_head(
+    mut commands: Commands,
+    looks: Res<Looks>,
+    heads: Query<Entity, With<TalkingHead>>,
+    children: Query<&Children>,
+    parts: Query<&Mesh3d, Without<Dressed>>,
+    mut meshes: ResMut<Assets<Mesh>>,
+) {
+    for head in &heads {
+        for e in children.iter_descendants(head) {
+            let Ok(mesh3d) = parts.get(e) else {
+                continue;
+            };
+            let Some(mut mesh) = meshes.get_mut(&mesh3d.0) else {
+                continue;
+            };
+            match part_colours(&mesh) {
+                Some(colours) => {
+                    if let Err(err) = mesh.try_insert_attribute(Mesh::ATTRIBUTE_COLOR, colours) {
+                        warn!("demo: cannot colour the head mesh: {err}");
+                    }
+                }
+                None => warn!("demo: the head mesh has no positions or indices"),
+            }
+            commands
+                .entity(e)
+                .insert((MeshMaterial3d(looks.skin.clone()), Dressed));
+        }
+    }
+}
+
+/// Linear colour that, multiplied by the skin material's base colour, gives
+/// `target` (sRGB).
+fn tint(target: Color) -> [f32; 4] {
+    let (t, s) = (target.to_linear(), SKIN.to_linear());
+    [t.red / s.red, t.green / s.green, t.blue / s.blue, 1.0]
+}
+
+/// Per-vertex colours (multipliers of the skin material) of the head mesh:
+/// skin 1; per connected component the eyeballs (hidden by the demo's eyes,
+/// painted white anyway), the tongue and the teeth; and the mouth bag:
+/// skin vertices with skin in front of them (a ray towards +z, the face's
+/// forward, hits the lips or chin) darken with the depth behind that skin.
+fn part_colours(mesh: &Mesh) -> Option<Vec<[f32; 4]>> {
+    use bevy::mesh::VertexAttributeValues;
+    let Ok(VertexAttributeValues::Float32x3(pos)) = mesh.try_attribute(Mesh::ATTRIBUTE_POSITION)
+    else {
+        return None;
+    };
+    let pos: Vec<Vec3> = pos.iter().map(|p| Vec3::from_array(*p)).collect();
+    let tris: Vec<[usize; 3]> = mesh
+        .try_indices()
+        .ok()?
+        .iter()
+        .collect::<Vec<_>>()
+        .chunks_exact(3)
+        .map(|t| [t[0], t[1], t[2]])
+        .collect();
+    let comp = components(&pos, &tris);
+    let mut size = std::collections::HashMap::<usize, usize>::new();
+    for &c in &comp {
+        *size.entry(c).or_default() += 1;
+    }
+    let skin = *size.iter().max_by_key(|(_, n)| **n)?.0;
+    let mut centroid = std::collections::HashMap::<usize, Vec3>::new();
+    for (p, &c) in pos.iter().zip(&comp) {
+        *centroid.entry(c).or_default() += *p / size[&c] as f32;
+    }
+    let white = tint(Color::srgb(0.80, 0.77, 0.72));
+    let teeth = tint(Color::srgb(0.74, 0.70, 0.62));
+    let tongue = tint(Color::srgb(0.50, 0.20, 0.20));
+    // No shadows reach into the mouth: teeth and tongue darken with depth
+    // behind the lips (z 0.15 at the front teeth, 0.065 at the tongue's root).
+    let in_shadow = |z: f32, c: [f32; 4]| {
+        let k = 0.15 + 0.85 * ((z - 0.065) / 0.085).clamp(0.0, 1.0).powi(2);
+        [c[0] * k, c[1] * k, c[2] * k, 1.0]
+    };
+    let mut colours: Vec<[f32; 4]> = comp
+        .iter()
+        .zip(&pos)
+        .map(|(&c, p)| {
+            if c == skin {
+                [1.0; 4]
+            } else if EYE_CENTRES.iter().any(|e| e.distance(centroid[&c]) < 0.005) {
+                white
+            } else if size[&c] > 150 {
+                in_shadow(p.z, tongue)
+            } else {
+                in_shadow(p.z, teeth)
+            }
+        })
+        .collect();
+    // The mouth bag: near the mouth, behind the face.
+    let near_mouth = |p: Vec3| p.x.abs() < 0.045 && (0.595..0.71).contains(&p.y) && p.z > 0.04;
+    let skin_tris: Vec<[Vec3; 3]> = tris
+        .iter()
+        .filter(|t| comp[t[0]] == skin && t.iter().any(|&i| near_mouth(pos[i])))
+        .map(|t| t.map(|i| pos[i]))
+        .collect();
+    let inner_lip = tint(Color::srgb(0.45, 0.22, 0.21));
+    let dark = tint(Color::srgb(0.05, 0.025, 0.025));
+    for (i, p) in pos.iter().enumerate() {
+        if comp[i] != skin || !near_mouth(*p) || p.x.abs() > 0.04 || p.y > 0.705 {
+            continue;
+        }
+        let Some(depth) = skin_tris
+            .iter()
+            .filter_map(|t| ray_hit(*p, Vec3::Z, t))
+            .filter(|&t| t > 1e-4)
+            .min_by(f32::total_cmp)
+        else {
+            continue;
+        };
+        // Skin at the lips' edge, lip-red 4 mm behind it, dark from 15 mm.
+        let smooth = |x: f32| {
+            let x = x.clamp(0.0, 1.0);
+            x * x * (3.0 - 2.0 * x)
+        };
+        let (a, b) = (smooth(depth / 0.004), smooth((depth - 0.004) / 0.011));
+        colours[i] = std::array::from_fn(|c| {
+            let lip = 1.0 + (inner_lip[c] - 1.0) * a;
+            lip + (dark[c] - lip) * b
+        });
+    }
+    Some(colours)
+}
+
+/// Connected component of each vertex (vertices at the same position are
+/// one: glTF splits them along normal seams).
+fn components(pos: &[Vec3], tris: &[[usize; 3]]) -> Vec<usize> {
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut parent: Vec<usize> = (0..pos.len()).collect();
+    let mut welded = std::collections::HashMap::new();
+    for (i, p) in pos.iter().enumerate() {
+        let key = (*p * 1e5).round().as_ivec3();
+        let first = *welded.entry(key).or_insert(i);
+        let (a, b) = (find(&mut parent, first), find(&mut parent, i));
+        parent[a] = b;
+    }
+    for t in tris {
+        for k in 0..2 {
+            let (a, b) = (find(&mut parent, t[k]), find(&mut parent, t[k + 1]));
+            parent[a] = b;
+        }
+    }
+    (0..pos.len()).map(|i| find(&mut parent, i)).collect()
+}
+
+/// Distance along `dir` at which the ray from `origin` meets triangle `t`
+/// (Möller–Trumbore), if it does.
+fn ray_hit(origin: Vec3, dir: Vec3, t: &[Vec3; 3]) -> Option<f32> {
+    let (e1, e2) = (t[1] - t[0], t[2] - t[0]);
+    let h = dir.cross(e2);
+    let det = e1.dot(h);
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let s = origin - t[0];
+    let u = s.dot(h) / det;
+    let q = s.cross(e1);
+    let v = dir.dot(q) / det;
+    if u < 0.0 || v < 0.0 || u + v > 1.0 {
+        return None;
+    }
+    Some(e2.dot(q) / det)
+}
+
+fn debug_pin_face(mut faces: Query<&mut FaceExpression>) {
+    let Ok(spec) = std::env::var("DEMO_PIN") else {
+        return;
+    };
+    if spec.is_empty() {
+        return;
+    }
+    for mut f in &mut faces {
+        for kv in spec.split(',') {
+            let (k, v) = kv.split_once('=').unwrap();
+            let b = Blendshape::from_name(k).unwrap();
+            f.set(b, v.parse().unwrap());
+        }
     }
 }

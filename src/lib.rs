@@ -13,8 +13,11 @@
 //! (Yang et al., 2025).
 #![warn(missing_docs)]
 
+#[cfg(feature = "gltf")]
+pub use talking_head_core::gltf;
 pub use talking_head_core::{audio, features, model, rig, runtime, upper_face};
 
+pub mod bake;
 pub mod plugin;
 #[cfg(feature = "egui")]
 pub mod ui;

@@ -155,6 +155,12 @@ pub fn talking_head_panel(
                 head.gain = gain;
             }
             ui.separator();
+            let spf = runtime
+                .as_ref()
+                .and_then(|r| r.model().map(|m| m.config().samples_per_frame()))
+                .unwrap_or(320);
+            let delay = settings.as_ref().map(|s| s.output_delay_secs).unwrap_or(0.0);
+            level_meter(ui, shown_level_dbfs(state, spf, delay));
             ui.label("jawOpen (orange) vs audio level (grey)");
             plot_history(ui, state);
             ui.label("ARKit weights");
@@ -164,6 +170,81 @@ pub fn talking_head_panel(
             }
         });
     Ok(())
+}
+
+/// Bottom of the level meter's scale, dBFS (the plugin's speech activity
+/// also maps −60..0 dBFS to 0..1).
+const METER_FLOOR_DB: f32 = -60.0;
+
+/// RMS level in dBFS of the audio under the face being shown: the level of
+/// the expression frame whose span holds the playhead minus the output
+/// delay (`None` while nothing plays or no frame is there; `-inf` for
+/// digital silence).
+pub fn shown_level_dbfs(
+    state: &TalkingHeadState,
+    samples_per_frame: usize,
+    output_delay_secs: f32,
+) -> Option<f32> {
+    let t = state.playhead_secs()? - output_delay_secs as f64;
+    let half = samples_per_frame as f64 / crate::audio::MODEL_SAMPLE_RATE as f64 / 2.0;
+    state
+        .frames()
+        .map(|f| (f, (f.time_secs(samples_per_frame) - t).abs()))
+        .filter(|(_, d)| *d <= half * 1.01)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(f, _)| f.level_dbfs)
+}
+
+/// A horizontal meter, −60..0 dBFS: green, amber above −18 dBFS, red above
+/// −6 dBFS, with the value in text.
+fn level_meter(ui: &mut egui::Ui, dbfs: Option<f32>) {
+    ui.horizontal(|ui| {
+        let text = match dbfs {
+            Some(db) if db.is_finite() => format!("level {db:6.1} dBFS"),
+            Some(_) => "level   -inf dBFS".to_string(),
+            None => "level     -- dBFS".to_string(),
+        };
+        // Lay out every character the readout can show, so all its glyphs
+        // enter the font atlas on the first frame (a digit seen for the
+        // first time would otherwise be blank for a frame, e.g. in a
+        // screenshot).
+        let font = egui::TextStyle::Monospace.resolve(ui.style());
+        ui.ctx().fonts_mut(|f| {
+            f.layout_no_wrap(
+                "level -0123456789.inf dBFS".into(),
+                font,
+                egui::Color32::WHITE,
+            );
+        });
+        ui.monospace(text);
+        let width = ui.available_width().max(60.0);
+        let (resp, painter) = ui.allocate_painter(egui::vec2(width, 12.0), egui::Sense::hover());
+        let r = resp.rect;
+        painter.rect_filled(r, 2.0, egui::Color32::from_gray(24));
+        let x = |db: f32| {
+            r.left() + r.width() * ((db - METER_FLOOR_DB) / -METER_FLOOR_DB).clamp(0.0, 1.0)
+        };
+        let v = dbfs.filter(|d| !d.is_nan()).unwrap_or(f32::NEG_INFINITY);
+        for (lo, hi, colour) in [
+            (METER_FLOOR_DB, -18.0, egui::Color32::from_rgb(70, 190, 90)),
+            (-18.0, -6.0, egui::Color32::from_rgb(230, 180, 40)),
+            (-6.0, 0.0, egui::Color32::from_rgb(230, 60, 50)),
+        ] {
+            if v > lo {
+                let seg = egui::Rect::from_min_max(
+                    egui::pos2(x(lo), r.top() + 1.0),
+                    egui::pos2(x(v.min(hi)), r.bottom() - 1.0),
+                );
+                painter.rect_filled(seg, 1.0, colour);
+            }
+        }
+        for db in [-48.0, -36.0, -24.0, -12.0] {
+            painter.line_segment(
+                [egui::pos2(x(db), r.top()), egui::pos2(x(db), r.bottom())],
+                egui::Stroke::new(1.0, egui::Color32::from_gray(70)),
+            );
+        }
+    });
 }
 
 fn plot_history(ui: &mut egui::Ui, state: &TalkingHeadState) {

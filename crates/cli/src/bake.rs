@@ -1,10 +1,13 @@
 //! The `bake` subcommand: audio files to Live Link Face CSV through the streaming model, with the seeded upper-face layer.
 
 use super::*;
+use talking_head_core::bake::BakeOptions;
 
 pub(crate) struct BakeArgs {
     pub(crate) audio: Vec<PathBuf>,
     pub(crate) output: PathBuf,
+    pub(crate) avatar: Option<PathBuf>,
+    pub(crate) retarget: Option<PathBuf>,
     pub(crate) fps: f64,
     pub(crate) emotion: String,
     pub(crate) style: Option<String>,
@@ -15,53 +18,6 @@ pub(crate) struct BakeArgs {
     pub(crate) no_upper_face: bool,
     pub(crate) jobs: Option<usize>,
     pub(crate) allow_untrained: bool,
-}
-
-/// Samples the 50 fps stream at `k / fps` seconds for `k = 0..n`, linearly
-/// interpolating between frame centres (clamped at the ends).
-fn resample_frames(
-    frames: &[ExpressionFrame],
-    spf: usize,
-    duration_secs: f64,
-    fps: f64,
-) -> Vec<[f32; BLENDSHAPE_COUNT]> {
-    let n = (duration_secs * fps).ceil().max(1.0) as usize;
-    if frames.is_empty() {
-        return vec![[0.0; BLENDSHAPE_COUNT]; n];
-    }
-    use talking_head_core::runtime::{FramePosition, locate};
-    let time = |i: usize| frames[i].time_secs(spf);
-    (0..n)
-        .map(|k| match locate(frames.len(), time, k as f64 / fps) {
-            FramePosition::Between { lo, w } => talking_head_core::rig::lerp_weights(
-                &frames[lo].weights,
-                &frames[lo + 1].weights,
-                w,
-            ),
-            FramePosition::After { .. } => frames[frames.len() - 1].weights,
-            _ => frames[0].weights,
-        })
-        .collect()
-}
-
-/// The plugin's upper-face layer (blinks, gaze, brow raises with speech;
-/// neutral at rest), seeded, laid over baked frames the way the plugin
-/// shows them ([`talking_head_core::upper_face::overlay_upper_face`]).
-fn add_upper_face_layer(
-    frames: &mut [talking_head_core::runtime::ExpressionFrame],
-    fps: u32,
-    seed: u64,
-) {
-    use talking_head_core::upper_face::{
-        UpperFaceGenerator, UpperFaceStats, overlay_upper_face, speech_activity_from_db,
-    };
-    let mut g = UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true);
-    let dt = 1.0 / fps.max(1) as f32;
-    for f in frames.iter_mut() {
-        let mut layer = f.weights;
-        g.step(dt, speech_activity_from_db(f.level_dbfs), &mut layer);
-        overlay_upper_face(&mut f.weights, &layer);
-    }
 }
 
 pub(crate) fn bake(args: BakeArgs) -> Result<()> {
@@ -103,10 +59,32 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                 .unwrap_or(model.config().diffusion.guidance_scale),
         }
     };
-    let to_dir = args.audio.len() > 1
-        || args.output.is_dir()
-        || args.output.to_string_lossy().ends_with('/')
-        || args.output.extension().is_none();
+    let avatar = match &args.avatar {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the avatar {}", path.display()))?;
+            let map = match &args.retarget {
+                Some(p) => Some(
+                    talking_head_core::rig::RetargetMap::load_json(p)
+                        .with_context(|| format!("reading the retarget map {}", p.display()))?,
+                ),
+                None => None,
+            };
+            if args.output.is_dir() || args.output.to_string_lossy().ends_with('/') {
+                bail!(
+                    "with --avatar the output is one glTF file (one animation per audio file), not the directory {}",
+                    args.output.display()
+                );
+            }
+            Some((bytes, map))
+        }
+        None => None,
+    };
+    let to_dir = avatar.is_none()
+        && (args.audio.len() > 1
+            || args.output.is_dir()
+            || args.output.to_string_lossy().ends_with('/')
+            || args.output.extension().is_none());
     if to_dir {
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("creating output directory {}", args.output.display()))?;
@@ -127,7 +105,6 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     let model = Arc::new(model);
-    let spf = model.config().samples_per_frame();
     let outputs: Vec<PathBuf> = args
         .audio
         .iter()
@@ -145,6 +122,9 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
         })
         .collect();
     for (i, a) in outputs.iter().enumerate() {
+        if avatar.is_some() {
+            break;
+        }
         if let Some(j) = outputs[..i].iter().position(|b| b == a) {
             bail!(
                 "{} and {} would both be written to {}; bake them into different directories",
@@ -154,6 +134,7 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
             );
         }
     }
+    let takes = std::sync::Mutex::new(Vec::new());
     let results: Vec<(PathBuf, Result<PathBuf>)> = pool.install(|| {
         args.audio
             .par_iter()
@@ -174,17 +155,21 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                     let bar = bars.add(ProgressBar::new(samples.len() as u64));
                     bar.set_style(style_bar.clone());
                     bar.set_prefix(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-                    let mut session = Session::new(&model, AudioFormat::MODEL, args.seed)?;
-                    session.set_emotion(emotion);
-                    session.set_style(style);
-                    let mut frames = run_to_end(&model, &mut session, Pcm::F32(&samples), sampler, |n| bar.inc(n))?;
+                    let options = BakeOptions {
+                        emotion,
+                        style,
+                        sampler,
+                        seed: args.seed,
+                        upper_face: !args.no_upper_face,
+                        fps: args.fps,
+                    };
+                    let baked = talking_head_core::bake::bake(&model, &samples, &options, |n| bar.inc(n))?;
                     bar.finish_and_clear();
-                    if !args.no_upper_face {
-                        add_upper_face_layer(&mut frames, model.config().fps, args.seed);
+                    if avatar.is_some() {
+                        takes.lock().unwrap_or_else(|p| p.into_inner()).push((i, baked));
+                        return Ok(out);
                     }
-                    let duration = samples.len() as f64 / AudioFormat::MODEL.sample_rate as f64;
-                    let rows = resample_frames(&frames, spf, duration, args.fps);
-                    let take = LiveLinkFaceTake::from_weights(&rows, args.fps, 0.0)?;
+                    let take = LiveLinkFaceTake::from_weights(&baked.frames, args.fps, 0.0)?;
                     take.write_file(&out)?;
                     Ok(out)
                 })();
@@ -192,6 +177,42 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
             })
             .collect()
     });
+    if let Some((mut glb, map)) = avatar {
+        if results.iter().any(|(_, r)| r.is_err()) {
+            return report_results(results);
+        }
+        let mut takes = takes.into_inner().unwrap_or_else(|p| p.into_inner());
+        takes.sort_by_key(|(i, _)| *i);
+        for (i, take) in &takes {
+            let name = args.audio[*i]
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("clip{i}"));
+            let (out, report) =
+                talking_head_core::gltf::bake_into_glb(&glb, take, map.as_ref(), &name)
+                    .with_context(|| {
+                        format!("baking {} into the avatar", args.audio[*i].display())
+                    })?;
+            glb = out;
+            if *i == 0 {
+                for (node, bound, total) in &report.nodes {
+                    eprintln!("{node}: {bound} of {total} morph targets animated");
+                }
+                if !report.unbound.is_empty() {
+                    eprintln!("not driven (stay at 0): {}", report.unbound.join(", "));
+                }
+            }
+            eprintln!(
+                "animation `{name}`: {} frames at {} fps",
+                take.frames.len(),
+                take.fps
+            );
+        }
+        std::fs::write(&args.output, &glb)
+            .with_context(|| format!("writing {}", args.output.display()))?;
+        eprintln!("wrote {}", args.output.display());
+        return Ok(());
+    }
     report_results(results)?;
     Ok(())
 }

@@ -13,8 +13,8 @@ use talking_head_core::audio::{AudioFormat, load_mono_16k};
 use talking_head_core::model::{
     EMOTIONS, FrameInput, ModelConfig, Sampler, TalkingHeadModel, default_model_path, parse_emotion,
 };
-use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
-use talking_head_core::runtime::{ExpressionFrame, Pcm, Session, run_to_end};
+use talking_head_core::rig::LiveLinkFaceTake;
+use talking_head_core::runtime::{Pcm, Session, run_to_end};
 
 mod bake;
 mod bench;
@@ -81,10 +81,19 @@ enum Command {
         /// Audio files (WAV, FLAC, AIFF, MP3, OGG; any rate 8–96 kHz, any channel count).
         #[arg(required = true)]
         audio: Vec<PathBuf>,
-        /// Output CSV file (one input) or directory (`<stem>.csv` per input).
+        /// Output CSV file (one input) or directory (`<stem>.csv` per input);
+        /// with `--avatar`, the output .glb/.vrm file.
         #[arg(short, long)]
         output: PathBuf,
-        /// Output frame rate of the CSV.
+        /// Write a glTF instead of CSV: this avatar (.glb or .vrm) with one
+        /// morph-weight animation per audio file, named after the file.
+        #[arg(long)]
+        avatar: Option<PathBuf>,
+        /// Retarget map (.retarget.json) from the ARKit channels to the
+        /// avatar's morph target names (default: the ARKit names themselves).
+        #[arg(long, requires = "avatar")]
+        retarget: Option<PathBuf>,
+        /// Output frame rate of the CSV or animation.
         #[arg(long, default_value_t = 30.0)]
         fps: f64,
         /// Emotion weights, e.g. `happy=0.8,surprised=0.2` (each in [0, 1]).
@@ -253,6 +262,8 @@ fn main() {
         Command::Bake {
             audio,
             output,
+            avatar,
+            retarget,
             fps,
             emotion,
             style,
@@ -266,6 +277,8 @@ fn main() {
         } => bake(BakeArgs {
             audio,
             output,
+            avatar,
+            retarget,
             fps,
             emotion,
             style,

@@ -18,7 +18,10 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod bake;
 pub mod features;
+#[cfg(feature = "gltf")]
+pub mod gltf;
 pub mod model;
 pub mod rig;
 pub mod runtime;

@@ -1,0 +1,280 @@
+//! A baked take written into an avatar's glTF binary (`.glb`, `.vrm`) as a
+//! morph-target weight animation (feature `gltf`).
+//!
+//! glTF 2.0 (Khronos, §3.11 "Animations"): one channel per node that
+//! carries a mesh with morph targets, `target.path = "weights"`, a LINEAR
+//! sampler whose input is the frame times (seconds, `FLOAT` `SCALAR`, with
+//! min/max) and whose output holds `frames × targets` weights. Morph target
+//! names come from the mesh's `extras.targetNames` (the de-facto convention
+//! of Blender, three.js and Bevy's loader). ARKit weights reach them
+//! through a [`RetargetMap`] (by default the identity on the 52 ARKit names,
+//! matched ignoring case). Everything else in the file — nodes, skins,
+//! materials, extensions such as `VRMC_vrm`, the binary data — is kept; the
+//! animation's data is appended to the binary chunk.
+//!
+//! Parsing and writing go through the `gltf` crate's GLB container and
+//! `gltf-json` document types.
+
+use gltf::Glb;
+use gltf::json;
+use gltf::json::validation::{Checked, USize64};
+
+use crate::bake::BakedTake;
+use crate::rig::{ARKIT_BLENDSHAPES, RetargetError, RetargetMap};
+
+/// Errors of [`bake_into_glb`].
+#[derive(Debug, thiserror::Error)]
+pub enum GltfBakeError {
+    /// Not a glTF binary, or its JSON chunk is not valid glTF.
+    #[error("not a valid glTF binary (.glb/.vrm): {0}")]
+    Parse(String),
+    /// No mesh has morph targets named in `extras.targetNames`.
+    #[error(
+        "the avatar has no mesh with named morph targets (extras.targetNames); nothing to animate"
+    )]
+    NoMorphTargets,
+    /// No morph target of the avatar is driven by the retarget map.
+    #[error(
+        "none of the avatar's morph targets is driven by the retarget map (targets: {targets}); pass a retarget map for this rig"
+    )]
+    NothingBound {
+        /// The first few morph target names found.
+        targets: String,
+    },
+    /// The retarget map does not fit the ARKit channels.
+    #[error(transparent)]
+    Retarget(#[from] RetargetError),
+    /// The take is empty or not finite.
+    #[error("the take has no frames or a non-finite frame rate")]
+    EmptyTake,
+    /// The output would exceed glTF's 4 GiB binary limit.
+    #[error("the animation does not fit in a glTF binary chunk")]
+    TooLarge,
+}
+
+/// What [`bake_into_glb`] animated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GltfBakeReport {
+    /// Per animated node: its name (or `node N`), targets driven, targets in all.
+    pub nodes: Vec<(String, usize, usize)>,
+    /// Morph target names no rule drives (they stay at 0 in the animation).
+    pub unbound: Vec<String>,
+}
+
+/// Morph target names of `mesh` from its `extras.targetNames`.
+pub fn target_names(mesh: &json::Mesh) -> Option<Vec<String>> {
+    let extras = mesh.extras.as_ref()?;
+    let v: serde_json::Value = serde_json::from_str(extras.get()).ok()?;
+    let names = v.get("targetNames")?.as_array()?;
+    names
+        .iter()
+        .map(|n| n.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+}
+
+/// Adds `take` to the glTF binary `glb` as an animation named `name` and
+/// returns the new file and what was bound.
+///
+/// Every node whose mesh has named morph targets gets a `weights` channel;
+/// target `t` of it plays the ARKit weights mapped by `retarget` (identity
+/// on the ARKit names when `None`), 0 where no rule drives it.
+///
+/// # Errors
+/// [`GltfBakeError`]: an unreadable file, an avatar without named morph
+/// targets or with none driven, a retarget map naming unknown ARKit
+/// channels, an empty take.
+pub fn bake_into_glb(
+    glb: &[u8],
+    take: &BakedTake,
+    retarget: Option<&RetargetMap>,
+    name: &str,
+) -> Result<(Vec<u8>, GltfBakeReport), GltfBakeError> {
+    if take.frames.is_empty() || !(take.fps.is_finite() && take.fps > 0.0) {
+        return Err(GltfBakeError::EmptyTake);
+    }
+    let parsed = Glb::from_slice(glb).map_err(|e| GltfBakeError::Parse(e.to_string()))?;
+    let mut root: json::Root = json::deserialize::from_slice(&parsed.json)
+        .map_err(|e| GltfBakeError::Parse(e.to_string()))?;
+    let mut bin: Vec<u8> = parsed.bin.map(|b| b.into_owned()).unwrap_or_default();
+
+    let identity;
+    let map = match retarget {
+        Some(m) => m,
+        None => {
+            identity = RetargetMap::identity(&ARKIT_BLENDSHAPES);
+            &identity
+        }
+    };
+
+    // Nodes that carry a mesh with named morph targets.
+    let mut report = GltfBakeReport::default();
+    let mut animated: Vec<(usize, Vec<f32>)> = Vec::new(); // node, [frames × targets]
+    let mut any_targets = false;
+    let mut all_names: Vec<String> = Vec::new();
+    for (ni, node) in root.nodes.iter().enumerate() {
+        let Some(mesh) = node.mesh.and_then(|m| root.meshes.get(m.value())) else {
+            continue;
+        };
+        let Some(names) = target_names(mesh) else {
+            continue;
+        };
+        if names.is_empty() {
+            continue;
+        }
+        any_targets = true;
+        let (compiled, _) = map.compile_skipping_missing_targets(&ARKIT_BLENDSHAPES, &names)?;
+        let covered = compiled.covered_targets();
+        if covered.is_empty() {
+            all_names.extend(names.iter().take(8).cloned());
+            continue;
+        }
+        for (t, n) in names.iter().enumerate() {
+            if !covered.contains(&t) && !report.unbound.contains(n) {
+                report.unbound.push(n.clone());
+            }
+        }
+        let mut out = vec![0f32; take.frames.len() * names.len()];
+        for (k, frame) in take.frames.iter().enumerate() {
+            let row = &mut out[k * names.len()..(k + 1) * names.len()];
+            compiled.apply(frame, row);
+            for w in row.iter_mut() {
+                *w = if w.is_finite() {
+                    w.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+            }
+        }
+        let label = node.name.clone().unwrap_or_else(|| format!("node {ni}"));
+        report.nodes.push((label, covered.len(), names.len()));
+        animated.push((ni, out));
+    }
+    if !any_targets {
+        return Err(GltfBakeError::NoMorphTargets);
+    }
+    if animated.is_empty() {
+        return Err(GltfBakeError::NothingBound {
+            targets: all_names.join(", "),
+        });
+    }
+
+    // One buffer (the GLB's BIN chunk, buffer 0): times, then each node's weights.
+    if root.buffers.is_empty() {
+        root.buffers.push(json::Buffer {
+            byte_length: USize64(0),
+            name: None,
+            uri: None,
+            extensions: None,
+            extras: Default::default(),
+        });
+    }
+    let times: Vec<f32> = (0..take.frames.len())
+        .map(|k| take.time(k) as f32)
+        .collect();
+    let time_max = times.last().copied().unwrap_or(0.0);
+    let input = push_accessor(
+        &mut root,
+        &mut bin,
+        &times,
+        Some((vec![0.0], vec![time_max])),
+    );
+    let mut channels = Vec::new();
+    let mut samplers = Vec::new();
+    for (node, weights) in &animated {
+        let output = push_accessor(&mut root, &mut bin, weights, None);
+        samplers.push(json::animation::Sampler {
+            input,
+            interpolation: Checked::Valid(json::animation::Interpolation::Linear),
+            output,
+            extensions: None,
+            extras: Default::default(),
+        });
+        channels.push(json::animation::Channel {
+            sampler: json::Index::new(samplers.len() as u32 - 1),
+            target: json::animation::Target {
+                node: json::Index::new(*node as u32),
+                path: Checked::Valid(json::animation::Property::MorphTargetWeights),
+                extensions: None,
+                extras: Default::default(),
+            },
+            extensions: None,
+            extras: Default::default(),
+        });
+    }
+    root.animations.push(json::Animation {
+        name: Some(name.to_owned()),
+        channels,
+        samplers,
+        extensions: None,
+        extras: Default::default(),
+    });
+    if bin.len() > u32::MAX as usize {
+        return Err(GltfBakeError::TooLarge);
+    }
+    root.buffers[0].byte_length = USize64(bin.len() as u64);
+
+    let json_bytes =
+        json::serialize::to_vec(&root).map_err(|e| GltfBakeError::Parse(e.to_string()))?;
+    let out = Glb {
+        header: gltf::binary::Header {
+            magic: *b"glTF",
+            version: 2,
+            length: 0, // set by to_vec
+        },
+        json: std::borrow::Cow::Owned(json_bytes),
+        bin: Some(std::borrow::Cow::Owned(bin)),
+    }
+    .to_vec()
+    .map_err(|e| GltfBakeError::Parse(e.to_string()))?;
+    Ok((out, report))
+}
+
+/// Appends `values` (f32, 4-byte aligned) to `bin` with a buffer view and a
+/// `SCALAR` `FLOAT` accessor; returns the accessor.
+fn push_accessor(
+    root: &mut json::Root,
+    bin: &mut Vec<u8>,
+    values: &[f32],
+    min_max: Option<(Vec<f32>, Vec<f32>)>,
+) -> json::Index<json::Accessor> {
+    while bin.len() % 4 != 0 {
+        bin.push(0);
+    }
+    let offset = bin.len();
+    for v in values {
+        bin.extend_from_slice(&v.to_le_bytes());
+    }
+    let view = root.push(json::buffer::View {
+        buffer: json::Index::new(0),
+        byte_length: USize64((values.len() * 4) as u64),
+        byte_offset: Some(USize64(offset as u64)),
+        byte_stride: None,
+        name: None,
+        target: None,
+        extensions: None,
+        extras: Default::default(),
+    });
+    let (min, max) = match min_max {
+        Some((min, max)) => (
+            Some(serde_json::Value::from(min)),
+            Some(serde_json::Value::from(max)),
+        ),
+        None => (None, None),
+    };
+    root.push(json::Accessor {
+        buffer_view: Some(view),
+        byte_offset: None,
+        count: USize64(values.len() as u64),
+        component_type: Checked::Valid(json::accessor::GenericComponentType(
+            json::accessor::ComponentType::F32,
+        )),
+        type_: Checked::Valid(json::accessor::Type::Scalar),
+        min,
+        max,
+        name: None,
+        normalized: false,
+        sparse: None,
+        extensions: None,
+        extras: Default::default(),
+    })
+}
