@@ -13,9 +13,9 @@
 //! (Yang et al., 2025).
 #![warn(missing_docs)]
 
-#[cfg(feature = "gltf")]
-pub use talking_head_core::gltf;
 pub use talking_head_core::{audio, features, model, rig, runtime, upper_face};
+#[cfg(feature = "gltf")]
+pub use talking_head_core::{gltf, vrm};
 
 pub mod bake;
 pub mod plugin;

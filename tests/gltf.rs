@@ -33,6 +33,11 @@ fn take() -> BakedTake {
 /// Bevy with asset loading, glTF, scenes and animation but no renderer,
 /// window or log subscriber, reading assets from `dir`.
 fn headless_app(dir: &Path) -> App {
+    headless_app_with(dir, |_| {})
+}
+
+/// [`headless_app`] with more plugins added by `extra` before it finishes.
+fn headless_app_with(dir: &Path, extra: impl FnOnce(&mut App)) -> App {
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -57,6 +62,7 @@ fn headless_app(dir: &Path) -> App {
             .disable::<bevy::audio::AudioPlugin>(),
     )
     .insert_resource(TimeUpdateStrategy::ManualDuration(DT));
+    extra(&mut app);
     // What `App::run` does first: e.g. the glTF loader registers in `finish`.
     app.finish();
     app.cleanup();
@@ -122,7 +128,15 @@ fn play(
     (0..frames)
         .map(|_| {
             app.update();
-            app.world().get::<MorphWeights>(node).unwrap().weights()[jaw]
+            match app.world().get::<MorphWeights>(node) {
+                Some(w) => w.weights()[jaw],
+                None => {
+                    let world = app.world_mut();
+                    let mut q = world.query::<(Entity, &MorphWeights)>();
+                    let all: Vec<Entity> = q.iter(world).map(|(e, _)| e).collect();
+                    panic!("{node} lost its MorphWeights; now on {all:?}");
+                }
+            }
         })
         .collect()
 }
@@ -162,6 +176,19 @@ fn a_bake_into_the_glb_reimports_and_plays_in_bevy() {
 
     let mut app = headless_app(dir.path());
     let gltf: Handle<Gltf> = app.world().resource::<AssetServer>().load("head_baked.glb");
+    // The whole file first: a scene spawned while the file still loads is
+    // spawned again when it finishes.
+    for _ in 0..1500 {
+        app.update();
+        if app
+            .world()
+            .resource::<AssetServer>()
+            .is_loaded_with_dependencies(&gltf)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let (_, node, jaw) = spawn_until_ready(&mut app, "head_baked.glb");
     let clip = {
         let gltfs = app.world().resource::<Assets<Gltf>>();
@@ -214,4 +241,237 @@ fn a_take_binds_to_an_avatar_without_animations_and_plays() {
         &take,
         bevy_talking_head::rig::Blendshape::JawOpen.index(),
     );
+}
+
+// ---------------------------------------------------------------- VRM 1.0
+
+/// The VRM test asset: the demo head with the `VRMC_vrm` extension, its
+/// 15 Oculus viseme morphs bound as the mouth presets and ARKit morphs as
+/// the blink, look and emotion presets. The ARKit target names are
+/// prefixed `morph_` so the avatar has no perfect sync and must be driven
+/// through its presets. Rebuild with
+/// `cargo test --all-features --test gltf -- --ignored write_vrm_test_asset`.
+fn vrm_test_asset() -> Vec<u8> {
+    use serde_json::{Value, json};
+    let src = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(HEAD)).unwrap();
+    let glb = gltf::Glb::from_slice(&src).unwrap();
+    let mut doc: Value = serde_json::from_slice(&glb.json).unwrap();
+    let names: Vec<String> = doc["meshes"][0]["extras"]["targetNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    let idx = |n: &str| names.iter().position(|m| m == n).unwrap();
+    let bind = |targets: &[(&str, f32)]| -> Value {
+        let binds: Vec<Value> = targets
+            .iter()
+            .map(|(n, w)| json!({"node": 0, "index": idx(n), "weight": w}))
+            .collect();
+        json!({ "morphTargetBinds": binds })
+    };
+    let mut surprised = bind(&[
+        ("browOuterUpLeft", 1.0),
+        ("browOuterUpRight", 1.0),
+        ("browInnerUp", 0.6),
+        ("eyeWideLeft", 1.0),
+        ("eyeWideRight", 1.0),
+    ]);
+    surprised["overrideBlink"] = json!("blend");
+    let vrm = json!({
+        "specVersion": "1.0",
+        "meta": {
+            "name": "bevy_talking_head VRM test head (expressions only)",
+            "version": "1",
+            "authors": ["bevy_talking_head", "MakeHuman (base mesh, CC0)"],
+            "licenseUrl": "https://vrm.dev/licenses/1.0/",
+            "avatarPermission": "everyone",
+            "commercialUsage": "corporation",
+            "allowRedistribution": true,
+            "modification": "allowModificationRedistribution"
+        },
+        "humanoid": { "humanBones": { "head": { "node": 0 } } },
+        "expressions": { "preset": {
+            "aa": bind(&[("viseme_aa", 1.0)]),
+            "ih": bind(&[("viseme_I", 1.0)]),
+            "ou": bind(&[("viseme_U", 1.0)]),
+            "ee": bind(&[("viseme_E", 1.0)]),
+            "oh": bind(&[("viseme_O", 1.0)]),
+            "blink": bind(&[("eyeBlinkLeft", 1.0), ("eyeBlinkRight", 1.0)]),
+            "blinkLeft": bind(&[("eyeBlinkLeft", 1.0)]),
+            "blinkRight": bind(&[("eyeBlinkRight", 1.0)]),
+            "lookUp": bind(&[("eyeLookUpLeft", 1.0), ("eyeLookUpRight", 1.0)]),
+            "lookDown": bind(&[("eyeLookDownLeft", 1.0), ("eyeLookDownRight", 1.0)]),
+            "lookLeft": bind(&[("eyeLookOutLeft", 1.0), ("eyeLookInRight", 1.0)]),
+            "lookRight": bind(&[("eyeLookInLeft", 1.0), ("eyeLookOutRight", 1.0)]),
+            "happy": bind(&[("mouthSmileLeft", 1.0), ("mouthSmileRight", 1.0), ("cheekSquintLeft", 0.8), ("cheekSquintRight", 0.8)]),
+            "angry": bind(&[("browDownLeft", 1.0), ("browDownRight", 1.0), ("noseSneerLeft", 0.7), ("noseSneerRight", 0.7)]),
+            "sad": bind(&[("browInnerUp", 1.0), ("mouthFrownLeft", 1.0), ("mouthFrownRight", 1.0)]),
+            "relaxed": bind(&[("eyeSquintLeft", 0.5), ("eyeSquintRight", 0.5)]),
+            "surprised": surprised,
+            "neutral": { "morphTargetBinds": [] }
+        }}
+    });
+    let renamed: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            if bevy_talking_head::rig::blendshape_index(n).is_some() {
+                json!(format!("morph_{n}"))
+            } else {
+                json!(n)
+            }
+        })
+        .collect();
+    doc["meshes"][0]["extras"]["targetNames"] = Value::Array(renamed);
+    doc["extensions"] = json!({ "VRMC_vrm": vrm });
+    doc["extensionsUsed"] = json!(["VRMC_vrm"]);
+    let mut json = serde_json::to_vec(&doc).unwrap();
+    while json.len() % 4 != 0 {
+        json.push(b' ');
+    }
+    gltf::Glb {
+        header: gltf::binary::Header {
+            magic: *b"glTF",
+            version: 2,
+            length: 0,
+        },
+        json: json.into(),
+        bin: glb.bin.clone(),
+    }
+    .to_vec()
+    .unwrap()
+}
+
+const VRM: &str = "assets/avatars/mh_arkit_head_visemes.vrm";
+
+#[test]
+#[ignore = "writes the VRM test asset"]
+fn write_vrm_test_asset() {
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(VRM),
+        vrm_test_asset(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_vrm_test_asset_is_what_the_recipe_builds() {
+    let committed = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(VRM)).unwrap();
+    assert!(
+        committed == vrm_test_asset(),
+        "{VRM} is stale: rerun write_vrm_test_asset"
+    );
+}
+
+#[test]
+fn a_vrm_avatar_speaks_through_its_presets_and_shows_emotion() {
+    use bevy_talking_head::prelude::*;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = std::sync::Arc::new(
+        TalkingHeadModel::load(&root.join("assets/models/default.safetensors")).unwrap(),
+    );
+    let mut app = headless_app_with(&root.join("assets"), |app| {
+        app.add_plugins(TalkingHeadPlugin {
+            model: ModelSource::Loaded(model),
+            worker: bevy_talking_head::runtime::WorkerConfig {
+                inline: true,
+                ..default()
+            },
+            ..default()
+        });
+    });
+    let (speech, _) = load_mono_16k(&root.join("assets/audio/LJ001-0001.wav")).unwrap();
+    let stream = VoiceStream::with_delay(Duration::from_millis(300));
+    let scene = app
+        .world()
+        .resource::<AssetServer>()
+        .load(GltfAssetLabel::Scene(0).from_asset("avatars/mh_arkit_head_visemes.vrm"));
+    let head = app
+        .world_mut()
+        .spawn((
+            WorldAssetRoot(scene.clone()),
+            TalkingHead::default(),
+            stream.clone(),
+        ))
+        .id();
+    // Wait for the scene and the binding.
+    let mut node = None;
+    for _ in 0..1500 {
+        app.update();
+        node = head_node_named(&mut app, "viseme_aa");
+        let loaded = app
+            .world()
+            .resource::<AssetServer>()
+            .is_loaded_with_dependencies(&scene);
+        if loaded
+            && node.is_some()
+            && app
+                .world()
+                .get::<MorphBinding>(head)
+                .is_some_and(|b| b.is_vrm())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (node, aa) = node.expect("the VRM scene spawned");
+    let b = app.world().get::<MorphBinding>(head).unwrap();
+    assert!(b.is_vrm(), "driven through the VRM presets");
+    assert!(b.bound_targets() >= 30, "{} targets", b.bound_targets());
+    let names = mesh_names(&mut app, node);
+    let jaw = names.iter().position(|n| n == "morph_jawOpen").unwrap();
+    let smile = names
+        .iter()
+        .position(|n| n == "morph_mouthSmileLeft")
+        .unwrap();
+    let mut max_aa = 0.0f32;
+    let mut max_jaw = 0.0f32;
+    let mut happy_smile = 0.0f32;
+    for (k, chunk) in speech.chunks(320).enumerate() {
+        if k == 250 {
+            app.world_mut()
+                .get_mut::<TalkingHead>(head)
+                .unwrap()
+                .emotion = Emotion::named("happy", 1.0).unwrap();
+        }
+        stream.push(chunk, 16_000).unwrap();
+        app.update();
+        let w = app.world().get::<MorphWeights>(node).unwrap().weights();
+        max_aa = max_aa.max(w[aa]);
+        max_jaw = max_jaw.max(w[jaw]);
+        if k > 270 {
+            happy_smile = happy_smile.max(w[smile]);
+        }
+    }
+    assert!(
+        max_aa > 0.1,
+        "the `aa` preset never opened the mouth: {max_aa}"
+    );
+    assert_eq!(max_jaw, 0.0, "a morph no expression binds was written");
+    assert!(
+        happy_smile > 0.9,
+        "happy did not reach the smile: {happy_smile}"
+    );
+}
+
+fn mesh_names(app: &mut App, node: Entity) -> Vec<String> {
+    let world = app.world();
+    let w = world.get::<MorphWeights>(node).unwrap();
+    let mesh = world
+        .resource::<Assets<Mesh>>()
+        .get(w.first_mesh().unwrap())
+        .unwrap();
+    mesh.morph_target_names().unwrap().to_vec()
+}
+
+fn head_node_named(app: &mut App, target: &str) -> Option<(Entity, usize)> {
+    let world = app.world_mut();
+    let mut q = world.query::<(Entity, &MorphWeights)>();
+    let (e, w) = q.iter(world).next()?;
+    let mesh = world.resource::<Assets<Mesh>>().get(w.first_mesh()?)?;
+    let i = mesh
+        .morph_target_names()?
+        .iter()
+        .position(|n| n == target)?;
+    Some((e, i))
 }

@@ -40,9 +40,12 @@ pub(crate) fn mark_dirty(added: Query<(), Added<MorphWeights>>, mut heads: Query
 }
 
 /// Resolves the binding of every dirty head.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn bind(
     mut heads: Query<(Entity, &mut MorphBinding, Option<&FaceRetarget>), With<TalkingHead>>,
     children: Query<&Children>,
+    #[cfg(feature = "vrm")] vrm_avatars: Query<&super::vrm::VrmAvatar>,
+    #[cfg(feature = "vrm")] vrm_nodes: Query<&super::vrm::VrmNode>,
     weights: Query<&MorphWeights>,
     meshes: Option<Res<Assets<Mesh>>>,
     retarget_assets: Option<Res<Assets<super::RetargetAsset>>>,
@@ -122,6 +125,28 @@ pub(crate) fn bind(
                 map: compiled,
                 covered,
             });
+        }
+        // A VRM 1.0 avatar without ARKit perfect sync: through its presets.
+        #[cfg(feature = "vrm")]
+        {
+            let arkit_bound = arkit_covered.iter().filter(|c| **c).count();
+            binding.vrm = if retarget.is_none() {
+                super::vrm::vrm_binding(head, arkit_bound, &children, &vrm_avatars, &vrm_nodes)
+            } else {
+                None
+            };
+            if let Some(v) = &binding.vrm {
+                debug!(
+                    "TalkingHead {head}: VRM {} avatar, {} expressions on {} morph targets",
+                    v.expressions.spec_version,
+                    v.expressions.expressions.len(),
+                    v.touched.len()
+                );
+                binding.meshes = Vec::new();
+                binding.missing = Vec::new();
+                binding.dirty = pending;
+                continue;
+            }
         }
         let missing: Vec<String> = if retarget.is_none() {
             ARKIT_BLENDSHAPES

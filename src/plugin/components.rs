@@ -273,6 +273,9 @@ pub(crate) struct BoundMesh {
 #[derive(Component, Clone, Debug, Default)]
 pub struct MorphBinding {
     pub(crate) meshes: Vec<BoundMesh>,
+    /// Set when the avatar is a VRM 1.0 driven through its expression presets.
+    #[cfg(feature = "vrm")]
+    pub(crate) vrm: Option<super::vrm::VrmBinding>,
     pub(crate) missing: Vec<String>,
     pub(crate) dirty: bool,
     pub(crate) frames_without_targets: u32,
@@ -287,7 +290,20 @@ impl MorphBinding {
 
     /// Number of morph targets driven, over all meshes.
     pub fn bound_targets(&self) -> usize {
+        #[cfg(feature = "vrm")]
+        if let Some(v) = &self.vrm {
+            return v.touched.len();
+        }
         self.meshes.iter().map(|m| m.covered).sum()
+    }
+
+    /// Whether the head drives a VRM 1.0 avatar through its expression
+    /// presets (no ARKit perfect sync).
+    pub fn is_vrm(&self) -> bool {
+        #[cfg(feature = "vrm")]
+        return self.vrm.is_some();
+        #[cfg(not(feature = "vrm"))]
+        false
     }
 
     /// Names that could not be bound: ARKit names no mesh has (no retarget

@@ -37,6 +37,8 @@ mod components;
 mod morph;
 mod runtime;
 mod sources;
+#[cfg(feature = "vrm")]
+mod vrm;
 
 use bevy::prelude::*;
 
@@ -73,6 +75,8 @@ pub use sources::{
     STALL_SECS, VOICE_STREAM_CAPACITY, VoiceSourceSystems, VoiceStream, VoiceStreamError,
     VoiceStreamPlugin,
 };
+#[cfg(feature = "vrm")]
+pub use vrm::{PERFECT_SYNC_MIN, VrmAvatar, VrmNode, VrmPlugin};
 
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::rig::{BLENDSHAPE_COUNT, Blendshape};
@@ -151,8 +155,8 @@ pub struct TalkingHeadPlugin {
     pub worker: WorkerConfig,
     /// Initial [`TalkingHeadSettings::upper_face`].
     pub upper_face: bool,
-    /// Also add every voice-source plugin the crate's features enable
-    /// (`true`, the default). [`TalkingHeadPlugins`] sets it to `false` and
+    /// Also add every voice-source plugin the crate's features enable, and
+    /// `VrmPlugin` (feature `vrm`) (`true`, the default). [`TalkingHeadPlugins`] sets it to `false` and
     /// adds the sources itself, so a game can disable them one by one.
     pub voice_sources: bool,
 }
@@ -185,7 +189,7 @@ impl Default for TalkingHeadPlugin {
 ///
 /// Members: [`TalkingHeadPlugin`] (runtime, sampling, binding; with
 /// `voice_sources: false`), [`VoiceStreamPlugin`], `BevyAudioVoicePlugin`
-/// (feature `bevy_audio`), `KiraVoicePlugin`
+/// (feature `bevy_audio`), `VrmPlugin` (feature `vrm`), `KiraVoicePlugin`
 /// (feature `kira`), `MicrophonePlugin` (feature `mic`) and
 /// `TalkingHeadUiPlugin` (feature `egui`). The upper-face layer is a
 /// run-time switch: [`TalkingHeadSettings::upper_face`]. To configure the
@@ -203,6 +207,8 @@ impl PluginGroup for TalkingHeadPlugins {
             .add(VoiceStreamPlugin);
         #[cfg(feature = "bevy_audio")]
         let group = group.add(BevyAudioVoicePlugin);
+        #[cfg(feature = "vrm")]
+        let group = group.add(VrmPlugin);
         #[cfg(feature = "kira")]
         let group = group.add(KiraVoicePlugin);
         #[cfg(feature = "mic")]
@@ -279,6 +285,8 @@ impl Plugin for TalkingHeadPlugin {
             app.add_plugins(VoiceStreamPlugin);
             #[cfg(feature = "bevy_audio")]
             app.add_plugins(BevyAudioVoicePlugin);
+            #[cfg(feature = "vrm")]
+            app.add_plugins(VrmPlugin);
             #[cfg(feature = "kira")]
             app.add_plugins(KiraVoicePlugin);
             #[cfg(feature = "mic")]

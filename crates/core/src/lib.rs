@@ -27,3 +27,5 @@ pub mod rig;
 pub mod runtime;
 pub mod stats;
 pub mod upper_face;
+#[cfg(feature = "gltf")]
+pub mod vrm;
