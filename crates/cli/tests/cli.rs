@@ -712,3 +712,69 @@ fn bake_includes_the_upper_face_layer_unless_asked_not_to() {
         assert_eq!(x.blendshapes[jaw], y.blendshapes[jaw]);
     }
 }
+
+/// `bake --avatar`: two lines into the demo head give a .glb with two
+/// animations, each a LINEAR `weights` channel on the head node whose
+/// output holds frames × targets values; the file stays a valid GLB with
+/// its mesh data. A file that is not a glTF is refused with a clear error.
+#[test]
+fn bake_into_an_avatar_glb() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 3);
+    let a = dir.path().join("line_a.wav");
+    let b = dir.path().join("line_b.wav");
+    write_wav_i16(&a, 16_000, 1, &speechy(16_000, 1.0, 1));
+    write_wav_i16(&b, 22_050, 2, &speechy(22_050, 0.5, 2));
+    let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/avatars/mh_arkit_head.glb");
+    let out = dir.path().join("head_lines.glb");
+    let o = bake(
+        &model,
+        &[&a, &b],
+        &out,
+        &["--avatar", p(&head), "--fps", "25"],
+    );
+    assert_success(&o);
+    assert!(
+        stderr(&o).contains("52 of 67 morph targets animated"),
+        "{}",
+        stderr(&o)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let glb = gltf::Glb::from_slice(&bytes).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&glb.json).unwrap();
+    let anims = doc["animations"].as_array().unwrap();
+    let names: Vec<&str> = anims.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["line_a", "line_b"]);
+    for (anim, secs) in anims.iter().zip([1.0, 0.5]) {
+        let ch = &anim["channels"][0];
+        assert_eq!(ch["target"]["path"], "weights");
+        assert_eq!(ch["target"]["node"], 0);
+        let s = &anim["samplers"][ch["sampler"].as_u64().unwrap() as usize];
+        assert_eq!(s["interpolation"], "LINEAR");
+        let input = &doc["accessors"][s["input"].as_u64().unwrap() as usize];
+        let output = &doc["accessors"][s["output"].as_u64().unwrap() as usize];
+        let frames = input["count"].as_u64().unwrap();
+        assert_eq!(frames, (secs * 25.0f64).ceil() as u64);
+        assert_eq!(output["count"].as_u64().unwrap(), frames * 67);
+    }
+    let bin = glb.bin.unwrap();
+    assert_eq!(
+        doc["buffers"][0]["byteLength"].as_u64().unwrap(),
+        bin.len() as u64
+    );
+
+    let not_gltf = dir.path().join("not.glb");
+    std::fs::write(&not_gltf, b"definitely not a glTF").unwrap();
+    let o = bake(
+        &model,
+        &[&a],
+        &dir.path().join("x.glb"),
+        &["--avatar", p(&not_gltf)],
+    );
+    assert_failure(&o);
+    assert!(
+        stderr(&o).contains("not a valid glTF binary"),
+        "{}",
+        stderr(&o)
+    );
+}
