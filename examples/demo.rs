@@ -2,8 +2,8 @@
 //! camera and the emotion / diagnostics panel.
 //!
 //! The MakeHuman head is one mesh with one material, so the demo dresses it
-//! in code: a skin material, vertex colours for the teeth, tongue and a dark
-//! mouth interior, and eyeballs (sclera, iris, pupil) that the ARKit gaze
+//! in code: a skin material, vertex colours for the lips, teeth, tongue and
+//! a dark mouth interior, and eyeballs (sclera, iris, pupil) that the ARKit gaze
 //! channels turn every frame; the eyelids are the head's own `eyeBlink`
 //! morph targets, which close over them.
 //!
@@ -128,7 +128,6 @@ fn main() -> AppExit {
                 capture_and_exit,
                 dress_head,
                 turn_eyes,
-                debug_pin_face.before(turn_eyes),
             ),
         )
         .run()
@@ -378,7 +377,8 @@ const EYE_CENTRES: [Vec3; 2] = [
 /// The fitted eyeball radius is 0.01495 m (vertices up to 0.014997 m):
 /// the sphere is a hair larger so it covers the mesh's low-poly eyeball,
 /// and the lids still close over it (closed, their outer surface is at
-/// least 16.6 mm from the centre across the eye opening).
+/// least 16.6 mm from the centre over the eye opening: rays cast from the
+/// centre up to 45° sideways and 30° up or down).
 const EYEBALL_RADIUS: f32 = 0.01505;
 /// Iris: radius of the visible disc and how far its apex stands out from
 /// the centre (a cornea-like bulge, 0.35 mm proud of the eyeball).
@@ -559,7 +559,8 @@ fn tint(target: Color) -> [f32; 4] {
 
 /// Per-vertex colours (multipliers of the skin material) of the head mesh:
 /// skin 1; per connected component the eyeballs (hidden by the demo's eyes,
-/// painted white anyway), the tongue and the teeth; and the mouth bag:
+/// painted white anyway), the tongue (the one part over 150 vertices) and
+/// the teeth; a rosy tint on the lips; and the mouth bag:
 /// skin vertices with skin in front of them (a ray towards +z, the face's
 /// forward, hits the lips or chin) darken with the depth behind that skin.
 fn part_colours(mesh: &Mesh) -> Option<Vec<[f32; 4]>> {
@@ -589,7 +590,7 @@ fn part_colours(mesh: &Mesh) -> Option<Vec<[f32; 4]>> {
     }
     let white = tint(Color::srgb(0.80, 0.77, 0.72));
     let teeth = tint(Color::srgb(0.74, 0.70, 0.62));
-    let tongue = tint(Color::srgb(0.50, 0.20, 0.20));
+    let tongue = tint(Color::srgb(0.44, 0.16, 0.16));
     // No shadows reach into the mouth: teeth and tongue darken with depth
     // behind the lips (z 0.15 at the front teeth, 0.065 at the tongue's root).
     let in_shadow = |z: f32, c: [f32; 4]| {
@@ -611,6 +612,24 @@ fn part_colours(mesh: &Mesh) -> Option<Vec<[f32; 4]>> {
             }
         })
         .collect();
+    let smooth = |x: f32| {
+        let x = x.clamp(0.0, 1.0);
+        x * x * (3.0 - 2.0 * x)
+    };
+    // Lips: a rosy tint over an ellipse around the mouth line (centre
+    // y 0.6625, corners at x ±0.0235, vermilion up to y 0.676 and down to
+    // 0.648 at the centre line, read off the mesh's profile), fading out at
+    // its rim; the front of the face only.
+    let lip = tint(Color::srgb(0.72, 0.48, 0.45));
+    for (i, p) in pos.iter().enumerate() {
+        if comp[i] != skin || p.z < 0.135 {
+            continue;
+        }
+        let ry = if p.y > 0.6625 { 0.0135 } else { 0.0145 };
+        let rho = Vec2::new(p.x / 0.025, (p.y - 0.6625) / ry).length();
+        let w = smooth((1.1 - rho) / 0.3);
+        colours[i] = std::array::from_fn(|c| 1.0 + (lip[c] - 1.0) * w);
+    }
     // The mouth bag: near the mouth, behind the face.
     let near_mouth = |p: Vec3| p.x.abs() < 0.045 && (0.595..0.71).contains(&p.y) && p.z > 0.04;
     let skin_tris: Vec<[Vec3; 3]> = tris
@@ -632,15 +651,13 @@ fn part_colours(mesh: &Mesh) -> Option<Vec<[f32; 4]>> {
         else {
             continue;
         };
-        // Skin at the lips' edge, lip-red 4 mm behind it, dark from 15 mm.
-        let smooth = |x: f32| {
-            let x = x.clamp(0.0, 1.0);
-            x * x * (3.0 - 2.0 * x)
-        };
+        // The surface colour at the lips' edge, lip-red 4 mm behind it,
+        // dark from 15 mm.
         let (a, b) = (smooth(depth / 0.004), smooth((depth - 0.004) / 0.011));
+        let outer = colours[i];
         colours[i] = std::array::from_fn(|c| {
-            let lip = 1.0 + (inner_lip[c] - 1.0) * a;
-            lip + (dark[c] - lip) * b
+            let l = outer[c] + (inner_lip[c] - outer[c]) * a;
+            l + (dark[c] - l) * b
         });
     }
     Some(colours)
@@ -690,20 +707,4 @@ fn ray_hit(origin: Vec3, dir: Vec3, t: &[Vec3; 3]) -> Option<f32> {
         return None;
     }
     Some(e2.dot(q) / det)
-}
-
-fn debug_pin_face(mut faces: Query<&mut FaceExpression>) {
-    let Ok(spec) = std::env::var("DEMO_PIN") else {
-        return;
-    };
-    if spec.is_empty() {
-        return;
-    }
-    for mut f in &mut faces {
-        for kv in spec.split(',') {
-            let (k, v) = kv.split_once('=').unwrap();
-            let b = Blendshape::from_name(k).unwrap();
-            f.set(b, v.parse().unwrap());
-        }
-    }
 }

@@ -204,18 +204,6 @@ fn level_meter(ui: &mut egui::Ui, dbfs: Option<f32>) {
             Some(_) => "level   -inf dBFS".to_string(),
             None => "level     -- dBFS".to_string(),
         };
-        // Lay out every character the readout can show, so all its glyphs
-        // enter the font atlas on the first frame (a digit seen for the
-        // first time would otherwise be blank for a frame, e.g. in a
-        // screenshot).
-        let font = egui::TextStyle::Monospace.resolve(ui.style());
-        ui.ctx().fonts_mut(|f| {
-            f.layout_no_wrap(
-                "level -0123456789.inf dBFS".into(),
-                font,
-                egui::Color32::WHITE,
-            );
-        });
         ui.monospace(text);
         let width = ui.available_width().max(60.0);
         let (resp, painter) = ui.allocate_painter(egui::vec2(width, 12.0), egui::Sense::hover());

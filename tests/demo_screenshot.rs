@@ -1,6 +1,12 @@
 //! Renders the `demo` example headless (Xvfb + Mesa's lavapipe Vulkan) at a
 //! silent and at a speaking moment and checks that the mouth region of the
-//! two screenshots differs, while the (static) shoulders do not.
+//! two screenshots differs, while the (static) shoulders do not, that the
+//! opening mouth darkens, that the skin is skin-toned and that the eyes
+//! show (dark iris and pupil, white sclera, not skin).
+//!
+//! `cargo test --test demo_screenshot` does not rebuild the demo binary:
+//! run `cargo build --all-features --example demo` first (plain
+//! `cargo test --all-features` builds it).
 //!
 //! Needs `xvfb-run` (package `xvfb`, plus `xauth`) and a Vulkan driver
 //! (`mesa-vulkan-drivers`); the README's apt-get line installs them. The
@@ -23,6 +29,13 @@ const H: usize = 720;
 const MOUTH: (f32, f32, f32, f32) = (0.31, 0.56, 0.43, 0.70);
 /// The shoulders in the same camera: nothing there is animated.
 const SHOULDERS: (f32, f32, f32, f32) = (0.24, 0.82, 0.34, 0.90);
+/// The two eyes in the same camera (the subject's right eye first).
+const EYES: [(f32, f32, f32, f32); 2] = [
+    (0.3125, 0.4167, 0.3477, 0.4583),
+    (0.3906, 0.4167, 0.4336, 0.4583),
+];
+/// A patch of cheek below the subject's left eye.
+const CHEEK: (f32, f32, f32, f32) = (0.36, 0.50, 0.39, 0.53);
 
 fn demo_binary() -> PathBuf {
     // target/<profile>/deps/demo_screenshot-<hash> -> target/<profile>/examples/demo
@@ -74,6 +87,54 @@ fn load_rgb(path: &Path) -> Vec<[u8; 3]> {
         .chunks(ch)
         .map(|p| [p[0], p[1], p[2]])
         .collect()
+}
+
+/// The pixels of a region.
+fn region(a: &[[u8; 3]], r: (f32, f32, f32, f32)) -> Vec<[u8; 3]> {
+    let (x0, y0) = ((r.0 * W as f32) as usize, (r.1 * H as f32) as usize);
+    let (x1, y1) = ((r.2 * W as f32) as usize, (r.3 * H as f32) as usize);
+    (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| a[y * W + x]))
+        .collect()
+}
+
+fn luma(p: [u8; 3]) -> f64 {
+    (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0
+}
+
+/// Both eyes show an eyeball: some dark pixels (iris, pupil) and some
+/// bright, unsaturated ones (sclera). Closed lids or a skin-coloured
+/// eyeball have neither.
+fn eyes_open(a: &[[u8; 3]]) -> bool {
+    EYES.iter().all(|&e| {
+        let px = region(a, e);
+        let dark = px.iter().filter(|p| luma(**p) < 60.0).count();
+        let white = px
+            .iter()
+            .filter(|p| {
+                let sat = p.iter().max().unwrap() - p.iter().min().unwrap();
+                luma(**p) > 110.0 && sat < 25
+            })
+            .count();
+        eprintln!("eye {e:?}: {dark} dark, {white} white pixels");
+        dark >= 8 && white >= 40
+    })
+}
+
+/// The cheek is skin-toned: red over green over blue, clearly warm, lit.
+fn assert_skin(a: &[[u8; 3]], what: &str) {
+    let px = region(a, CHEEK);
+    let mean: [f64; 3] =
+        std::array::from_fn(|c| px.iter().map(|p| p[c] as f64).sum::<f64>() / px.len() as f64);
+    eprintln!("{what}: cheek {mean:.0?}");
+    assert!(
+        mean[0] > mean[1] && mean[1] > mean[2] && mean[0] - mean[2] > 40.0,
+        "{what}: the cheek {mean:.0?} is not skin-toned"
+    );
+    assert!(
+        (100.0..245.0).contains(&mean[0]),
+        "{what}: cheek {mean:.0?}"
+    );
 }
 
 /// Mean absolute RGB difference over a region.
@@ -189,6 +250,33 @@ fn demo_screenshot_mouth_moves_between_silence_and_speech() {
         mouth > 4.0 * shoulders,
         "mouth {mouth:.2} vs shoulders {shoulders:.2}"
     );
+    // The open mouth reads as dark (the mouth interior, tongue and teeth
+    // in shadow), not as lit skin: what changes gets darker.
+    let (pa, pb) = (region(&a, MOUTH), region(&b, MOUTH));
+    let changed: Vec<(f64, f64)> = pa
+        .iter()
+        .zip(&pb)
+        .map(|(p, q)| (luma(*p), luma(*q)))
+        .filter(|(p, q)| (p - q).abs() > 30.0)
+        .collect();
+    let n = changed.len().max(1) as f64;
+    let before = changed.iter().map(|c| c.0).sum::<f64>() / n;
+    let after = changed.iter().map(|c| c.1).sum::<f64>() / n;
+    eprintln!(
+        "mouth: {} pixels changed, mean luma {before:.0} -> {after:.0}",
+        changed.len()
+    );
+    assert!(
+        after < before - 20.0,
+        "the opening mouth does not darken: luma {before:.0} -> {after:.0}"
+    );
+    assert_skin(&a, "silent");
+    assert_skin(&b, "speaking");
+    // A blink may close the eyes in one of the two.
+    assert!(
+        eyes_open(&a) || eyes_open(&b),
+        "no eyes in either screenshot"
+    );
 }
 
 /// The same audio moment rendered neutral and happy (`--emotion`, the
@@ -222,5 +310,11 @@ fn demo_screenshot_happy_differs_from_neutral_at_the_mouth() {
     assert!(
         mouth > 4.0 * shoulders,
         "mouth {mouth:.2} vs shoulders {shoulders:.2}"
+    );
+    assert_skin(&a, "neutral");
+    assert_skin(&b, "happy");
+    assert!(
+        eyes_open(&a) || eyes_open(&b),
+        "no eyes in either screenshot"
     );
 }
