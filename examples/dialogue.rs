@@ -7,15 +7,17 @@
 //! ```text
 //! cargo run --release --example dialogue [-- AUDIO_FILE]
 //! ```
+//!
+//! `--screenshot PATH --exit-after SECONDS` saves a PNG and exits.
 
 mod common;
 
 use std::sync::Arc;
 
 use bevy::prelude::*;
-use bevy::world_serialization::{WorldAssetRoot, WorldInstanceReady};
+use bevy::world_serialization::WorldAssetRoot;
 use bevy_talking_head::audio::load_mono_16k;
-use bevy_talking_head::bake::{BakeOptions, BakedTake, bake, bind_baked_clip};
+use bevy_talking_head::bake::{BakeClipError, BakeOptions, BakedTake, bake, bind_baked_clip};
 
 const LINE: &str = "audio/LJ001-0001.wav";
 
@@ -31,10 +33,25 @@ fn main() -> AppExit {
             return AppExit::error();
         }
     };
-    App::new()
-        .add_plugins(DefaultPlugins)
-        .insert_resource(Line(Arc::new(take)))
+    let shot = match common::ScreenshotAt::from_args() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return AppExit::error();
+        }
+    };
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(bevy::render::RenderPlugin {
+        synchronous_pipeline_compilation: shot.is_some(),
+        ..default()
+    }));
+    if let Some(shot) = shot {
+        shot.install(&mut app);
+    }
+    app.insert_resource(Line(Arc::new(take)))
+        .insert_resource(ClearColor(Color::srgb(0.12, 0.13, 0.15)))
         .add_systems(Startup, setup)
+        .add_systems(Update, play_line)
         .run()
 }
 
@@ -42,6 +59,7 @@ fn main() -> AppExit {
 fn bake_line() -> Result<BakedTake, Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
+        .filter(|a| !a.starts_with("--"))
         .unwrap_or_else(|| format!("{}/assets/{LINE}", env!("CARGO_MANIFEST_DIR")));
     let (model, _) = bevy_talking_head::model::load_default_model()?;
     let (audio, _) = load_mono_16k(std::path::Path::new(&path))?;
@@ -65,27 +83,45 @@ fn setup(mut commands: Commands, assets: Res<AssetServer>) {
         Vec3::new(0.0, 0.7, 0.75),
         Vec3::new(0.0, 0.66, 0.0),
     );
-    commands
-        .spawn((
-            Name::new("npc"),
-            WorldAssetRoot(assets.load(GltfAssetLabel::Scene(0).from_asset(common::HEAD))),
-        ))
-        .observe(play_line);
+    commands.spawn((
+        Name::new("npc"),
+        Npc,
+        WorldAssetRoot(assets.load(GltfAssetLabel::Scene(0).from_asset(common::HEAD))),
+    ));
 }
 
-/// Once the avatar is spawned: bind the take to its meshes, then play the
-/// clip and the audio together, looping.
-fn play_line(ready: On<WorldInstanceReady>, mut commands: Commands) {
-    let npc = ready.entity;
-    commands.queue(move |world: &mut World| {
-        let take = world.resource::<Line>().0.clone();
+/// The avatar that says the line (until it does).
+#[derive(Component)]
+struct Npc;
+
+/// Once the avatar's scene and meshes are there: bind the take to them,
+/// then play the clip and the audio together, looping.
+fn play_line(world: &mut World) {
+    let Some(npc) = world
+        .query_filtered::<Entity, With<Npc>>()
+        .iter(world)
+        .next()
+    else {
+        return;
+    };
+    let take = world.resource::<Line>().0.clone();
+    {
         let baked = match bind_baked_clip(world, npc, &take, None) {
             Ok(b) => b,
+            // The scene or its meshes are still loading: try next frame.
+            Err(BakeClipError::NoMorphTargets(_)) => return,
             Err(e) => {
                 error!("cannot bind the line: {e}");
+                world.entity_mut(npc).remove::<Npc>();
                 return;
             }
         };
+        world.entity_mut(npc).remove::<Npc>();
+        info!(
+            "bound the line to {} mesh node(s), {} morph targets",
+            baked.nodes.len(),
+            baked.nodes.iter().map(|n| n.1).sum::<usize>()
+        );
         let clip = world
             .resource_mut::<Assets<AnimationClip>>()
             .add(baked.clip);
@@ -100,5 +136,5 @@ fn play_line(ready: On<WorldInstanceReady>, mut commands: Commands) {
         // Audio and clip start on the same frame; a game would start both
         // from its dialogue system.
         world.spawn((AudioPlayer::new(audio), PlaybackSettings::LOOP));
-    });
+    }
 }

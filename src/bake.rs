@@ -61,9 +61,12 @@ pub struct BakedClip {
     pub nodes: Vec<(Entity, usize, usize)>,
 }
 
+/// A morph-weights curve of linear keyframes, as the glTF loader builds them.
+pub type MorphWeightsCurve = WeightsCurve<WideLinearKeyframeCurve<f32>>;
+
 /// A [`WeightsCurve`] playing `take` on a mesh whose morph targets are
 /// `names`, mapped by `retarget` (identity on the ARKit names when `None`);
-/// `None` when no target is driven.
+/// `None` when no target is driven; also returns the number of targets driven.
 ///
 /// # Errors
 /// [`BakeClipError::Retarget`], [`BakeClipError::ShortTake`].
@@ -71,7 +74,7 @@ pub fn weights_curve(
     take: &BakedTake,
     names: &[String],
     retarget: Option<&RetargetMap>,
-) -> Result<Option<(WeightsCurve<WideLinearKeyframeCurve<f32>>, usize)>, BakeClipError> {
+) -> Result<Option<(MorphWeightsCurve, usize)>, BakeClipError> {
     if take.frames.len() < 2 || !(take.fps.is_finite() && take.fps > 0.0) {
         return Err(BakeClipError::ShortTake);
     }

@@ -326,7 +326,7 @@ fn vrm_test_asset() -> Vec<u8> {
     doc["extensions"] = json!({ "VRMC_vrm": vrm });
     doc["extensionsUsed"] = json!(["VRMC_vrm"]);
     let mut json = serde_json::to_vec(&doc).unwrap();
-    while json.len() % 4 != 0 {
+    while !json.len().is_multiple_of(4) {
         json.push(b' ');
     }
     gltf::Glb {

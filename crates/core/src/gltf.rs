@@ -237,7 +237,7 @@ fn push_accessor(
     values: &[f32],
     min_max: Option<(Vec<f32>, Vec<f32>)>,
 ) -> json::Index<json::Accessor> {
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let offset = bin.len();

@@ -126,8 +126,11 @@ impl BevyAudioVoice {
 /// (Bevy inserts the sink the frame after the asset loads, when there is a device).
 const VIRTUAL_AFTER_FRAMES: u32 = 2;
 
+/// A decoded clip: mono samples and their rate.
+type MonoClip = (Arc<[f32]>, u32);
+
 enum Decoded {
-    Pending(Task<Result<(Arc<[f32]>, u32), String>>),
+    Pending(Task<Result<MonoClip, String>>),
     Ready(Arc<[f32]>, u32),
     Failed,
 }
@@ -147,7 +150,7 @@ impl DecodedVoiceClips {
         sources: &Assets<AudioSource>,
         server: Option<&AssetServer>,
     ) -> Option<(Arc<[f32]>, u32)> {
-        if !self.clips.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.clips.entry(id) {
             let source = sources.get(id)?;
             let bytes = source.bytes.clone();
             let name = server
@@ -167,7 +170,7 @@ impl DecodedVoiceClips {
                     .collect();
                 Ok((mono, decoded.format.sample_rate))
             });
-            self.clips.insert(id, Decoded::Pending(task));
+            slot.insert(Decoded::Pending(task));
         }
         let entry = self.clips.get_mut(&id)?;
         if let Decoded::Pending(task) = entry
