@@ -149,6 +149,10 @@ impl Plugin for VrmPlugin {
 
     fn finish(&self, app: &mut App) {
         let world = app.world();
+        // Without Bevy's glTF loader (e.g. `MinimalPlugins`) there is nothing to hook.
+        if !world.contains_resource::<AssetServer>() || !world.contains_resource::<Assets<Gltf>>() {
+            return;
+        }
         let Some(handlers) = world.get_resource::<GltfExtensionHandlers>() else {
             return;
         };
