@@ -26,7 +26,7 @@ use bevy::prelude::*;
 
 pub use talking_head_core::bake::{BakeError, BakeOptions, BakedTake, bake};
 
-use crate::rig::{ARKIT_BLENDSHAPES, RetargetError, RetargetMap};
+use crate::rig::{RetargetError, RetargetMap};
 
 /// Errors of [`bind_baked_clip`].
 #[derive(Debug, thiserror::Error)]
@@ -78,30 +78,10 @@ pub fn weights_curve(
     if take.frames.len() < 2 || !(take.fps.is_finite() && take.fps > 0.0) {
         return Err(BakeClipError::ShortTake);
     }
-    let identity;
-    let map = match retarget {
-        Some(m) => m,
-        None => {
-            identity = RetargetMap::identity(&ARKIT_BLENDSHAPES);
-            &identity
-        }
-    };
-    let (compiled, _) = map.compile_skipping_missing_targets(&ARKIT_BLENDSHAPES, names)?;
-    let bound = compiled.covered_targets().len();
+    let (values, covered) = take.morph_weights(names, retarget)?;
+    let bound = covered.len();
     if bound == 0 {
         return Ok(None);
-    }
-    let mut values = vec![0f32; take.frames.len() * names.len()];
-    for (k, frame) in take.frames.iter().enumerate() {
-        let row = &mut values[k * names.len()..(k + 1) * names.len()];
-        compiled.apply(frame, row);
-        for w in row.iter_mut() {
-            *w = if w.is_finite() {
-                w.clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-        }
     }
     let times = (0..take.frames.len()).map(|k| take.time(k) as f32);
     let curve =

@@ -2,7 +2,8 @@
 //! silent and at a speaking moment and checks that the mouth region of the
 //! two screenshots differs, while the (static) shoulders do not, that the
 //! opening mouth darkens, that the skin is skin-toned and that the eyes
-//! show (dark iris and pupil, white sclera, not skin).
+//! show (dark iris and pupil, white sclera, not skin). Also renders the
+//! `vrm` example neutral and happy: the VRM `happy` preset shows at the mouth.
 //!
 //! `cargo test --test demo_screenshot` does not rebuild the demo binary:
 //! run `cargo build --all-features --example demo` first (plain
@@ -37,11 +38,12 @@ const EYES: [(f32, f32, f32, f32); 2] = [
 /// A patch of cheek below the subject's left eye.
 const CHEEK: (f32, f32, f32, f32) = (0.36, 0.50, 0.39, 0.53);
 
-fn demo_binary() -> PathBuf {
-    // target/<profile>/deps/demo_screenshot-<hash> -> target/<profile>/examples/demo
+/// An example binary `cargo test` built next to this test.
+fn example_binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/demo_screenshot-<hash> -> target/<profile>/examples/<name>
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("demo")
+    dir.join("examples").join(name)
 }
 
 fn root() -> PathBuf {
@@ -49,7 +51,12 @@ fn root() -> PathBuf {
 }
 
 fn run_demo(args: &[&str]) {
-    let demo = demo_binary();
+    run_example("demo", args);
+}
+
+/// Runs an example under Xvfb with `args`; panics with its stderr if it fails.
+fn run_example(name: &str, args: &[&str]) {
+    let demo = example_binary(name);
     assert!(
         demo.exists(),
         "{} not built (cargo test builds examples; run `cargo test --all-features`)",
@@ -66,7 +73,7 @@ fn run_demo(args: &[&str]) {
         .expect("xvfb-run not found: apt-get install xvfb xauth mesa-vulkan-drivers");
     assert!(
         out.status.success(),
-        "demo {args:?} failed: {}\n{}",
+        "{name} {args:?} failed: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -317,4 +324,47 @@ fn demo_screenshot_happy_differs_from_neutral_at_the_mouth() {
         eyes_open(&a) || eyes_open(&b),
         "no eyes in either screenshot"
     );
+}
+
+/// The `vrm` example (a VRM 1.0 avatar driven through its expression
+/// presets) at the same moment with the emotion neutral and happy: the
+/// `happy` preset (smile, cheek squint) changes the mouth region, the
+/// static shoulder does not change.
+#[cfg(all(feature = "vrm", feature = "bevy_audio"))]
+#[test]
+fn vrm_example_happy_preset_shows_at_the_mouth() {
+    // The mouth and the left shoulder in the example's camera (found by
+    // looking at the screenshots).
+    const VRM_MOUTH: (f32, f32, f32, f32) = (0.45, 0.46, 0.55, 0.54);
+    const VRM_SHOULDER: (f32, f32, f32, f32) = (0.33, 0.67, 0.38, 0.71);
+    let dir = tempfile::tempdir().unwrap();
+    let shoot = |emotion: &str| {
+        let out = dir.path().join(format!("vrm_{emotion}.png"));
+        let out_s = out.to_str().unwrap();
+        run_example(
+            "vrm",
+            &[
+                "--emotion",
+                emotion,
+                "--exit-after",
+                "4",
+                "--screenshot",
+                out_s,
+            ],
+        );
+        load_rgb(&out)
+    };
+    let neutral = shoot("neutral");
+    let happy = shoot("happy");
+    let head = region(&neutral, VRM_MOUTH);
+    let brightness = head.iter().map(|p| luma(*p)).sum::<f64>() / head.len() as f64;
+    assert!(
+        brightness > 120.0,
+        "no head at the mouth region: {brightness:.1}"
+    );
+    let mouth = region_diff(&neutral, &happy, VRM_MOUTH);
+    let shoulder = region_diff(&neutral, &happy, VRM_SHOULDER);
+    println!("vrm: mouth diff {mouth:.2}, shoulder diff {shoulder:.2}");
+    assert!(mouth > 3.0, "happy does not show at the mouth: {mouth:.2}");
+    assert!(shoulder < 0.5, "the static shoulder changed: {shoulder:.2}");
 }

@@ -273,25 +273,6 @@ fn recover_from_faults(inline: bool) {
     );
 }
 
-fn wav_bytes(samples: &[f32]) -> Vec<u8> {
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
-        for s in samples {
-            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
-                .unwrap();
-        }
-        w.finalize().unwrap();
-    }
-    cursor.into_inner()
-}
-
 /// Runs `frames` updates (giving the worker time) and returns the largest
 /// value morph target `index` of `node` took.
 fn max_over_frames(app: &mut App, frames: usize, node: Entity, index: usize) -> f32 {

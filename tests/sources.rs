@@ -10,25 +10,6 @@ use bevy::audio::{AudioPlayer, AudioSink, AudioSinkPlayback, AudioSource, Playba
 use common::*;
 use rodio::Source;
 
-fn wav_bytes(samples: &[f32]) -> Vec<u8> {
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
-        for s in samples {
-            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
-                .unwrap();
-        }
-        w.finalize().unwrap();
-    }
-    cursor.into_inner()
-}
-
 /// An app with the `AudioSource` asset type (no `AudioPlugin`: no device)
 /// and the speech clip as an asset.
 fn audio_app() -> (App, Handle<AudioSource>) {

@@ -164,3 +164,23 @@ pub fn stream_through(
         each(app);
     }
 }
+
+/// `samples` (16 kHz mono, [-1, 1]) as the bytes of a 16-bit WAV file.
+pub fn wav_bytes(samples: &[f32]) -> Vec<u8> {
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for s in samples {
+            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    cursor.into_inner()
+}

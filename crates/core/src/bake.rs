@@ -5,7 +5,7 @@
 
 use crate::audio::{AudioFormat, MODEL_SAMPLE_RATE};
 use crate::model::{EMOTION_COUNT, EMOTIONS, Sampler, TalkingHeadModel};
-use crate::rig::{BLENDSHAPE_COUNT, lerp_weights};
+use crate::rig::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, RetargetError, RetargetMap, lerp_weights};
 use crate::runtime::{
     ExpressionFrame, FramePosition, Pcm, Session, SessionError, locate, run_to_end,
 };
@@ -60,6 +60,47 @@ impl BakedTake {
     /// Time of frame `k`, seconds.
     pub fn time(&self, k: usize) -> f64 {
         k as f64 / self.fps
+    }
+
+    /// The take on a mesh whose morph targets are `names`: the ARKit
+    /// channels mapped by `retarget` (the identity on the ARKit names,
+    /// matched ignoring case, when `None`), `frames × names.len()` weights
+    /// in [0, 1] (0 for targets no rule drives, and for non-finite values),
+    /// and the indices of the targets that are driven.
+    ///
+    /// # Errors
+    /// [`RetargetError`] when the map names unknown ARKit channels or has a
+    /// non-finite weight.
+    pub fn morph_weights(
+        &self,
+        names: &[String],
+        retarget: Option<&RetargetMap>,
+    ) -> Result<(Vec<f32>, Vec<usize>), RetargetError> {
+        let identity;
+        let map = match retarget {
+            Some(m) => m,
+            None => {
+                identity = RetargetMap::identity(&ARKIT_BLENDSHAPES);
+                &identity
+            }
+        };
+        let (compiled, _) = map.compile_skipping_missing_targets(&ARKIT_BLENDSHAPES, names)?;
+        let mut out = vec![0f32; self.frames.len() * names.len()];
+        for (frame, row) in self
+            .frames
+            .iter()
+            .zip(out.chunks_exact_mut(names.len().max(1)))
+        {
+            compiled.apply(frame, row);
+            for w in row.iter_mut() {
+                *w = if w.is_finite() {
+                    w.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+            }
+        }
+        Ok((out, compiled.covered_targets().to_vec()))
     }
 }
 

@@ -20,7 +20,7 @@ use gltf::json;
 use gltf::json::validation::{Checked, USize64};
 
 use crate::bake::BakedTake;
-use crate::rig::{ARKIT_BLENDSHAPES, RetargetError, RetargetMap};
+use crate::rig::{RetargetError, RetargetMap};
 
 /// Errors of [`bake_into_glb`].
 #[derive(Debug, thiserror::Error)]
@@ -97,15 +97,6 @@ pub fn bake_into_glb(
         .map_err(|e| GltfBakeError::Parse(e.to_string()))?;
     let mut bin: Vec<u8> = parsed.bin.map(|b| b.into_owned()).unwrap_or_default();
 
-    let identity;
-    let map = match retarget {
-        Some(m) => m,
-        None => {
-            identity = RetargetMap::identity(&ARKIT_BLENDSHAPES);
-            &identity
-        }
-    };
-
     // Nodes that carry a mesh with named morph targets.
     let mut report = GltfBakeReport::default();
     let mut animated: Vec<(usize, Vec<f32>)> = Vec::new(); // node, [frames × targets]
@@ -122,8 +113,7 @@ pub fn bake_into_glb(
             continue;
         }
         any_targets = true;
-        let (compiled, _) = map.compile_skipping_missing_targets(&ARKIT_BLENDSHAPES, &names)?;
-        let covered = compiled.covered_targets();
+        let (out, covered) = take.morph_weights(&names, retarget)?;
         if covered.is_empty() {
             all_names.extend(names.iter().take(8).cloned());
             continue;
@@ -131,18 +121,6 @@ pub fn bake_into_glb(
         for (t, n) in names.iter().enumerate() {
             if !covered.contains(&t) && !report.unbound.contains(n) {
                 report.unbound.push(n.clone());
-            }
-        }
-        let mut out = vec![0f32; take.frames.len() * names.len()];
-        for (k, frame) in take.frames.iter().enumerate() {
-            let row = &mut out[k * names.len()..(k + 1) * names.len()];
-            compiled.apply(frame, row);
-            for w in row.iter_mut() {
-                *w = if w.is_finite() {
-                    w.clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
             }
         }
         let label = node.name.clone().unwrap_or_else(|| format!("node {ni}"));
