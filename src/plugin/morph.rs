@@ -26,7 +26,7 @@ pub(crate) fn apply_morphs(
         }
         let mut lost = false;
         #[cfg(feature = "vrm")]
-        if let Some(vrm) = &binding.vrm {
+        if let Some(vrm) = binding.vrm.as_mut() {
             lost |= apply_vrm(vrm, &w, &head.emotion.conditioning(), &mut weights);
         }
         #[cfg(not(feature = "vrm"))]
@@ -47,7 +47,7 @@ pub(crate) fn apply_morphs(
 /// returns whether a bound node is gone.
 #[cfg(feature = "vrm")]
 fn apply_vrm(
-    vrm: &super::vrm::VrmBinding,
+    vrm: &mut super::vrm::VrmBinding,
     w: &[f32; crate::rig::BLENDSHAPE_COUNT],
     emotion: &[f32; crate::model::EMOTION_COUNT],
     weights: &mut Query<&mut MorphWeights>,
@@ -64,8 +64,8 @@ fn apply_vrm(
         }
     }
     let presets = crate::vrm::preset_weights(w, emotion);
-    let expr = vrm.expressions.resolve(&presets);
-    for (x, binds) in expr.iter().zip(&vrm.binds) {
+    vrm.expressions.resolve_into(&presets, &mut vrm.scratch);
+    for (x, binds) in vrm.scratch.iter().zip(&vrm.binds) {
         if *x <= 0.0 {
             continue;
         }

@@ -189,6 +189,8 @@ pub(crate) struct VrmBinding {
     pub(crate) binds: Vec<Vec<(Entity, usize, f32)>>,
     /// Every (entity, target) some expression moves: reset each frame.
     pub(crate) touched: Vec<(Entity, usize)>,
+    /// Per-frame expression weights (reused: no allocation per frame).
+    pub(crate) scratch: Vec<f32>,
 }
 
 /// The VRM binding of the avatar below `head` when it has `VRMC_vrm`
@@ -230,6 +232,7 @@ pub(crate) fn vrm_binding(
         })
         .collect();
     Some(VrmBinding {
+        scratch: Vec::with_capacity(expressions.expressions.len()),
         expressions,
         binds,
         touched,

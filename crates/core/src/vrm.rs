@@ -311,25 +311,30 @@ impl VrmExpressions {
     /// The expression weights for `presets` ([`preset_weights`]), custom
     /// expressions at 0, after `isBinary` and the overrides.
     pub fn resolve(&self, presets: &[f32; VRM_PRESET_COUNT]) -> Vec<f32> {
-        let mut w: Vec<f32> = self
-            .expressions
-            .iter()
-            .map(|e| {
-                let v = e.preset.map_or(0.0, |p| presets[p.index()]).clamp(0.0, 1.0);
-                if e.is_binary {
-                    if v > 0.5 { 1.0 } else { 0.0 }
-                } else {
-                    v
-                }
-            })
-            .collect();
+        let mut w = Vec::with_capacity(self.expressions.len());
+        self.resolve_into(presets, &mut w);
+        w
+    }
+
+    /// [`resolve`](Self::resolve) into `w` (cleared first): no allocation
+    /// once `w` has grown to the expression count (the per-frame path).
+    pub fn resolve_into(&self, presets: &[f32; VRM_PRESET_COUNT], w: &mut Vec<f32>) {
+        w.clear();
+        w.extend(self.expressions.iter().map(|e| {
+            let v = e.preset.map_or(0.0, |p| presets[p.index()]).clamp(0.0, 1.0);
+            if e.is_binary {
+                if v > 0.5 { 1.0 } else { 0.0 }
+            } else {
+                v
+            }
+        }));
         let (mut mouth, mut blink, mut look) = (1.0f32, 1.0f32, 1.0f32);
-        for (e, &v) in self.expressions.iter().zip(&w) {
+        for (e, &v) in self.expressions.iter().zip(w.iter()) {
             mouth = mouth.min(e.override_mouth.factor(v));
             blink = blink.min(e.override_blink.factor(v));
             look = look.min(e.override_look_at.factor(v));
         }
-        for (e, v) in self.expressions.iter().zip(&mut w) {
+        for (e, v) in self.expressions.iter().zip(w.iter_mut()) {
             match e.preset.and_then(VrmPreset::group) {
                 Some(OverrideGroup::Mouth) => *v *= mouth,
                 Some(OverrideGroup::Blink) => *v *= blink,
@@ -337,7 +342,6 @@ impl VrmExpressions {
                 None => {}
             }
         }
-        w
     }
 }
 
