@@ -266,3 +266,94 @@ fn wrong_version_foreign_format_and_bad_metadata() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn output_calibration_round_trips_and_maps_only_the_emitted_frames() {
+    use bevy_talking_head::model::{ChannelMap, OutputCalibration};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cal.safetensors");
+    let model = TalkingHeadModel::random(small(), 5).unwrap();
+    let style = model.config().styles[0].clone();
+    let mut cal = OutputCalibration::identity(&style);
+    // jawOpen (index 17 in the canonical order): 0..0.2 -> 0..0.1, then 0.2..0.6 -> 0.1..0.9.
+    cal.channels.push(ChannelMap {
+        channel: "jawOpen".into(),
+        from: vec![0.0, 0.2, 0.6],
+        to: vec![0.0, 0.1, 0.9],
+    });
+    let jaw = bevy_talking_head::rig::arkit::Blendshape::JawOpen.index();
+    let calibrated = model.with_calibration(cal.clone()).unwrap();
+    calibrated.save(&path).unwrap();
+    let loaded = TalkingHeadModel::load(&path).unwrap();
+    assert_eq!(loaded.config().calibration, vec![cal.clone()]);
+    let (raw, mapped) = (run(&model), run(&loaded));
+    let expect = |v: f32| -> f32 {
+        let m = cal.channels[0].map(v);
+        let by_hand = if v <= 0.2 {
+            v * 0.5
+        } else if v <= 0.6 {
+            0.1 + (v - 0.2) * 2.0
+        } else {
+            0.9 + (v - 0.6)
+        };
+        assert!(
+            (m - by_hand.clamp(0.0, 1.0)).abs() < 1e-6,
+            "{v}: {m} vs {by_hand}"
+        );
+        m
+    };
+    for (r, m) in raw.iter().zip(&mapped) {
+        // The history the decoder sees is the raw output, so every frame is
+        // exactly the map of the uncalibrated frame.
+        assert_eq!(m[jaw], expect(r[jaw]));
+        for c in (0..52).filter(|&c| c != jaw) {
+            assert_eq!(m[c], r[c]);
+        }
+    }
+    // Replacing the calibration of a style keeps one per style.
+    let again = loaded
+        .with_calibration(OutputCalibration::identity(&style))
+        .unwrap();
+    assert_eq!(again.config().calibration.len(), 1);
+    assert_eq!(run(&again), raw);
+}
+
+#[test]
+fn bad_output_calibrations_are_refused() {
+    use bevy_talking_head::model::{ChannelMap, OutputCalibration};
+    let model = TalkingHeadModel::random(small(), 5).unwrap();
+    let unknown = OutputCalibration::identity("no-such-style");
+    assert!(matches!(
+        model.with_calibration(unknown),
+        Err(ModelError::InvalidConfig(m)) if m.contains("no-such-style")
+    ));
+    let style = model.config().styles[0].clone();
+    let with = |channel: &str, from: Vec<f32>, to: Vec<f32>| {
+        let mut c = OutputCalibration::identity(&style);
+        c.channels.push(ChannelMap {
+            channel: channel.into(),
+            from,
+            to,
+        });
+        model.with_calibration(c)
+    };
+    assert!(with("jawOpen", vec![0.0, 1.0], vec![0.0, 1.0]).is_ok());
+    assert!(with("jawOpen", vec![0.0, f32::NAN], vec![0.0, 1.0]).is_err());
+    assert!(with("jawOpen", vec![0.5, 0.5], vec![0.0, 1.0]).is_err());
+    assert!(with("jawOpen", vec![0.0, 1.0], vec![1.0, 0.0]).is_err());
+    assert!(with("jawOpen", vec![0.0, 1.0], vec![0.0]).is_err());
+    assert!(with("jawOpen", vec![0.0, 2.0], vec![0.0, 1.0]).is_err());
+    assert!(matches!(
+        with("notABlendshape", vec![0.0, 1.0], vec![0.0, 1.0]),
+        Err(ModelError::InvalidConfig(m)) if m.contains("notABlendshape")
+    ));
+    let mut twice = OutputCalibration::identity(&style);
+    for _ in 0..2 {
+        twice.channels.push(ChannelMap {
+            channel: "jawOpen".into(),
+            from: vec![0.0, 1.0],
+            to: vec![0.0, 1.0],
+        });
+    }
+    assert!(model.with_calibration(twice).is_err());
+}

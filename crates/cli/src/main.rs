@@ -18,6 +18,7 @@ use talking_head_core::runtime::{Pcm, Session, run_to_end};
 
 mod bake;
 mod bench;
+mod calibrate;
 mod corpus;
 mod distill;
 mod eval;
@@ -27,6 +28,7 @@ mod train;
 
 use bake::{BakeArgs, bake};
 use bench::bench;
+use calibrate::{CalibrateArgs, calibrate_cmd};
 use corpus::corpus_cmd;
 use distill::distill_cmd;
 use eval::{EvalArgs, eval_cmd};
@@ -215,6 +217,9 @@ enum Command {
     },
     /// Evaluate a model truth first: animator truth, articulation on held-out voices, emotion; labeler imitation with --corpus.
     Eval(EvalArgs),
+    /// Map one style's mouth channels onto the FACEGOOD animator's distribution (quantile
+    /// mapping fitted on training recordings, stored in the checkpoint).
+    Calibrate(CalibrateArgs),
     /// Distil the N-step guided teacher into the one-step student.
     Distill {
         /// Teacher checkpoint (from `talking-head train`).
@@ -341,6 +346,7 @@ fn main() {
                 },
         } => corpus_cmd(out, data, seed, tts_minutes, augment, limit, jobs),
         Command::Eval(args) => eval_cmd(args),
+        Command::Calibrate(args) => calibrate_cmd(args),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));

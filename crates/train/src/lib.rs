@@ -9,6 +9,7 @@
 //! `pocketsphinx` + `pocketsphinx-en-us` (phone timings), `espeak-ng` and
 //! `flite` (speech synthesis), `sox` (audio effects).
 
+pub mod calibrate;
 pub mod corpus;
 pub mod dataset;
 pub mod distill;

@@ -41,7 +41,8 @@ pub struct TruthEvalConfig {
     pub emotion_clips: usize,
     /// Teacher guidance scales of the emotion sweep.
     pub guidance_sweep: Vec<f32>,
-    /// Scratch directory for synthesis.
+    /// Parent of the scratch directories for synthesis (each evaluation
+    /// makes its own inside it and removes it at the end).
     pub work_dir: PathBuf,
     /// Seed of the upper-face layer in the rest-face check.
     pub seed: u64,
@@ -232,6 +233,12 @@ pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String>
         .take(cfg.sentences)
         .collect();
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| e.to_string())?;
+    // A scratch directory of this run's own (removed when it ends), so two
+    // evaluations at once never read each other's half-written files.
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&cfg.work_dir)
+        .map_err(|e| format!("scratch directory in {}: {e}", cfg.work_dir.display()))?;
     let mut out = Vec::new();
     for v in &cfg.voices {
         let voice = TtsVoice {
@@ -244,7 +251,7 @@ pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String>
                 &voice,
                 s,
                 &crate::emotion::EMOTION_PROSODY[0],
-                &cfg.work_dir.join(format!("{v}_{i}")),
+                &scratch.path().join(format!("{v}_{i}")),
             )
             .map_err(|e| e.to_string())?;
             if let Some(p) = phones {

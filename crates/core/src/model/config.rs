@@ -131,6 +131,138 @@ pub struct ModelConfig {
     /// below this RMS level in dBFS get a closed, neutral mouth. `None`
     /// disables the gate.
     pub silence_gate_dbfs: Option<f32>,
+    /// Per-style output calibration applied to the frames a session emits
+    /// (not to the motion history the decoder is conditioned on); empty =
+    /// none. Written by `talking-head calibrate`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calibration: Vec<OutputCalibration>,
+}
+
+/// One style's output calibration: for some ARKit channels, a monotone
+/// piecewise-linear map applied to every frame a session emits.
+///
+/// `talking-head calibrate` fits it by **quantile mapping** (the model's
+/// quantiles on training recordings onto the FACEGOOD animator's, as in
+/// the bias correction of model output, e.g. Gudmundsson et al. 2012):
+/// the output then has the animator's distribution (range, share of closed
+/// frames, peak opening) while its ordering in time, and so its rank
+/// correlation with the truth, is unchanged. It undoes the regression to
+/// the mean of a decoder fitted by mean-squared error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputCalibration {
+    /// The style it applies to (a name in [`ModelConfig::styles`]).
+    pub style: String,
+    /// The calibrated channels; the others pass through.
+    pub channels: Vec<ChannelMap>,
+}
+
+/// A monotone piecewise-linear map of one channel's weight: `from[k] ↦
+/// to[k]`, linear in between, `to[0]` below `from[0]`, and slope 1 above
+/// the last knot; results clamped to `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelMap {
+    /// ARKit blendshape name (`jawOpen`).
+    pub channel: String,
+    /// Knots on the model's output, strictly increasing, in `[0, 1]`.
+    pub from: Vec<f32>,
+    /// Their images, non-decreasing, in `[0, 1]`; as many as `from`.
+    pub to: Vec<f32>,
+}
+
+/// Most knots a [`ChannelMap`] may hold.
+pub const MAX_CALIBRATION_KNOTS: usize = 257;
+
+impl ChannelMap {
+    /// The map at `w`.
+    pub fn map(&self, w: f32) -> f32 {
+        let (f, t) = (&self.from, &self.to);
+        let Some(&last) = f.last() else {
+            return w;
+        };
+        let v = if w <= f[0] {
+            t[0]
+        } else if w >= last {
+            t[t.len() - 1] + (w - last)
+        } else {
+            // First knot above w (exists: w < last).
+            let k = f.partition_point(|&x| x <= w);
+            let a = (w - f[k - 1]) / (f[k] - f[k - 1]);
+            t[k - 1] + a * (t[k] - t[k - 1])
+        };
+        v.clamp(0.0, 1.0)
+    }
+
+    fn validate(&self) -> Result<usize, String> {
+        let c = crate::rig::arkit::ARKIT_BLENDSHAPES
+            .iter()
+            .position(|n| *n == self.channel)
+            .ok_or_else(|| format!("calibration of unknown channel `{}`", self.channel))?;
+        let n = self.from.len();
+        if !(2..=MAX_CALIBRATION_KNOTS).contains(&n) || self.to.len() != n {
+            return Err(format!(
+                "calibration of `{}` needs 2 to {MAX_CALIBRATION_KNOTS} knots in `from` and as many in `to`",
+                self.channel
+            ));
+        }
+        let unit = |v: &f32| v.is_finite() && (0.0..=1.0).contains(v);
+        if !self.from.iter().chain(&self.to).all(unit)
+            || self.from.windows(2).any(|w| w[1] <= w[0])
+            || self.to.windows(2).any(|w| w[1] < w[0])
+        {
+            return Err(format!(
+                "calibration of `{}`: knots must lie in [0, 1], `from` strictly increasing and `to` non-decreasing",
+                self.channel
+            ));
+        }
+        Ok(c)
+    }
+}
+
+impl OutputCalibration {
+    /// The identity map for `style` (no channel calibrated).
+    pub fn identity(style: impl Into<String>) -> Self {
+        Self {
+            style: style.into(),
+            channels: Vec::new(),
+        }
+    }
+
+    /// Applies the map to one frame of 52 weights (canonical ARKit order)
+    /// in place.
+    pub fn apply(&self, w: &mut [f32]) {
+        for m in &self.channels {
+            if let Some(c) = crate::rig::arkit::ARKIT_BLENDSHAPES
+                .iter()
+                .position(|n| *n == m.channel)
+                && let Some(v) = w.get_mut(c)
+            {
+                *v = m.map(*v);
+            }
+        }
+    }
+
+    /// Checks the style and every channel map; returns the channels'
+    /// indices in canonical ARKit order.
+    pub(crate) fn validate(&self, styles: &[String]) -> Result<Vec<usize>, String> {
+        if !styles.contains(&self.style) {
+            return Err(format!("calibration for unknown style `{}`", self.style));
+        }
+        let idx = self
+            .channels
+            .iter()
+            .map(ChannelMap::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sorted = idx.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != idx.len() {
+            return Err(format!(
+                "calibration of `{}` maps a channel twice",
+                self.style
+            ));
+        }
+        Ok(idx)
+    }
 }
 
 impl Default for ModelConfig {
@@ -152,6 +284,7 @@ impl Default for ModelConfig {
             styles: vec!["phonetic".into(), "facegood".into()],
             diffusion: DiffusionConfig::default(),
             silence_gate_dbfs: Some(-70.0),
+            calibration: Vec::new(),
         }
     }
 }
@@ -295,6 +428,16 @@ impl ModelConfig {
         }
         if !(self.diffusion.guidance_scale.is_finite() && self.diffusion.noise_scale.is_finite()) {
             return bad("diffusion scales must be finite".into());
+        }
+        if self.calibration.len() > self.styles.len() {
+            return bad("more calibrations than styles".into());
+        }
+        for (i, c) in self.calibration.iter().enumerate() {
+            c.validate(&self.styles)
+                .map_err(ModelError::InvalidConfig)?;
+            if self.calibration[..i].iter().any(|o| o.style == c.style) {
+                return bad(format!("style `{}` is calibrated twice", c.style));
+            }
         }
         Ok(())
     }

@@ -39,7 +39,10 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, ModelInfo, save_checkpoint};
-pub use config::{DiffusionConfig, EMOTION_COUNT, EMOTIONS, ModelConfig, Prediction};
+pub use config::{
+    ChannelMap, DiffusionConfig, EMOTION_COUNT, EMOTIONS, MAX_CALIBRATION_KNOTS, ModelConfig,
+    OutputCalibration, Prediction,
+};
 pub use denoiser::alpha_bar;
 
 /// Path of the shipped default model, relative to the crate root.
@@ -341,6 +344,9 @@ pub struct TalkingHeadModel {
     fast_student: Option<FastDenoiser>,
     feature_norm: FeatureNorm,
     motion_norm: MotionNorm,
+    /// Per style id: the calibrated channels (index, map) of
+    /// `config.calibration`.
+    calibration: Vec<Vec<(usize, ChannelMap)>>,
     provenance: Provenance,
     tensors: BTreeMap<String, Tensor>,
     device: Device,
@@ -465,7 +471,18 @@ impl TalkingHeadModel {
         }
         let fast_encoder = encoder.fast(&config)?;
         let fast_student = student.as_ref().map(Denoiser::fast).transpose()?;
+        // Output calibration per style id, channel names resolved once.
+        let mut calibration = vec![Vec::new(); config.styles.len()];
+        for c in &config.calibration {
+            let idx = c
+                .validate(&config.styles)
+                .map_err(ModelError::InvalidConfig)?;
+            if let Some(slot) = config.styles.iter().position(|s| *s == c.style) {
+                calibration[slot] = idx.into_iter().zip(c.channels.iter().cloned()).collect();
+            }
+        }
         Ok(Self {
+            calibration,
             config,
             encoder,
             student,
@@ -493,6 +510,32 @@ impl TalkingHeadModel {
     /// Motion normalisation.
     pub fn motion_norm(&self) -> &MotionNorm {
         &self.motion_norm
+    }
+
+    /// The output calibration of style `style` (an id), if the model has one
+    /// (see [`OutputCalibration`]).
+    pub fn calibration_for(&self, style: usize) -> Option<&OutputCalibration> {
+        let name = self.config.styles.get(style)?;
+        self.config.calibration.iter().find(|c| &c.style == name)
+    }
+
+    /// A copy of this model with `calibration` as its output calibration
+    /// (replacing any for the same style).
+    ///
+    /// Errors: [`ModelError::InvalidConfig`] when the calibration names an
+    /// unknown style or holds out-of-range values.
+    pub fn with_calibration(&self, calibration: OutputCalibration) -> Result<Self, ModelError> {
+        let mut config = self.config.clone();
+        config.calibration.retain(|c| c.style != calibration.style);
+        config.calibration.push(calibration);
+        config.validate()?;
+        Self::from_parts(
+            config,
+            self.tensors.clone(),
+            self.feature_norm.clone(),
+            self.motion_norm.clone(),
+            self.provenance.clone(),
+        )
     }
 
     /// Provenance (trained or not, description).
@@ -782,15 +825,28 @@ impl TalkingHeadModel {
                     .iter()
                     .all(|l| l.partial_cmp(&th) != Some(std::cmp::Ordering::Greater))
             };
-            if gate_db.is_some_and(silent) {
+            let gated = gate_db.is_some_and(silent);
+            if gated {
                 for &c in MOUTH_CHANNELS.iter() {
                     w[c] = 0.0;
                 }
             }
+            // The history keeps the model's own output; the calibration
+            // (if any) only shapes what is emitted.
             let yn = self.motion_norm.normalize(&w);
             s.history.copy_within(BLENDSHAPE_COUNT.., 0);
             let tail = s.history.len() - BLENDSHAPE_COUNT;
             s.history[tail..].copy_from_slice(&yn);
+            if let Some(cal) = self.calibration.get(s.style).filter(|c| !c.is_empty()) {
+                for (c, m) in cal {
+                    w[*c] = m.map(w[*c]);
+                }
+                if gated {
+                    for &c in MOUTH_CHANNELS.iter() {
+                        w[c] = 0.0;
+                    }
+                }
+            }
             let index = s.frames_out;
             s.frames_out += 1;
             out.push((i, OutputFrame { index, weights: w }));

@@ -1,0 +1,283 @@
+//! Output calibration against real animation (`talking-head calibrate`).
+//!
+//! A decoder fitted by mean-squared error regresses to the mean: on the
+//! FACEGOOD recordings the model's jaw moves with about two thirds of the
+//! animator's standard deviation and rarely closes between syllables
+//! (issue 10, "dynamic range", "in-speech closures"). This module fits, per
+//! mouth channel, the monotone map that sends the model's quantiles on the
+//! **training** recordings onto the animator's (quantile mapping, the bias
+//! correction used for climate-model output; Gudmundsson et al. 2012,
+//! HESS 16). The calibrated output has the animator's distribution (share
+//! of closed frames, range, peaks); its order in time, and so its rank
+//! correlation with the truth, is unchanged. The result is stored in the
+//! checkpoint ([`OutputCalibration`], applied to the frames a session
+//! emits, never to the motion history the decoder reads).
+
+use talking_head_core::model::{ChannelMap, OutputCalibration, Sampler, TalkingHeadModel};
+use talking_head_core::rig::arkit::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, MOUTH_CHANNELS};
+
+use crate::facegood::FacegoodClip;
+use crate::truth::{TRUTH_FPS, resample_at_frame_times};
+use crate::truth_report::run_model;
+use talking_head_core::stats::{mean, quantile, std_dev};
+
+/// Settings of the fit.
+#[derive(Clone, Debug)]
+pub struct CalibrationConfig {
+    /// Channels whose truth standard deviation is below this are left as
+    /// they are (the animation does not use them).
+    pub min_truth_std: f32,
+    /// Channels whose predicted standard deviation is below this are left as
+    /// they are (the model does not move them without emotion).
+    pub min_pred_std: f32,
+    /// Quantile levels `k / (knots − 1)`, `k = 0..knots` (2 to
+    /// [`talking_head_core::model::MAX_CALIBRATION_KNOTS`]).
+    pub knots: usize,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        Self {
+            min_truth_std: 0.01,
+            min_pred_std: 0.01,
+            knots: 33,
+        }
+    }
+}
+
+/// The fit of one channel.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChannelFit {
+    /// ARKit name.
+    pub channel: String,
+    /// Mean of the model's output.
+    pub pred_mean: f32,
+    /// Standard deviation of the model's output.
+    pub pred_std: f32,
+    /// Mean of the truth.
+    pub truth_mean: f32,
+    /// Standard deviation of the truth.
+    pub truth_std: f32,
+    /// Whether the channel got a map.
+    pub calibrated: bool,
+    /// The model's 10 %, 50 % and 90 % quantiles.
+    pub pred_quantiles: [f32; 3],
+    /// The truth's 10 %, 50 % and 90 % quantiles.
+    pub truth_quantiles: [f32; 3],
+}
+
+/// A fitted calibration and its per-channel report.
+#[derive(Clone, Debug)]
+pub struct CalibrationFit {
+    /// The map to store in the checkpoint.
+    pub calibration: OutputCalibration,
+    /// Every mouth channel's statistics (fitted or left as is).
+    pub channels: Vec<ChannelFit>,
+    /// Frames (30 fps) the fit used.
+    pub frames: usize,
+}
+
+/// Fits the output calibration of `style` for `model` (its student, or the
+/// teacher at its default steps and guidance when it has none; neutral
+/// emotion; any calibration the model already has for that style
+/// ignored) against the retargeted animator curves of `recordings` at
+/// 30 fps.
+///
+/// Errors: an unknown style, no frames, or a
+/// failing model run, as text.
+pub fn fit_calibration(
+    model: &TalkingHeadModel,
+    recordings: &[FacegoodClip],
+    style: &str,
+    cfg: &CalibrationConfig,
+) -> Result<CalibrationFit, String> {
+    model.config().style_id(style).map_err(|e| e.to_string())?;
+    // Fit on the raw output: drop an existing calibration of this style.
+    let raw = model
+        .with_calibration(OutputCalibration::identity(style))
+        .map_err(|e| e.to_string())?;
+    let fps = f64::from(model.config().fps);
+    let sampler = if model.has_student() {
+        Sampler::Student
+    } else {
+        Sampler::Teacher {
+            steps: model.config().diffusion.teacher_steps,
+            guidance: model.config().diffusion.guidance_scale,
+        }
+    };
+    let mut neutral = [0f32; talking_head_core::model::EMOTION_COUNT];
+    neutral[0] = 1.0;
+    let mut pred: Vec<[f32; BLENDSHAPE_COUNT]> = Vec::new();
+    let mut truth: Vec<[f32; BLENDSHAPE_COUNT]> = Vec::new();
+    for r in recordings {
+        let f = run_model(&raw, sampler, &r.audio_16k, neutral, style)?;
+        let n = r.frames();
+        pred.extend(resample_at_frame_times(&f, fps, n, TRUTH_FPS));
+        truth.extend_from_slice(&r.arkit);
+    }
+    if pred.is_empty() {
+        return Err("no frames to fit the calibration on".into());
+    }
+    let mut cal = OutputCalibration::identity(style);
+    let mut channels = Vec::new();
+    let levels: Vec<f64> = (0..cfg.knots.max(2))
+        .map(|k| k as f64 / (cfg.knots.max(2) - 1) as f64)
+        .collect();
+    for &c in MOUTH_CHANNELS.iter() {
+        let p: Vec<f64> = pred.iter().map(|f| f64::from(f[c])).collect();
+        let t: Vec<f64> = truth.iter().map(|f| f64::from(f[c])).collect();
+        let (ps, ts) = (std_dev(&p) as f32, std_dev(&t) as f32);
+        let q3 = |v: &[f64]| [0.1, 0.5, 0.9].map(|q| quantile(v, q) as f32);
+        let calibrated = ts >= cfg.min_truth_std && ps >= cfg.min_pred_std;
+        if calibrated {
+            // Knots at the model's quantiles. A run of equal quantiles (a
+            // point mass, e.g. gated silence) becomes one knot mapped to
+            // the truth's quantile at the middle of the run's levels:
+            // `from` must increase strictly.
+            let mut groups: Vec<(f32, Vec<f64>)> = Vec::new();
+            for &q in &levels {
+                let x = (quantile(&p, q) as f32).clamp(0.0, 1.0);
+                match groups.last_mut() {
+                    Some((l, qs)) if x <= *l + 1e-4 => qs.push(q),
+                    _ => groups.push((x, vec![q])),
+                }
+            }
+            let (mut from, mut to) = (Vec::new(), Vec::new());
+            for (x, qs) in groups {
+                let y = (quantile(&t, mean(&qs)) as f32).clamp(0.0, 1.0);
+                from.push(x);
+                to.push(y.max(to.last().copied().unwrap_or(0.0)));
+            }
+            if from.len() >= 2 {
+                cal.channels.push(ChannelMap {
+                    channel: ARKIT_BLENDSHAPES[c].to_string(),
+                    from,
+                    to,
+                });
+            }
+        }
+        channels.push(ChannelFit {
+            channel: ARKIT_BLENDSHAPES[c].to_string(),
+            pred_mean: mean(&p) as f32,
+            pred_std: ps,
+            truth_mean: mean(&t) as f32,
+            truth_std: ts,
+            calibrated: cal
+                .channels
+                .last()
+                .is_some_and(|m| m.channel == ARKIT_BLENDSHAPES[c]),
+            pred_quantiles: q3(&p),
+            truth_quantiles: q3(&t),
+        });
+    }
+    Ok(CalibrationFit {
+        calibration: cal,
+        channels,
+        frames: pred.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use talking_head_core::model::ModelConfig;
+
+    /// A FACEGOOD-like recording: noise bursts as audio and, as truth, a
+    /// slow sine around 0.4 on every mouth channel (std ≈ 0.07).
+    fn recording(id: &str, secs: f64, phase: f64) -> FacegoodClip {
+        let n = (secs * 16_000.0) as usize;
+        let audio: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f64 / 16_000.0;
+                let env = (0.5 + 0.5 * (t * 3.0 + phase).sin()) as f32;
+                env * 0.3 * ((i as f32 * 0.37).sin() + (i as f32 * 0.011).cos())
+            })
+            .collect();
+        let frames = (secs * TRUTH_FPS) as usize;
+        let arkit = (0..frames)
+            .map(|k| {
+                let v = 0.4 + 0.1 * ((k as f64 / TRUTH_FPS) * 2.0 + phase).sin() as f32;
+                let mut w = [0f32; BLENDSHAPE_COUNT];
+                for &c in MOUTH_CHANNELS.iter() {
+                    w[c] = v;
+                }
+                w
+            })
+            .collect();
+        FacegoodClip {
+            id: id.into(),
+            audio_16k: audio,
+            channels: vec![],
+            raw: vec![vec![]; frames],
+            arkit,
+        }
+    }
+
+    #[test]
+    fn calibrated_output_has_the_truths_mean_and_std() {
+        let model = TalkingHeadModel::random(ModelConfig::tiny(), 3).unwrap();
+        let style = model.config().styles.last().unwrap().clone();
+        let recs = [recording("a", 6.0, 0.0), recording("b", 5.0, 1.3)];
+        let cfg = CalibrationConfig {
+            min_truth_std: 0.0,
+            min_pred_std: 1e-4,
+            knots: 65,
+        };
+        let fit = fit_calibration(&model, &recs, &style, &cfg).unwrap();
+        assert_eq!(fit.frames, 330);
+        let calibrated = model.with_calibration(fit.calibration.clone()).unwrap();
+        // Fitting again on the calibrated model ignores its calibration.
+        let again = fit_calibration(&calibrated, &recs, &style, &cfg).unwrap();
+        assert_eq!(again.calibration, fit.calibration);
+        let mut neutral = [0f32; talking_head_core::model::EMOTION_COUNT];
+        neutral[0] = 1.0;
+        let fps = f64::from(model.config().fps);
+        // Every mapped channel moves towards the truth's mean;
+        // where the random model's output has no point mass at 0 (which no
+        // monotone map can spread out) it takes the truth's distribution.
+        let mut exact = 0;
+        for ch in fit.channels.iter().filter(|c| c.calibrated) {
+            let c = ARKIT_BLENDSHAPES
+                .iter()
+                .position(|n| *n == ch.channel)
+                .unwrap();
+            let mut out = Vec::new();
+            for r in &recs {
+                let f = run_model(&calibrated, Sampler::Student, &r.audio_16k, neutral, &style)
+                    .unwrap();
+                out.extend(
+                    resample_at_frame_times(&f, fps, r.frames(), TRUTH_FPS)
+                        .iter()
+                        .map(|w| f64::from(w[c])),
+                );
+            }
+            let (m, sd) = (mean(&out) as f32, std_dev(&out) as f32);
+            assert!(
+                (m - ch.truth_mean).abs() < (ch.pred_mean - ch.truth_mean).abs(),
+                "{ch:?}: mean {m}"
+            );
+            if ch.pred_quantiles[0] > 0.02 {
+                assert!((m - ch.truth_mean).abs() < 0.01, "{ch:?}");
+                assert!((sd - ch.truth_std).abs() < 0.01, "{ch:?}");
+                let q = [0.1, 0.5, 0.9].map(|l| quantile(&out, l) as f32);
+                for (a, b) in q.iter().zip(ch.truth_quantiles) {
+                    assert!((a - b).abs() < 0.02, "{ch:?}: {q:?}");
+                }
+                exact += 1;
+            }
+        }
+        assert!(
+            exact >= 1,
+            "no channel without a point mass: {:?}",
+            fit.channels
+        );
+    }
+
+    #[test]
+    fn unknown_style_is_an_error() {
+        let model = TalkingHeadModel::random(ModelConfig::tiny(), 3).unwrap();
+        let recs = [recording("a", 1.0, 0.0)];
+        let e = fit_calibration(&model, &recs, "nope", &CalibrationConfig::default());
+        assert!(e.unwrap_err().contains("nope"));
+    }
+}
