@@ -225,6 +225,25 @@ pub(crate) fn fast_tanh(x: f32) -> f32 {
     p / q
 }
 
+/// Dot product with eight independent partial sums, so the compiler can
+/// vectorise it (a plain `sum` must keep the sequential order).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, ar) = a.split_at(a.len() / 8 * 8);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
 /// Sum with eight independent partial sums (vectorisable).
 #[inline]
 fn sum8(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -533,8 +552,7 @@ struct Heads {
 struct AttnIo<'a> {
     /// This frame's `[q | k | v]`, rotated in place.
     row: &'a mut [f32],
-    /// Key cache, transposed: `[heads, head_dim, ctx]` (the scores of all
-    /// slots are then one vectorised pass per query component).
+    /// Key cache `[heads, ctx, head_dim]`.
     kc: &'a mut [f32],
     /// Value cache `[heads, ctx, head_dim]`.
     vc: &'a mut [f32],
@@ -549,34 +567,26 @@ struct AttnIo<'a> {
 /// One session's attention step over its rotating cache, every head: RoPE
 /// on the query and key in `row = [q | k | v]`, the key and value written
 /// to slot `g.slot`, softmax over the valid slots, the weighted values into
-/// `o`. Dispatches to an AVX2 + FMA build where the CPU has it (the crate
-/// is compiled for baseline x86-64), with fused multiply-adds.
+/// `o`. Dispatches to an AVX2 build where the CPU has it (the crate is
+/// compiled for baseline x86-64).
 fn attend(g: &Heads, io: AttnIo<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
         unsafe { attend_avx2(g, io) };
         return;
     }
-    attend_body::<false>(g, io);
+    attend_body(g, io);
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2")]
 fn attend_avx2(g: &Heads, io: AttnIo<'_>) {
-    attend_body::<true>(g, io);
-}
-
-/// `a · b + c`, fused where `FMA` (only instantiated with `true` in code
-/// compiled for a CPU that has FMA; elsewhere `mul_add` would be a slow
-/// library call).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
+    attend_body(g, io);
 }
 
 #[inline(always)]
-fn attend_body<const FMA: bool>(g: &Heads, io: AttnIo<'_>) {
+fn attend_body(g: &Heads, io: AttnIo<'_>) {
     let AttnIo {
         row,
         kc,
@@ -600,26 +610,14 @@ fn attend_body<const FMA: bool>(g: &Heads, io: AttnIo<'_>) {
             }
         }
         let base = (hh * ctx + g.slot) * hd;
-        let k_new = &row[d + hh * hd..d + (hh + 1) * hd];
-        for (j, &kv) in k_new.iter().enumerate() {
-            kc[(hh * hd + j) * ctx + g.slot] = kv;
-        }
+        kc[base..base + hd].copy_from_slice(&row[d + hh * hd..d + (hh + 1) * hd]);
         vc[base..base + hd].copy_from_slice(&row[2 * d + hh * hd..2 * d + (hh + 1) * hd]);
         let q = &row[hh * hd..(hh + 1) * hd];
+        let keys = &kc[hh * ctx * hd..(hh * ctx + g.valid) * hd];
         let sc = &mut scores[..g.valid];
-        // scores = q · K over the valid slots, one component at a time: each
-        // pass is a contiguous multiply-add over the slots (no horizontal
-        // sums per key).
-        sc.fill(0.0);
-        for (j, &qj) in q.iter().enumerate() {
-            let krow = &kc[(hh * hd + j) * ctx..(hh * hd + j) * ctx + g.valid];
-            sc.iter_mut()
-                .zip(krow)
-                .for_each(|(s, &k)| *s = madd::<FMA>(qj, k, *s));
-        }
         let mut max = f32::NEG_INFINITY;
-        for sv in sc.iter_mut() {
-            *sv *= g.scale;
+        for (sv, kr) in sc.iter_mut().zip(keys.chunks_exact(hd)) {
+            *sv = dot(q, kr) * g.scale;
             max = max.max(*sv);
         }
         let mut sum = 0f32;
@@ -629,39 +627,13 @@ fn attend_body<const FMA: bool>(g: &Heads, io: AttnIo<'_>) {
         }
         let inv = 1.0 / sum;
         let o = &mut o[hh * hd..(hh + 1) * hd];
+        o.fill(0.0);
         let values = &vc[hh * ctx * hd..(hh * ctx + g.valid) * hd];
-        if hd == 32 {
-            weighted_sum::<32, FMA>(sc, inv, values, o);
-        } else {
-            o.fill(0.0);
-            for (&p, vr) in sc.iter().zip(values.chunks_exact(hd)) {
-                let p = p * inv;
-                o.iter_mut()
-                    .zip(vr)
-                    .for_each(|(a, &b)| *a = madd::<FMA>(p, b, *a));
-            }
+        for (&p, vr) in sc.iter().zip(values.chunks_exact(hd)) {
+            let p = p * inv;
+            o.iter_mut().zip(vr).for_each(|(a, b)| *a += p * b);
         }
     }
-}
-
-/// `o = Σ_j (p_j · inv) · v_j` for rows of `N` values, with the sum held
-/// in registers (a fixed-size accumulator the compiler keeps in vector
-/// registers instead of reloading `o` for every row).
-#[inline(always)]
-fn weighted_sum<const N: usize, const FMA: bool>(
-    p: &[f32],
-    inv: f32,
-    values: &[f32],
-    o: &mut [f32],
-) {
-    let mut acc = [0f32; N];
-    for (&pj, vr) in p.iter().zip(values.chunks_exact(N)) {
-        let pj = pj * inv;
-        for l in 0..N {
-            acc[l] = madd::<FMA>(pj, vr[l], acc[l]);
-        }
-    }
-    o[..N].copy_from_slice(&acc);
 }
 
 /// The one-step student decoder on plain memory: `x0 = f(noise, t = 1)`.
