@@ -33,6 +33,11 @@ pub(crate) struct EvalArgs {
     /// Baselines and labeler only (skip the model): a labeler experiment.
     #[arg(long)]
     baselines_only: bool,
+    /// flite voices of section 2 and the emotion section (default: the
+    /// held-out `slt,rms`); training voices (`kal16,awb,kal`) make it a
+    /// diagnostic of fitting against generalisation, marked as such.
+    #[arg(long, value_delimiter = ',')]
+    voices: Option<Vec<String>>,
 }
 
 pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
@@ -48,6 +53,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         sentences,
         labeler,
         baselines_only,
+        voices,
     } = args;
     let (m, path) = load_model(model)?;
     let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
@@ -57,6 +63,12 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
     let mut cfg = TruthEvalConfig::new(data);
     cfg.sentences = sentences;
     cfg.baselines_only = baselines_only;
+    if let Some(v) = voices {
+        if v.is_empty() {
+            bail!("--voices needs at least one flite voice");
+        }
+        cfg.voices = v;
+    }
     if let Some(p) = &labeler {
         cfg.labeler = serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
