@@ -2,7 +2,8 @@
 //! every kind (rates, channel counts, sample formats, NaN/Inf, empty, one
 //! sample, silence, garbage), several files into a directory, argument and
 //! checkpoint errors (untrained, missing default model, corrupt file), the
-//! teacher sampler, `info --json` and `bench`'s JSON summary.
+//! teacher sampler, `info --json`, `bench`'s JSON summary and `calibrate` on
+//! the shared FACEGOOD recordings.
 //!
 //! No trained model exists in the repository yet, so every test writes a
 //! small random checkpoint and passes `--model PATH --allow-untrained`.
@@ -774,6 +775,76 @@ fn bake_into_an_avatar_glb() {
     assert_failure(&o);
     assert!(
         stderr(&o).contains("not a valid glTF binary"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The shared data directory (FACEGOOD recordings), if this machine has it.
+fn shared_data() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    d.join("facegood").is_dir().then_some(d)
+}
+
+#[test]
+fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipped: ../shared/data/facegood is not on this machine");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 21);
+    let out = dir.path().join("calibrated.safetensors");
+    let o = run(&[
+        "calibrate",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("jawOpen"), "{}", stdout(&o));
+    let m = TalkingHeadModel::load(&out).unwrap();
+    let cal = &m.config().calibration;
+    assert_eq!(cal.len(), 1);
+    assert_eq!(cal[0].style, "facegood");
+    assert!(
+        cal[0].channels.iter().any(|c| c.channel == "jawOpen"),
+        "{cal:?}"
+    );
+    // The validation recordings stay out of the fit by default.
+    assert!(stderr(&o).contains("1114_2_01") && !stderr(&o).contains("1114_2_05"));
+    // Unknown style, and nothing left to fit on.
+    let o = run(&[
+        "calibrate",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&out),
+        "--style",
+        "nope",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    let all = "1114_2_01,1114_2_02,1114_2_03,1114_2_04,1114_2_05,1114_3_15";
+    let o = run(&[
+        "calibrate",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&out),
+        "--exclude",
+        all,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no FACEGOOD training recordings"),
         "{}",
         stderr(&o)
     );
