@@ -795,15 +795,20 @@ fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let model = write_model(dir.path(), 21);
     let out = dir.path().join("calibrated.safetensors");
-    let o = run(&[
-        "calibrate",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--out",
-        p(&out),
-    ]);
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = calibrate(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("jawOpen"), "{}", stdout(&o));
     let m = TalkingHeadModel::load(&out).unwrap();
@@ -817,31 +822,11 @@ fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
     // The validation recordings stay out of the fit by default.
     assert!(stderr(&o).contains("1114_2_01") && !stderr(&o).contains("1114_2_05"));
     // Unknown style, and nothing left to fit on.
-    let o = run(&[
-        "calibrate",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--out",
-        p(&out),
-        "--style",
-        "nope",
-    ]);
+    let o = calibrate(&["--style", "nope"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
     let all = "1114_2_01,1114_2_02,1114_2_03,1114_2_04,1114_2_05,1114_3_15";
-    let o = run(&[
-        "calibrate",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--out",
-        p(&out),
-        "--exclude",
-        all,
-    ]);
+    let o = calibrate(&["--exclude", all]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("no FACEGOOD training recordings"),
