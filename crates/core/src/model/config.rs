@@ -193,9 +193,8 @@ impl ChannelMap {
     }
 
     fn validate(&self) -> Result<usize, String> {
-        let c = crate::rig::arkit::ARKIT_BLENDSHAPES
-            .iter()
-            .position(|n| *n == self.channel)
+        let c = crate::rig::arkit::Blendshape::from_name(&self.channel)
+            .map(|b| b.index())
             .ok_or_else(|| format!("calibration of unknown channel `{}`", self.channel))?;
         let n = self.from.len();
         if !(2..=MAX_CALIBRATION_KNOTS).contains(&n) || self.to.len() != n {
@@ -224,20 +223,6 @@ impl OutputCalibration {
         Self {
             style: style.into(),
             channels: Vec::new(),
-        }
-    }
-
-    /// Applies the map to one frame of 52 weights (canonical ARKit order)
-    /// in place.
-    pub fn apply(&self, w: &mut [f32]) {
-        for m in &self.channels {
-            if let Some(c) = crate::rig::arkit::ARKIT_BLENDSHAPES
-                .iter()
-                .position(|n| *n == m.channel)
-                && let Some(v) = w.get_mut(c)
-            {
-                *v = m.map(*v);
-            }
         }
     }
 
@@ -428,9 +413,6 @@ impl ModelConfig {
         }
         if !(self.diffusion.guidance_scale.is_finite() && self.diffusion.noise_scale.is_finite()) {
             return bad("diffusion scales must be finite".into());
-        }
-        if self.calibration.len() > self.styles.len() {
-            return bad("more calibrations than styles".into());
         }
         for (i, c) in self.calibration.iter().enumerate() {
             c.validate(&self.styles)

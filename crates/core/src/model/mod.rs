@@ -104,6 +104,7 @@ pub fn load_default_model() -> Result<(TalkingHeadModel, String), ModelError> {
 }
 
 use crate::features::FeatureNorm;
+use crate::rig::arkit::Blendshape;
 use crate::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
 use denoiser::{Denoiser, emotion_input, style_input};
 use encoder::OnlineEncoder;
@@ -471,14 +472,16 @@ impl TalkingHeadModel {
         }
         let fast_encoder = encoder.fast(&config)?;
         let fast_student = student.as_ref().map(Denoiser::fast).transpose()?;
-        // Output calibration per style id, channel names resolved once.
+        // Output calibration per style id, channel names resolved once
+        // (`config.validate()` above checked every style and channel name).
         let mut calibration = vec![Vec::new(); config.styles.len()];
         for c in &config.calibration {
-            let idx = c
-                .validate(&config.styles)
-                .map_err(ModelError::InvalidConfig)?;
             if let Some(slot) = config.styles.iter().position(|s| *s == c.style) {
-                calibration[slot] = idx.into_iter().zip(c.channels.iter().cloned()).collect();
+                calibration[slot] = c
+                    .channels
+                    .iter()
+                    .filter_map(|m| Some((Blendshape::from_name(&m.channel)?.index(), m.clone())))
+                    .collect();
             }
         }
         Ok(Self {
@@ -512,13 +515,6 @@ impl TalkingHeadModel {
         &self.motion_norm
     }
 
-    /// The output calibration of style `style` (an id), if the model has one
-    /// (see [`OutputCalibration`]).
-    pub fn calibration_for(&self, style: usize) -> Option<&OutputCalibration> {
-        let name = self.config.styles.get(style)?;
-        self.config.calibration.iter().find(|c| &c.style == name)
-    }
-
     /// A copy of this model with `calibration` as its output calibration
     /// (replacing any for the same style).
     ///
@@ -528,7 +524,6 @@ impl TalkingHeadModel {
         let mut config = self.config.clone();
         config.calibration.retain(|c| c.style != calibration.style);
         config.calibration.push(calibration);
-        config.validate()?;
         Self::from_parts(
             config,
             self.tensors.clone(),
