@@ -12,6 +12,56 @@ use talking_head_core::features::{FeatureNorm, log_mel};
 use talking_head_core::model::{EMOTION_COUNT, ModelConfig};
 use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
 
+/// Per-channel weights of the motion losses (x0, velocity, dynamic range),
+/// `[52]` in ARKit order, normalised to sum 1: `1` for the upper face,
+/// `mouth_weight` for the lower face ([`talking_head_core::rig::MOUTH_CHANNELS`]),
+/// then each entry of `overrides` (ARKit name, any case → weight) replaces
+/// its channel's weight. With 31 lower-face channels weighted alike, jawOpen
+/// is about 1/40 of the loss; overrides let the articulation channels that
+/// carry lip sync (jawOpen, mouthClose, mouthFunnel, mouthPucker, …) count
+/// more (issue 10).
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] for an unknown channel name, a negative or
+/// non-finite weight, or weights that sum to zero.
+pub fn loss_channel_weights(
+    mouth_weight: f32,
+    overrides: &std::collections::BTreeMap<String, f32>,
+) -> Result<Vec<f32>, talking_head_core::model::ModelError> {
+    use talking_head_core::model::ModelError;
+    use talking_head_core::rig::{Blendshape, MOUTH_CHANNELS};
+    let bad = |w: f32| !w.is_finite() || w < 0.0;
+    if bad(mouth_weight) {
+        return Err(ModelError::InvalidConfig(format!(
+            "mouth_weight must be finite and >= 0, got {mouth_weight}"
+        )));
+    }
+    let mut cw = vec![1.0f32; BLENDSHAPE_COUNT];
+    for &m in MOUTH_CHANNELS.iter() {
+        cw[m] = mouth_weight;
+    }
+    for (name, &w) in overrides {
+        let b = Blendshape::from_name(name).ok_or_else(|| {
+            ModelError::InvalidConfig(format!(
+                "channel_weights: unknown ARKit blendshape `{name}`"
+            ))
+        })?;
+        if bad(w) {
+            return Err(ModelError::InvalidConfig(format!(
+                "channel_weights: weight of `{name}` must be finite and >= 0, got {w}"
+            )));
+        }
+        cw[b.index()] = w;
+    }
+    let sum: f32 = cw.iter().sum();
+    if sum <= 0.0 {
+        return Err(ModelError::InvalidConfig(
+            "loss channel weights sum to zero".into(),
+        ));
+    }
+    Ok(cw.iter().map(|w| w / sum).collect())
+}
+
 /// The 39 ARPAbet phones of CMUdict plus `SIL`: the classes of the
 /// encoder's auxiliary phone-classification loss.
 pub const PHONE_CLASSES: [&str; 40] = [
@@ -635,6 +685,35 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use talking_head_core::rig::Blendshape as B;
+
+    #[test]
+    fn loss_channel_weights_default_overrides_and_bad_names() {
+        use std::collections::BTreeMap;
+        use talking_head_core::rig::MOUTH_CHANNELS;
+        let plain = loss_channel_weights(2.0, &BTreeMap::new()).unwrap();
+        assert_eq!(plain.len(), BLENDSHAPE_COUNT);
+        let sum =
+            (BLENDSHAPE_COUNT - MOUTH_CHANNELS.len()) as f32 + 2.0 * MOUTH_CHANNELS.len() as f32;
+        assert!((plain[B::JawOpen.index()] - 2.0 / sum).abs() < 1e-7);
+        assert!((plain[B::BrowInnerUp.index()] - 1.0 / sum).abs() < 1e-7);
+        let over: BTreeMap<String, f32> = [
+            ("jawOpen".to_string(), 8.0),
+            ("MouthClose".to_string(), 0.0),
+        ]
+        .into();
+        let w = loss_channel_weights(2.0, &over).unwrap();
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!((w[B::JawOpen.index()] / w[B::MouthFunnel.index()] - 4.0).abs() < 1e-5);
+        assert_eq!(w[B::MouthClose.index()], 0.0);
+        for bad in [("jawOpn", 1.0), ("jawOpen", -1.0), ("jawOpen", f32::NAN)] {
+            let m: BTreeMap<String, f32> = [(bad.0.to_string(), bad.1)].into();
+            assert!(loss_channel_weights(2.0, &m).is_err(), "{bad:?}");
+        }
+        assert!(loss_channel_weights(f32::INFINITY, &BTreeMap::new()).is_err());
+        let zero: BTreeMap<String, f32> =
+            B::ALL.iter().map(|b| (b.name().to_string(), 0.0)).collect();
+        assert!(loss_channel_weights(2.0, &zero).is_err());
+    }
 
     #[test]
     fn emotion_offsets_ease_on_closures_and_keep_the_jaw() {

@@ -32,7 +32,7 @@ use talking_head_core::model::denoiser::{Conditioning, Denoiser, style_input};
 use talking_head_core::model::{
     EMOTION_COUNT, ModelError, Provenance, TalkingHeadModel, save_checkpoint,
 };
-use talking_head_core::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
+use talking_head_core::rig::BLENDSHAPE_COUNT;
 
 /// Distillation settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,6 +61,11 @@ pub struct DistillConfig {
     pub random_emotion: f64,
     /// Loss weight of the mouth channels.
     pub mouth_weight: f32,
+    /// Per-channel loss weights that replace `mouth_weight`/`1` for the
+    /// named ARKit channels (see [`crate::dataset::loss_channel_weights`]);
+    /// empty: none.
+    #[serde(default)]
+    pub channel_weights: std::collections::BTreeMap<String, f32>,
     /// Seed.
     pub seed: u64,
     /// Checkpoint interval (steps).
@@ -90,6 +95,7 @@ impl Default for DistillConfig {
             rollout_fraction: 0.5,
             random_emotion: 0.0,
             mouth_weight: 2.0,
+            channel_weights: Default::default(),
             seed: 0,
             checkpoint_every: 250,
             keep_teacher: false,
@@ -107,6 +113,8 @@ pub struct Distiller {
     varmap: VarMap,
     student: Denoiser,
     rng: StdRng,
+    /// `[52]` normalised loss weight per channel ([`crate::dataset::loss_channel_weights`]).
+    loss_weights: Vec<f32>,
     /// Steps done.
     pub step: usize,
 }
@@ -132,7 +140,10 @@ impl Distiller {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let student = Denoiser::new(teacher.config(), vb.pp("student"))?;
         let rng = StdRng::seed_from_u64(cfg.seed ^ 0xd15);
+        let loss_weights =
+            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?;
         Ok(Self {
+            loss_weights,
             teacher,
             cfg,
             varmap,
@@ -271,12 +282,7 @@ impl Distiller {
         let pred = self
             .student
             .predict_x0(&z, &vec![1.0; n], &Conditioning(cond_s.0), false)?;
-        let mut cw = vec![1.0f32; c];
-        for &m in MOUTH_CHANNELS.iter() {
-            cw[m] = self.cfg.mouth_weight;
-        }
-        let s: f32 = cw.iter().sum();
-        let cw = Tensor::from_vec(cw.iter().map(|w| w / s).collect::<Vec<_>>(), (1, c), &dev)?;
+        let cw = Tensor::from_vec(self.loss_weights.clone(), (1, c), &dev)?;
         let mask_sum = wb.mask.iter().sum::<f32>().max(1.0);
         let mask = Tensor::from_vec(wb.mask.clone(), (n, 1), &dev)?;
         let loss = ((pred - target)?

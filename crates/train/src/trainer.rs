@@ -35,7 +35,7 @@ use talking_head_core::model::encoder::OnlineEncoder;
 use talking_head_core::model::{
     ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
 };
-use talking_head_core::rig::{BLENDSHAPE_COUNT, MOUTH_CHANNELS};
+use talking_head_core::rig::BLENDSHAPE_COUNT;
 
 /// Trainer settings (serde; stored in the checkpoint's provenance).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +63,11 @@ pub struct TrainConfig {
     pub phone_weight: f64,
     /// Loss weight of the mouth channels relative to the rest.
     pub mouth_weight: f32,
+    /// Per-channel loss weights that replace `mouth_weight`/`1` for the
+    /// named ARKit channels (see [`crate::dataset::loss_channel_weights`]),
+    /// e.g. `{"jawOpen": 8}`; empty: none.
+    #[serde(default)]
+    pub channel_weights: BTreeMap<String, f32>,
     /// Seed.
     pub seed: u64,
     /// Save a checkpoint every this many steps.
@@ -104,6 +109,7 @@ impl Default for TrainConfig {
             history_noise: 0.3,
             phone_weight: 0.3,
             mouth_weight: 2.0,
+            channel_weights: BTreeMap::new(),
             seed: 0,
             checkpoint_every: 500,
             animator_fraction: 0.3,
@@ -164,6 +170,8 @@ pub struct Trainer {
     device: Device,
     /// Optimiser state to restore when training starts (resume).
     resume_optimizer: Option<PathBuf>,
+    /// `[52]` normalised loss weight per channel ([`crate::dataset::loss_channel_weights`]).
+    loss_weights: Vec<f32>,
 }
 
 /// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
@@ -249,7 +257,10 @@ impl Trainer {
         insert_vars(&varmap, &tensors)?;
         let (encoder, teacher, phone_head) = build(&varmap, &model_cfg)?;
         let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step as u64 * 7919));
+        let loss_weights =
+            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?;
         Ok(Self {
+            loss_weights,
             model_cfg,
             cfg,
             varmap,
@@ -458,16 +469,7 @@ impl Trainer {
         let x_t = (y.broadcast_mul(&sa)? + eps.broadcast_mul(&sb)?)?;
         let cond = self.teacher.condition(&enc_used, &hist, &emo, &style)?;
         let x0 = self.teacher.predict_x0(&x_t, &taus, &cond, false)?;
-        let mut cw = vec![1.0f32; c];
-        for &m in MOUTH_CHANNELS.iter() {
-            cw[m] = self.cfg.mouth_weight;
-        }
-        let cw_sum: f32 = cw.iter().sum();
-        let cw = Tensor::from_vec(
-            cw.iter().map(|w| w / cw_sum).collect::<Vec<_>>(),
-            (1, c),
-            dev,
-        )?;
+        let cw = Tensor::from_vec(self.loss_weights.clone(), (1, c), dev)?;
         let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
         let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
         let se = (&x0 - &y)?
