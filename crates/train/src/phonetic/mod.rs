@@ -225,7 +225,12 @@ pub struct PhoneticLabelerConfig {
     pub reach_secs: f32,
     /// Silence segments.
     pub silence: Dominance,
-    /// Bilabials (`PP`).
+    /// Bilabials (`PP`). Fast on both sides (60/s): the lips close just
+    /// before a /p b m/ and release within ~20 ms after it, so a following
+    /// vowel is open at its midpoint (with 40/s and 20/s, 13 % of the
+    /// held-out vowels of `eval` section 2 were still closed by the blended
+    /// `mouthClose`/`mouthPress*`; issue 10). Training configs before run
+    /// v14 pin the old `(1.5, 40, 20)`.
     pub bilabial: Dominance,
     /// Labiodentals (`FF`).
     pub labiodental: Dominance,
@@ -265,7 +270,7 @@ impl Default for PhoneticLabelerConfig {
             plateau: 0.7,
             reach_secs: 0.6,
             silence: Dominance::new(1.2, 20.0, 20.0),
-            bilabial: Dominance::new(1.5, 40.0, 20.0),
+            bilabial: Dominance::new(1.5, 60.0, 60.0),
             labiodental: Dominance::new(1.0, 25.0, 35.0),
             consonant: Dominance::new(0.8, 30.0, 30.0),
             consonant_jaw_factor: 0.5,
