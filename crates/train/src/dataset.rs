@@ -22,8 +22,9 @@ use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
 /// more (issue 10).
 ///
 /// # Errors
-/// [`ModelError::InvalidConfig`] for an unknown channel name, a negative or
-/// non-finite weight, or weights that sum to zero.
+/// [`ModelError::InvalidConfig`](talking_head_core::model::ModelError::InvalidConfig)
+/// for an unknown channel name, a negative or non-finite weight, or weights
+/// that sum to zero.
 pub fn loss_channel_weights(
     mouth_weight: f32,
     overrides: &std::collections::BTreeMap<String, f32>,
