@@ -11,7 +11,8 @@
 //! (StreamingTalker), the emotion vector — dropped to the "unconditional"
 //! flag with probability `emotion_dropout`, which classifier-free guidance
 //! needs — and the style embedding. Loss: x0 MSE in normalised motion space
-//! (mouth channels weighted `mouth_weight`) + `phone_weight` × cross-entropy
+//! (mouth channels weighted `mouth_weight`, single channels re-weighted by
+//! `channel_weights`) + `phone_weight` × cross-entropy
 //! of a linear phone classifier on the encoder state (targets: the corpus
 //! phone timings of frame `t - L`), which pushes the encoder towards
 //! speaker-independent phonetic features as the seeds get from wav2vec2.
