@@ -113,8 +113,9 @@ pub struct Distiller {
     varmap: VarMap,
     student: Denoiser,
     rng: StdRng,
-    /// `[52]` normalised loss weight per channel ([`crate::dataset::loss_channel_weights`]).
-    loss_weights: Vec<f32>,
+    /// `[1, 52]` normalised loss weight per channel
+    /// ([`crate::dataset::loss_channel_weights`]), built once.
+    loss_weights: Tensor,
     /// Steps done.
     pub step: usize,
 }
@@ -140,8 +141,11 @@ impl Distiller {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let student = Denoiser::new(teacher.config(), vb.pp("student"))?;
         let rng = StdRng::seed_from_u64(cfg.seed ^ 0xd15);
-        let loss_weights =
-            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?;
+        let loss_weights = Tensor::from_vec(
+            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?,
+            (1, BLENDSHAPE_COUNT),
+            &Device::Cpu,
+        )?;
         Ok(Self {
             loss_weights,
             teacher,
@@ -282,7 +286,7 @@ impl Distiller {
         let pred = self
             .student
             .predict_x0(&z, &vec![1.0; n], &Conditioning(cond_s.0), false)?;
-        let cw = Tensor::from_vec(self.loss_weights.clone(), (1, c), &dev)?;
+        let cw = self.loss_weights.clone(); // shares the storage
         let mask_sum = wb.mask.iter().sum::<f32>().max(1.0);
         let mask = Tensor::from_vec(wb.mask.clone(), (n, 1), &dev)?;
         let loss = ((pred - target)?

@@ -171,8 +171,9 @@ pub struct Trainer {
     device: Device,
     /// Optimiser state to restore when training starts (resume).
     resume_optimizer: Option<PathBuf>,
-    /// `[52]` normalised loss weight per channel ([`crate::dataset::loss_channel_weights`]).
-    loss_weights: Vec<f32>,
+    /// `[1, 52]` normalised loss weight per channel
+    /// ([`crate::dataset::loss_channel_weights`]), built once.
+    loss_weights: Tensor,
 }
 
 /// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
@@ -258,8 +259,11 @@ impl Trainer {
         insert_vars(&varmap, &tensors)?;
         let (encoder, teacher, phone_head) = build(&varmap, &model_cfg)?;
         let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step as u64 * 7919));
-        let loss_weights =
-            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?;
+        let loss_weights = Tensor::from_vec(
+            crate::dataset::loss_channel_weights(cfg.mouth_weight, &cfg.channel_weights)?,
+            (1, BLENDSHAPE_COUNT),
+            &Device::Cpu,
+        )?;
         Ok(Self {
             loss_weights,
             model_cfg,
@@ -470,7 +474,7 @@ impl Trainer {
         let x_t = (y.broadcast_mul(&sa)? + eps.broadcast_mul(&sb)?)?;
         let cond = self.teacher.condition(&enc_used, &hist, &emo, &style)?;
         let x0 = self.teacher.predict_x0(&x_t, &taus, &cond, false)?;
-        let cw = Tensor::from_vec(self.loss_weights.clone(), (1, c), dev)?;
+        let cw = self.loss_weights.clone(); // shares the storage
         let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
         let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
         let se = (&x0 - &y)?
