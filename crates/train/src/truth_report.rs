@@ -643,10 +643,17 @@ impl TruthReport {
                 m.frames
             ));
         }
-        let held_out = self
-            .articulation_voices
-            .iter()
-            .all(|v| FLITE_HELDOUT.contains(&v.as_str()));
+        // Reports written before `articulation_voices` existed used the
+        // held-out voices.
+        let voices: Vec<&str> = if self.articulation_voices.is_empty() {
+            FLITE_HELDOUT.to_vec()
+        } else {
+            self.articulation_voices
+                .iter()
+                .map(String::as_str)
+                .collect()
+        };
+        let held_out = voices.iter().all(|v| FLITE_HELDOUT.contains(v));
         s.push_str(&format!(
             "\n## Section 2: articulation on {} with exact phones ({} clips of flite {} speech)\n\n",
             if held_out {
@@ -655,7 +662,7 @@ impl TruthReport {
                 "voices NOT all held out of training (a diagnostic, not quality)"
             },
             self.articulation_clips,
-            self.articulation_voices.join("/")
+            voices.join("/")
         ));
         s.push_str("| method | bilabial recall | closed-vowel rate | rounding AUC | opening AUC | /p b m/ | vowels |\n|---|---|---|---|---|---|---|\n");
         for r in &self.articulation {
