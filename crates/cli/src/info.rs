@@ -1,4 +1,4 @@
-//! The `info` subcommand: what a checkpoint holds.
+//! The `info` subcommand (what a checkpoint holds) and `convert` (its storage precision).
 
 use super::*;
 
@@ -66,5 +66,26 @@ pub(crate) fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
     );
     println!("styles:           {}", c.styles.join(", "));
     println!("emotions:         {}", EMOTIONS.join(", "));
+    Ok(())
+}
+
+/// `convert`: rewrites `input` as `output`, weight matrices in f16 when
+/// `f16`, else everything in f32.
+pub(crate) fn convert(input: PathBuf, output: PathBuf, f16: bool) -> Result<()> {
+    let model =
+        TalkingHeadModel::load(&input).with_context(|| format!("loading {}", input.display()))?;
+    if f16 {
+        model.save_f16(&output)?;
+    } else {
+        model.save(&output)?;
+    }
+    let bytes = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({} bytes, weight matrices in {}; was {} bytes)",
+        output.display(),
+        bytes(&output),
+        if f16 { "f16" } else { "f32" },
+        bytes(&input)
+    );
     Ok(())
 }

@@ -32,7 +32,7 @@ use calibrate::{CalibrateArgs, calibrate_cmd};
 use corpus::corpus_cmd;
 use distill::distill_cmd;
 use eval::{EvalArgs, eval_cmd};
-use info::info;
+use info::{convert, info};
 use label::label_cmd;
 use train::train_cmd;
 
@@ -136,6 +136,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite a checkpoint with its weight matrices stored in f16 (about
+    /// half the file; the streaming kernels then read f16 weights at small
+    /// batches) or back in f32.
+    Convert {
+        /// Input checkpoint.
+        input: PathBuf,
+        /// Output checkpoint.
+        output: PathBuf,
+        /// Store every weight matrix as f16, rounded to nearest (the default
+        /// writes f32).
+        #[arg(long)]
+        f16: bool,
+    },
     /// Measure step latency (batch 1/8/32), teacher/student cost, model size and
     /// real-time factor; the last line printed is one JSON object.
     Bench {
@@ -180,6 +193,12 @@ enum Command {
         /// moments from the `.optim.safetensors` file next to it).
         #[arg(long)]
         resume: bool,
+        /// Start a new run (step 0, fresh optimiser) from this trainer
+        /// checkpoint's weights and normalisation; the model in --config may
+        /// differ from it only in `kv_heads` (fewer: key/value heads
+        /// mean-pooled, GQA uptraining). Ignored when --resume finds --out.
+        #[arg(long, value_name = "CHECKPOINT")]
+        init: Option<PathBuf>,
         /// Stop after this step (checkpoint and optimiser state written);
         /// the schedule still spans --steps, and --resume continues exactly.
         #[arg(long)]
@@ -296,6 +315,7 @@ fn main() {
             allow_untrained,
         }),
         Command::Info { model, json } => info(model, json),
+        Command::Convert { input, output, f16 } => convert(input, output, f16),
         Command::Bench {
             model,
             threads,
@@ -311,11 +331,12 @@ fn main() {
             batch,
             seed,
             resume,
+            init,
             stop_at,
             limit,
             threads: _,
         } => train_cmd(
-            corpus, out, config, steps, batch, seed, resume, stop_at, limit,
+            corpus, out, config, steps, batch, seed, resume, init, stop_at, limit,
         ),
         Command::Distill {
             teacher,

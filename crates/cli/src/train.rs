@@ -45,6 +45,7 @@ pub(crate) fn train_cmd(
     batch: Option<usize>,
     seed: Option<u64>,
     resume: bool,
+    init: Option<PathBuf>,
     stop_at: Option<usize>,
     limit: Option<usize>,
 ) -> Result<()> {
@@ -60,7 +61,16 @@ pub(crate) fn train_cmd(
         .with_context(|| format!("parsing {}", p.display()))?,
         None => TrainFile::default(),
     };
-    let model_cfg = file.model.unwrap_or_default();
+    let resuming = resume && out.exists();
+    let init = init.filter(|_| !resuming);
+    let model_cfg = match (file.model, &init) {
+        (Some(m), _) => m,
+        (None, Some(p)) => talking_head_core::model::TalkingHeadModel::load(p)
+            .with_context(|| format!("loading --init {}", p.display()))?
+            .config()
+            .clone(),
+        (None, None) => ModelConfig::default(),
+    };
     let mut tcfg = file.train.unwrap_or_default();
     if let Some(s) = steps {
         tcfg.steps = s;
@@ -89,7 +99,7 @@ pub(crate) fn train_cmd(
         frames as f64 / model_cfg.fps as f64 / 3600.0,
         val.len()
     );
-    let mut trainer = if resume && out.exists() {
+    let mut trainer = if resuming {
         let t = Trainer::resume(&out, tcfg.clone())?;
         eprintln!("resuming {} at step {}", out.display(), t.step);
         if !t.resumes_optimizer() {
@@ -99,6 +109,11 @@ pub(crate) fn train_cmd(
                 talking_head_train::trainer::optimizer_path(&out).display()
             );
         }
+        t
+    } else if let Some(p) = &init {
+        let t = Trainer::init_from(p, model_cfg, tcfg.clone())
+            .with_context(|| format!("initialising from {}", p.display()))?;
+        eprintln!("starting from the weights of {}", p.display());
         t
     } else {
         let fnorm = feature_norm(&train, model_cfg.mel.n_mels);

@@ -214,6 +214,76 @@ fn insert_vars(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>) -> Result<()
     Ok(())
 }
 
+/// A trainer checkpoint's model, its trainable tensors (encoder, teacher and
+/// the auxiliary phone head) and the step recorded in its provenance.
+fn load_trainable(
+    path: &Path,
+) -> Result<(TalkingHeadModel, BTreeMap<String, Tensor>, usize), ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let model = TalkingHeadModel::load_from_bytes(&bytes, path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut tensors: BTreeMap<String, Tensor> = model
+        .tensors()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("student."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for name in ["aux.phone.weight", "aux.phone.bias"] {
+        let v = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+            path: path.to_path_buf(),
+            name: name.into(),
+        })?;
+        let data: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(
+            name.into(),
+            Tensor::from_vec(data, v.shape(), &Device::Cpu)?,
+        );
+    }
+    let step = model
+        .provenance()
+        .description
+        .split("step=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((model, tensors, step))
+}
+
+/// An attention `qkv` projection's weight `[d + 2·kv0·hd, d]` (or bias
+/// `[d + 2·kv0·hd]`) with `kv0` key/value heads, as `kv1` heads: the query
+/// rows kept, each group of `kv0 / kv1` key (and value) heads replaced by
+/// their mean.
+fn pool_kv_heads(
+    t: &Tensor,
+    d: usize,
+    hd: usize,
+    kv0: usize,
+    kv1: usize,
+) -> Result<Tensor, ModelError> {
+    let r = kv0 / kv1;
+    let mut parts = vec![t.narrow(0, 0, d)?];
+    for base in [d, d + kv0 * hd] {
+        for g in 0..kv1 {
+            let heads = (0..r)
+                .map(|j| t.narrow(0, base + (g * r + j) * hd, hd))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            parts.push((Tensor::stack(&heads, 0)?.sum(0)? / r as f64)?);
+        }
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
 impl Trainer {
     /// A fresh trainer: seeded initial weights, normalisation from the data.
     pub fn new(
@@ -288,45 +358,7 @@ impl Trainer {
     /// stopped). Without that file the moments restart (a warning is the
     /// caller's to print; see [`Trainer::resumes_optimizer`]).
     pub fn resume(path: &Path, cfg: TrainConfig) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let model = TalkingHeadModel::load_from_bytes(&bytes, path)?;
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let mut tensors: BTreeMap<String, Tensor> = model
-            .tensors()
-            .iter()
-            .filter(|(k, _)| !k.starts_with("student."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for name in ["aux.phone.weight", "aux.phone.bias"] {
-            let v = st.tensor(name).map_err(|_| ModelError::MissingTensor {
-                path: path.to_path_buf(),
-                name: name.into(),
-            })?;
-            let data: Vec<f32> = v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            tensors.insert(
-                name.into(),
-                Tensor::from_vec(data, v.shape(), &Device::Cpu)?,
-            );
-        }
-        let step = model
-            .provenance()
-            .description
-            .split("step=")
-            .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let (model, tensors, step) = load_trainable(path)?;
         let mut t = Self::from_tensors(
             model.config().clone(),
             cfg,
@@ -338,6 +370,66 @@ impl Trainer {
         let opt = optimizer_path(path);
         t.resume_optimizer = opt.exists().then_some(opt);
         Ok(t)
+    }
+
+    /// Starts a new run (step 0, fresh AdamW moments, the schedule of `cfg`)
+    /// from the weights and normalisation of a checkpoint written by
+    /// [`Trainer::save`], as the network `model_cfg`, which must equal the
+    /// checkpoint's configuration except that
+    /// [`kv_heads`](ModelConfig::kv_heads) may be lower (and divide the
+    /// checkpoint's): each group's key and value projections are then
+    /// mean-pooled into one head, the conversion of GQA uptraining (Ainslie
+    /// et al. 2023, "GQA: Training Generalized Multi-Query Transformer Models
+    /// from Multi-Head Checkpoints", section 2.1) that the run then
+    /// fine-tunes.
+    ///
+    /// Errors: the checkpoint's [`ModelError`]s, and
+    /// [`ModelError::InvalidConfig`] when `model_cfg` differs otherwise.
+    pub fn init_from(
+        path: &Path,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+    ) -> Result<Self, ModelError> {
+        model_cfg.validate()?;
+        let (model, mut tensors, _) = load_trainable(path)?;
+        let from = model.config();
+        let (kv0, kv1) = (from.kv_heads(), model_cfg.kv_heads());
+        let same_but_kv = ModelConfig {
+            kv_heads: from.kv_heads,
+            calibration: from.calibration.clone(),
+            ..model_cfg.clone()
+        };
+        if &same_but_kv != from || kv1 > kv0 || !kv0.is_multiple_of(kv1) {
+            return Err(ModelError::InvalidConfig(format!(
+                "{} cannot initialise this model: the configurations may differ only in kv_heads, \
+                 which must divide the checkpoint's {kv0} (asked {kv1})",
+                path.display()
+            )));
+        }
+        if kv1 < kv0 {
+            let hd = from.d_model / from.n_heads;
+            for l in 0..from.n_layers {
+                for part in ["weight", "bias"] {
+                    let name = format!("encoder.layers.{l}.attn.qkv.{part}");
+                    let t = tensors
+                        .get(&name)
+                        .ok_or_else(|| ModelError::MissingTensor {
+                            path: path.to_path_buf(),
+                            name: name.clone(),
+                        })?;
+                    let pooled = pool_kv_heads(t, from.d_model, hd, kv0, kv1)?;
+                    tensors.insert(name, pooled);
+                }
+            }
+        }
+        Self::from_tensors(
+            model_cfg,
+            cfg,
+            tensors,
+            model.feature_norm().clone(),
+            model.motion_norm().clone(),
+            0,
+        )
     }
 
     /// Whether [`Trainer::train`] will restore optimiser moments.

@@ -102,6 +102,15 @@ pub struct ModelConfig {
     pub d_model: usize,
     /// Attention heads of the encoder (must divide `d_model`, even head size).
     pub n_heads: usize,
+    /// Key/value heads of the encoder's attention: grouped-query attention
+    /// (GQA, Ainslie et al. 2023, "GQA: Training Generalized Multi-Query
+    /// Transformer Models from Multi-Head Checkpoints"), where each group of
+    /// `n_heads / kv_heads` query heads shares one key/value head, so the
+    /// streaming KV cache holds `kv_heads / n_heads` of what multi-head
+    /// attention needs. Must divide `n_heads`. `None` = `n_heads`
+    /// (multi-head attention; every checkpoint written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
     /// Transformer layers of the encoder.
     pub n_layers: usize,
     /// Hidden width of the encoder's feed-forward blocks.
@@ -257,6 +266,7 @@ impl Default for ModelConfig {
             fps: 50,
             d_model: 128,
             n_heads: 4,
+            kv_heads: None,
             n_layers: 2,
             d_ff: 512,
             conv_kernel: 3,
@@ -281,6 +291,7 @@ impl ModelConfig {
         Self {
             d_model: 32,
             n_heads: 2,
+            kv_heads: None,
             n_layers: 1,
             d_ff: 64,
             context_frames: 16,
@@ -289,6 +300,12 @@ impl ModelConfig {
             denoiser_blocks: 1,
             ..Self::default()
         }
+    }
+
+    /// Key/value heads of the encoder's attention ([`ModelConfig::kv_heads`],
+    /// `n_heads` when unset).
+    pub fn kv_heads(&self) -> usize {
+        self.kv_heads.unwrap_or(self.n_heads)
     }
 
     /// Audio samples (at `mel.sample_rate`) per animation frame.
@@ -348,6 +365,13 @@ impl ModelConfig {
             return bad(format!(
                 "d_model {} must split into {} heads of even size",
                 self.d_model, self.n_heads
+            ));
+        }
+        let kv = self.kv_heads();
+        if kv == 0 || !self.n_heads.is_multiple_of(kv) {
+            return bad(format!(
+                "kv_heads {kv} must divide n_heads {}",
+                self.n_heads
             ));
         }
         // Hard limits, checked before anything is allocated: a checkpoint's

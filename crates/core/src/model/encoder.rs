@@ -33,7 +33,7 @@ impl OnlineEncoder {
             .map(|i| {
                 TransformerLayer::new(
                     d,
-                    cfg.n_heads,
+                    (cfg.n_heads, cfg.kv_heads()),
                     cfg.d_ff,
                     cfg.context_frames,
                     vb.pp(format!("layers.{i}")),

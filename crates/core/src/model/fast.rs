@@ -31,10 +31,19 @@ use crate::rig::BLENDSHAPE_COUNT;
 #[derive(Clone)]
 pub(crate) struct Dense {
     wt: Vec<f32>,
+    /// `wt` as f16 bits, when every weight is exactly an f16 (a checkpoint
+    /// stored in f16, see `TalkingHeadModel::save_f16`): small batches read
+    /// these, half the bytes, with the same values.
+    wt16: Option<Vec<u16>>,
     b: Vec<f32>,
     n_in: usize,
     n_out: usize,
 }
+
+/// Batches of at most this many rows run a dense layer with f16 weights
+/// through [`small_batch_f16`]: at these sizes the product streams the
+/// weights once per step and is bound by their bytes, not by arithmetic.
+pub(crate) const F16_MAX_ROWS: usize = 4;
 
 impl std::fmt::Debug for Dense {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,7 +64,26 @@ impl Dense {
             Some(b) => b.to_vec1::<f32>()?,
             None => vec![0.0; n_out],
         };
-        Ok(Self { wt, b, n_in, n_out })
+        let wt16 = wt
+            .iter()
+            .map(|&w| {
+                let h = half::f16::from_f32(w);
+                (h.to_f32().to_bits() == w.to_bits()).then_some(h.to_bits())
+            })
+            .collect();
+        Ok(Self {
+            wt,
+            wt16,
+            b,
+            n_in,
+            n_out,
+        })
+    }
+
+    /// Whether small batches use f16 weights (see [`Dense::wt16`]).
+    #[cfg(test)]
+    pub(crate) fn has_f16(&self) -> bool {
+        self.wt16.is_some()
     }
 
     /// FLOPs of one row (multiply-adds count 2).
@@ -76,6 +104,19 @@ impl Dense {
             } else {
                 row.copy_from_slice(&self.b);
             }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(w16) = &self.wt16
+            && m <= F16_MAX_ROWS
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above);
+            // `x` holds m×k, `w16` k×n and `y` m×n values (asserted above
+            // and by construction).
+            unsafe { small_batch_f16(m, k, n, x, w16, y) };
+            return;
         }
         // SAFETY: the asserts above keep every access of the m×k, k×n and m×n
         // views in bounds; the three buffers do not overlap (`y` is a unique
@@ -102,6 +143,69 @@ impl Dense {
                 false,
                 gemm::Parallelism::None,
             );
+        }
+    }
+}
+
+/// `y[m, n] += x[m, k] W^T` for a few rows `m`, with `W^T: [k, n]` stored as
+/// f16 bits, converted on load (F16C) and accumulated in f32 with FMA: the
+/// same values as the f32 copy at half the bytes streamed. Four weight rows
+/// are converted per pass over `y` and applied to every row of `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn small_batch_f16(m: usize, k: usize, n: usize, x: &[f32], w: &[u16], y: &mut [f32]) {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
+        _mm256_set1_ps, _mm256_storeu_ps,
+    };
+    assert!(x.len() >= m * k && w.len() >= k * n && y.len() >= m * n);
+    let n8 = n / 8 * 8;
+    let wp = w.as_ptr();
+    let scalar = |i: usize, j: usize| half::f16::from_bits(w[i * n + j]).to_f32();
+    let mut i = 0;
+    while i + 4 <= k {
+        let mut j = 0;
+        while j < n8 {
+            // SAFETY: rows i..i+4 < k and columns j..j+8 <= n8 <= n lie in
+            // `w` (k×n); the loads read 8 u16 = 16 bytes unaligned.
+            let (w0, w1, w2, w3) = unsafe {
+                let at = |r: usize| {
+                    _mm256_cvtph_ps(_mm_loadu_si128(wp.add(r * n + j) as *const __m128i))
+                };
+                (at(i), at(i + 1), at(i + 2), at(i + 3))
+            };
+            for r in 0..m {
+                let xr = &x[r * k + i..r * k + i + 4];
+                let yr = &mut y[r * n + j..r * n + j + 8];
+                // SAFETY: `yr` holds exactly 8 floats.
+                unsafe {
+                    let mut acc = _mm256_loadu_ps(yr.as_ptr());
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xr[0]), w0, acc);
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xr[1]), w1, acc);
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xr[2]), w2, acc);
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xr[3]), w3, acc);
+                    _mm256_storeu_ps(yr.as_mut_ptr(), acc);
+                }
+            }
+            j += 8;
+        }
+        for j in n8..n {
+            for r in 0..m {
+                let mut a = y[r * n + j];
+                for ii in i..i + 4 {
+                    a = x[r * k + ii].mul_add(scalar(ii, j), a);
+                }
+                y[r * n + j] = a;
+            }
+        }
+        i += 4;
+    }
+    for ii in i..k {
+        for r in 0..m {
+            let xv = x[r * k + ii];
+            for j in 0..n {
+                y[r * n + j] = xv.mul_add(scalar(ii, j), y[r * n + j]);
+            }
         }
     }
 }
@@ -288,6 +392,7 @@ pub(crate) struct FastEncoder {
     d: usize,
     kernel: usize,
     heads: usize,
+    kv_heads: usize,
     head_dim: usize,
     context: usize,
     inv_freq: Vec<f64>,
@@ -389,6 +494,7 @@ impl FastEncoder {
             d: cfg.d_model,
             kernel: cfg.conv_kernel,
             heads: cfg.n_heads,
+            kv_heads: cfg.kv_heads(),
             head_dim,
             context: cfg.context_frames,
             inv_freq: (0..half)
@@ -398,7 +504,7 @@ impl FastEncoder {
     }
 
     fn kv_len(&self) -> usize {
-        2 * self.heads * self.context * self.head_dim
+        2 * self.kv_heads * self.context * self.head_dim
     }
 
     /// A zeroed state.
@@ -413,7 +519,7 @@ impl FastEncoder {
     /// FLOPs of one session-step (matrix products and attention over a full
     /// window; element-wise work not counted).
     pub(crate) fn flops(&self) -> usize {
-        let att = 2 * 2 * self.context * self.d;
+        let att = 2 * 2 * self.context * self.d; // q·k and p·v, every query head
         self.in_proj.flops()
             + self.conv.flops()
             + self
@@ -481,11 +587,12 @@ impl FastEncoder {
                 rope[(n + i) * half + j] = a.sin() as f32;
             }
         }
-        let qkv = sized(qkv, n * 3 * d);
+        let qkv_w = d + 2 * self.kv_heads * hd;
+        let qkv = sized(qkv, n * qkv_w);
         let att = sized(att, n * d);
         let hid_len = self.layers.first().map_or(0, |l| l.fc1.n_out);
         let hid = sized(hid, n * hid_len);
-        let scores = sized(scores, ctx);
+        let scores = sized(scores, (self.heads / self.kv_heads) * ctx);
         let scale = 1.0 / (hd as f32).sqrt();
         let kv_len = self.kv_len();
         for (l, layer) in self.layers.iter().enumerate() {
@@ -498,11 +605,12 @@ impl FastEncoder {
                 let valid = ((pos + 1) as usize).min(ctx);
                 let cache = &mut st.kv[l * kv_len..(l + 1) * kv_len];
                 let (kc, vc) = cache.split_at_mut(kv_len / 2);
-                let row = &mut qkv[i * 3 * d..(i + 1) * 3 * d];
+                let row = &mut qkv[i * qkv_w..(i + 1) * qkv_w];
                 let cos = &rope[i * half..(i + 1) * half];
                 let sin = &rope[(n + i) * half..(n + i + 1) * half];
                 let heads = Heads {
                     n: self.heads,
+                    kv: self.kv_heads,
                     hd,
                     ctx,
                     slot,
@@ -536,9 +644,15 @@ impl FastEncoder {
     }
 }
 
+/// Most query heads per key/value head (`n_heads` is at most this).
+const MAX_GROUP: usize = super::config::MAX_HEADS;
+
 /// Geometry of one session's attention step.
 struct Heads {
+    /// Query heads.
     n: usize,
+    /// Key/value heads (divides `n`).
+    kv: usize,
     hd: usize,
     ctx: usize,
     /// Cache slot of the current frame.
@@ -550,29 +664,32 @@ struct Heads {
 
 /// The buffers of one session's attention step.
 struct AttnIo<'a> {
-    /// This frame's `[q | k | v]`, rotated in place.
+    /// This frame's `[q: heads | k: kv heads | v: kv heads]`, rotated in
+    /// place.
     row: &'a mut [f32],
-    /// Key cache `[heads, ctx, head_dim]`.
+    /// Key cache `[kv heads, ctx, head_dim]`.
     kc: &'a mut [f32],
-    /// Value cache `[heads, ctx, head_dim]`.
+    /// Value cache `[kv heads, ctx, head_dim]`.
     vc: &'a mut [f32],
     cos: &'a [f32],
     sin: &'a [f32],
     /// Output `[heads * head_dim]`.
     o: &'a mut [f32],
-    /// Softmax scratch, at least `ctx` long.
+    /// Softmax scratch, at least `(heads / kv heads) · ctx` long.
     scores: &'a mut [f32],
 }
 
 /// One session's attention step over its rotating cache, every head: RoPE
-/// on the query and key in `row = [q | k | v]`, the key and value written
-/// to slot `g.slot`, softmax over the valid slots, the weighted values into
-/// `o`. Dispatches to an AVX2 build where the CPU has it (the crate is
-/// compiled for baseline x86-64).
+/// on the queries and keys in `row`, each key/value head's key and value
+/// written to slot `g.slot`, softmax over the valid slots, the weighted
+/// values into `o`. The query heads of one group are scored in the same
+/// pass over their shared keys and values (grouped-query attention reads
+/// the cache once per group). Dispatches to an AVX2 + FMA build where the
+/// CPU has it (the crate is compiled for baseline x86-64).
 fn attend(g: &Heads, io: AttnIo<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         unsafe { attend_avx2(g, io) };
         return;
     }
@@ -580,9 +697,30 @@ fn attend(g: &Heads, io: AttnIo<'_>) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn attend_avx2(g: &Heads, io: AttnIo<'_>) {
     attend_body(g, io);
+}
+
+/// `e^x` for `x <= 0` (softmax after the max is taken out), Cephes `expf`
+/// (range reduction by `ln 2` in two parts, degree-5 polynomial): relative
+/// error about 1e-7, and vectorisable, unlike `f32::exp`. Below −87 it
+/// returns `e^-87` (≈ 1.6e-38) rather than a denormal.
+#[inline(always)]
+fn exp_nonpos(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    let x = x.clamp(-87.0, 0.0);
+    let fx = (x * LOG2E + 0.5).floor();
+    let r = x - fx * 0.693_359_4 + fx * 2.121_944_4e-4;
+    let z = r * r;
+    let mut y = 1.987_569_1e-4f32;
+    y = y * r + 1.398_199_9e-3;
+    y = y * r + 8.333_452e-3;
+    y = y * r + 4.166_579_6e-2;
+    y = y * r + 1.666_666_5e-1;
+    y = y * r + 0.5;
+    y = y * z + r + 1.0;
+    y * f32::from_bits(((fx as i32 + 127) << 23) as u32)
 }
 
 #[inline(always)]
@@ -596,42 +734,49 @@ fn attend_body(g: &Heads, io: AttnIo<'_>) {
         o,
         scores,
     } = io;
-    let (hd, ctx) = (g.hd, g.ctx);
+    let (hd, ctx, valid) = (g.hd, g.ctx, g.valid);
     let half = hd / 2;
+    let group = g.n / g.kv;
     let d = g.n * hd;
-    for hh in 0..g.n {
-        // Rotate-half RoPE on this head's query and key.
-        for part in 0..2 {
-            let v = &mut row[part * d + hh * hd..part * d + (hh + 1) * hd];
-            for j in 0..half {
-                let (a, b) = (v[j], v[j + half]);
-                v[j] = a * cos[j] - b * sin[j];
-                v[j + half] = a * sin[j] + b * cos[j];
+    let kvd = g.kv * hd;
+    // Rotate-half RoPE on every query and key head.
+    for v in row[..d + kvd].chunks_exact_mut(hd) {
+        for j in 0..half {
+            let (a, b) = (v[j], v[j + half]);
+            v[j] = a * cos[j] - b * sin[j];
+            v[j + half] = a * sin[j] + b * cos[j];
+        }
+    }
+    let (q_all, kv_row) = row.split_at(d);
+    for kh in 0..g.kv {
+        let base = (kh * ctx + g.slot) * hd;
+        kc[base..base + hd].copy_from_slice(&kv_row[kh * hd..(kh + 1) * hd]);
+        vc[base..base + hd].copy_from_slice(&kv_row[kvd + kh * hd..kvd + (kh + 1) * hd]);
+        let q = &q_all[kh * group * hd..(kh + 1) * group * hd];
+        let keys = &kc[kh * ctx * hd..(kh * ctx + valid) * hd];
+        for (j, kr) in keys.chunks_exact(hd).enumerate() {
+            for (qi, qh) in q.chunks_exact(hd).enumerate() {
+                scores[qi * ctx + j] = dot(qh, kr) * g.scale;
             }
         }
-        let base = (hh * ctx + g.slot) * hd;
-        kc[base..base + hd].copy_from_slice(&row[d + hh * hd..d + (hh + 1) * hd]);
-        vc[base..base + hd].copy_from_slice(&row[2 * d + hh * hd..2 * d + (hh + 1) * hd]);
-        let q = &row[hh * hd..(hh + 1) * hd];
-        let keys = &kc[hh * ctx * hd..(hh * ctx + g.valid) * hd];
-        let sc = &mut scores[..g.valid];
-        let mut max = f32::NEG_INFINITY;
-        for (sv, kr) in sc.iter_mut().zip(keys.chunks_exact(hd)) {
-            *sv = dot(q, kr) * g.scale;
-            max = max.max(*sv);
-        }
-        let mut sum = 0f32;
-        for sv in sc.iter_mut() {
-            *sv = (*sv - max).exp();
-            sum += *sv;
-        }
-        let inv = 1.0 / sum;
-        let o = &mut o[hh * hd..(hh + 1) * hd];
+        let o = &mut o[kh * group * hd..(kh + 1) * group * hd];
         o.fill(0.0);
-        let values = &vc[hh * ctx * hd..(hh * ctx + g.valid) * hd];
-        for (&p, vr) in sc.iter().zip(values.chunks_exact(hd)) {
-            let p = p * inv;
-            o.iter_mut().zip(vr).for_each(|(a, b)| *a += p * b);
+        let mut inv = [0f32; MAX_GROUP];
+        for (qi, inv) in inv.iter_mut().enumerate().take(group) {
+            let sc = &mut scores[qi * ctx..qi * ctx + valid];
+            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            sc.iter_mut().for_each(|v| *v = exp_nonpos(*v - max));
+            *inv = 1.0 / sum8(sc, |v| v);
+        }
+        let values = &vc[kh * ctx * hd..(kh * ctx + valid) * hd];
+        for (j, vr) in values.chunks_exact(hd).enumerate() {
+            for (qi, oh) in o.chunks_exact_mut(hd).enumerate() {
+                let p = scores[qi * ctx + j];
+                oh.iter_mut().zip(vr).for_each(|(a, b)| *a += p * b);
+            }
+        }
+        for (oh, inv) in o.chunks_exact_mut(hd).zip(inv) {
+            oh.iter_mut().for_each(|a| *a *= inv);
         }
     }
 }
@@ -747,6 +892,19 @@ mod tests {
     }
 
     #[test]
+    fn exp_nonpos_matches_std_within_1e_6_relative() {
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp_nonpos(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 1e-6, "worst relative error {worst}");
+        assert!(exp_nonpos(f32::NEG_INFINITY) >= 0.0 && exp_nonpos(-1e9) < 1e-37);
+        assert_eq!(exp_nonpos(0.0), 1.0);
+    }
+
+    #[test]
     fn dense_matches_naive_product() {
         let (m, k, n) = (5, 7, 3);
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -755,6 +913,7 @@ mod tests {
         let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
         let dense = Dense {
             wt,
+            wt16: None,
             b: b.clone(),
             n_in: k,
             n_out: n,
@@ -768,5 +927,53 @@ mod tests {
                 assert!((y[r * n + c] - want).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn f16_weights_match_the_f32_product_at_small_batches() {
+        // Weights exactly representable in f16 take the f16 path for
+        // 1..=F16_MAX_ROWS rows (odd k and n exercise the tails); results
+        // match the f32 GEMM on the same values.
+        let (k, n) = (11, 21);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| half::f16::from_f32((i as f32 * 0.37).sin()).to_f32())
+            .collect();
+        let lin = candle_nn::Linear::new(
+            Tensor::from_vec(w, (n, k), &candle_core::Device::Cpu).unwrap(),
+            Some(
+                Tensor::from_vec(
+                    (0..n).map(|i| i as f32 * 0.1).collect::<Vec<f32>>(),
+                    n,
+                    &candle_core::Device::Cpu,
+                )
+                .unwrap(),
+            ),
+        );
+        let dense = Dense::from_linear(&lin).unwrap();
+        assert!(dense.has_f16());
+        let f32_only = Dense {
+            wt16: None,
+            ..dense.clone()
+        };
+        for m in 1..=F16_MAX_ROWS + 1 {
+            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (mut a, mut b) = (vec![0.5; m * n], vec![0.5; m * n]);
+            dense.apply(m, &x, &mut a, true);
+            f32_only.apply(m, &x, &mut b, true);
+            let err = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "m {m}: {err}");
+        }
+        let inexact = candle_nn::Linear::new(
+            Tensor::from_vec(vec![0.1f32; k * n], (n, k), &candle_core::Device::Cpu).unwrap(),
+            None,
+        );
+        assert!(
+            !Dense::from_linear(&inexact).unwrap().has_f16(),
+            "0.1 is no f16"
+        );
     }
 }

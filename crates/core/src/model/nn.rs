@@ -129,41 +129,67 @@ fn rope_diff(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 /// Multi-head self-attention over a sliding window of `window` frames
-/// (the current frame and the `window - 1` before it), with RoPE.
+/// (the current frame and the `window - 1` before it), with RoPE; with
+/// `kv_heads < heads`, grouped-query attention (query head `h` reads
+/// key/value head `h / (heads / kv_heads)`). The `qkv` projection's rows
+/// are `[q: heads · head_dim | k: kv_heads · head_dim | v: kv_heads ·
+/// head_dim]`.
 #[derive(Clone, Debug)]
 pub(crate) struct WindowAttention {
     qkv: Linear,
     out: Linear,
     heads: usize,
+    kv_heads: usize,
     head_dim: usize,
     window: usize,
     scale: f64,
 }
 
 impl WindowAttention {
-    pub(crate) fn new(dim: usize, heads: usize, window: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        dim: usize,
+        heads: usize,
+        kv_heads: usize,
+        window: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let head_dim = dim / heads;
         Ok(Self {
-            qkv: linear(dim, 3 * dim, vb.pp("qkv"))?,
+            qkv: linear(dim, dim + 2 * kv_heads * head_dim, vb.pp("qkv"))?,
             out: linear(dim, dim, vb.pp("out"))?,
             heads,
+            kv_heads,
             head_dim,
             window,
             scale: 1.0 / (head_dim as f64).sqrt(),
         })
     }
 
+    /// `q: [B, heads, T, head_dim]`, `k, v: [B, kv_heads, T, head_dim]`.
     fn split_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, t, 3, self.heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        Ok((q, k, v))
+        let (hd, kv) = (self.head_dim, self.kv_heads);
+        let qkv = self.qkv.forward(x)?;
+        let q = qkv.narrow(D::Minus1, 0, self.heads * hd)?;
+        let k = qkv.narrow(D::Minus1, self.heads * hd, kv * hd)?;
+        let v = qkv.narrow(D::Minus1, (self.heads + kv) * hd, kv * hd)?;
+        let split = |x: Tensor, n: usize| -> Result<Tensor> {
+            x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        Ok((split(q, self.heads)?, split(k, kv)?, split(v, kv)?))
+    }
+
+    /// `[B, kv_heads, T, hd]` → `[B, heads, T, hd]`, each key/value head
+    /// repeated for its group of query heads.
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let group = self.heads / self.kv_heads;
+        if group == 1 {
+            return Ok(x);
+        }
+        let (b, kv, t, hd) = x.dims4()?;
+        x.unsqueeze(2)?
+            .expand((b, kv, group, t, hd))?
+            .reshape((b, kv * group, t, hd))
     }
 
     /// Batch form: `x: [B, T, dim]`, frame `i` at absolute position `i`.
@@ -174,7 +200,8 @@ impl WindowAttention {
         let positions: Vec<u64> = (0..t as u64).collect();
         let (cos, sin) = rope.tables(&positions, dev)?;
         let q = rope_diff(&q, &cos, &sin)?;
-        let k = rope_diff(&k, &cos, &sin)?;
+        let k = self.repeat_kv(rope_diff(&k, &cos, &sin)?)?;
+        let v = self.repeat_kv(v)?;
         let mut mask = vec![0f32; t * t];
         for i in 0..t {
             for j in 0..t {
@@ -203,14 +230,14 @@ pub(crate) struct TransformerLayer {
 impl TransformerLayer {
     pub(crate) fn new(
         dim: usize,
-        heads: usize,
+        (heads, kv_heads): (usize, usize),
         ffn: usize,
         window: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
             ln1: Norm::new(dim, vb.pp("ln1"))?,
-            attn: WindowAttention::new(dim, heads, window, vb.pp("attn"))?,
+            attn: WindowAttention::new(dim, heads, kv_heads, window, vb.pp("attn"))?,
             ln2: Norm::new(dim, vb.pp("ln2"))?,
             mlp: Mlp::new(dim, ffn, vb.pp("mlp"))?,
         })

@@ -77,6 +77,40 @@ fn encoder_step_matches_forward_default_size() {
 }
 
 #[test]
+fn grouped_query_encoder_step_matches_forward() {
+    // Grouped-query (2 key/value heads for 4 query heads) and multi-query
+    // (1) attention: the rotating cache holds kv_heads heads and the step
+    // still matches the batch network past the window.
+    for kv in [2usize, 1] {
+        let cfg = ModelConfig {
+            kv_heads: Some(kv),
+            ..small_config()
+        };
+        let model = TalkingHeadModel::random(cfg.clone(), 5).unwrap();
+        let x = random_input(1, 40, cfg.input_dim(), 6);
+        let err = max_abs_diff(&model.encode(&x).unwrap(), &step_all(&model, &x));
+        assert!(err <= 1e-4, "kv_heads {kv}: max |step - forward| = {err}");
+        let mha = TalkingHeadModel::random(small_config(), 5).unwrap();
+        let bytes = |m: &TalkingHeadModel| m.fast_encoder.new_state().bytes();
+        assert_eq!(
+            bytes(&mha) - bytes(&model),
+            (cfg.n_heads - kv)
+                * 2
+                * cfg.n_layers
+                * cfg.context_frames
+                * (cfg.d_model / cfg.n_heads)
+                * 4,
+            "the KV cache shrinks with kv_heads"
+        );
+    }
+    let bad = ModelConfig {
+        kv_heads: Some(3),
+        ..small_config()
+    };
+    assert!(bad.validate().is_err(), "kv_heads must divide n_heads");
+}
+
+#[test]
 fn batched_sessions_match_single_sessions() {
     // Three sessions at different stream positions (one past the window)
     // stepped as one batch give what each gives alone.
@@ -333,4 +367,63 @@ fn the_embedded_default_model_loads_and_is_the_shipped_file() {
     let m = TalkingHeadModel::load_from_bytes(EMBEDDED_MODEL, "<embedded>".as_ref()).unwrap();
     assert!(m.has_student());
     assert!(m.provenance().trained);
+}
+
+#[test]
+fn f16_checkpoint_streams_like_its_batch_network() {
+    // A model saved with f16 weight matrices loads back to exactly those
+    // values; its streaming step (f16 kernels at small batches, f32 GEMM at
+    // large ones) matches the batch network, and a batch past F16_MAX_ROWS
+    // matches the same session stepped alone.
+    let cfg = ModelConfig {
+        kv_heads: Some(2),
+        ..ModelConfig::default()
+    };
+    let model = TalkingHeadModel::random(cfg.clone(), 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (p32, p16) = (
+        dir.path().join("m32.safetensors"),
+        dir.path().join("m16.safetensors"),
+    );
+    model.save(&p32).unwrap();
+    model.save_f16(&p16).unwrap();
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64;
+    assert!(
+        size(&p16) < 0.55 * size(&p32),
+        "{} vs {}",
+        size(&p16),
+        size(&p32)
+    );
+    let m16 = TalkingHeadModel::load(&p16).unwrap();
+    assert!(m16.fast_encoder.layers[0].qkv.has_f16());
+    let t = 40;
+    let x = random_input(1, t, cfg.input_dim(), 12);
+    let streamed = step_all(&m16, &x);
+    let err = max_abs_diff(&m16.encode(&x).unwrap(), &streamed);
+    assert!(err <= 1e-4, "max |step - forward| = {err}");
+    // Six copies of the stream as one batch (f32 GEMM) vs alone (f16).
+    let (dim, d, n) = (cfg.input_dim(), cfg.d_model, fast::F16_MAX_ROWS + 2);
+    let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let enc = &m16.fast_encoder;
+    let mut states: Vec<EncoderState> = (0..n).map(|_| enc.new_state()).collect();
+    let mut sc = StepScratch::default();
+    let due: Vec<usize> = (0..n).collect();
+    let alone: Vec<f32> = streamed.flatten_all().unwrap().to_vec1().unwrap();
+    let mut worst = 0f32;
+    for f in 0..t {
+        let feats = sized(&mut sc.feats, n * dim);
+        for k in 0..n {
+            feats[k * dim..(k + 1) * dim].copy_from_slice(&xs[f * dim..(f + 1) * dim]);
+        }
+        enc.step(&mut states, &due, |s: &mut EncoderState| s, &mut sc);
+        for k in 0..n {
+            for (a, b) in sc.h[k * d..(k + 1) * d]
+                .iter()
+                .zip(&alone[f * d..(f + 1) * d])
+            {
+                worst = worst.max((a - b).abs());
+            }
+        }
+    }
+    assert!(worst <= 1e-5, "batch of {n} vs alone: {worst}");
 }
