@@ -4,7 +4,7 @@
 //!   and of one 20 ms animation frame (320 samples) of 16 kHz audio.
 //! * `student_step`: one [`TalkingHeadModel::step_items`] with the one-step
 //!   student for 1, 8, 32 and 128 sessions at once, on a random model of
-//!   the default (shipped) size.
+//!   the default (shipped) size and storage (weight matrices in f16).
 //! * `matmul_peak`: a 256³ fp32 matrix product through `gemm` on one thread
 //!   (throughput in FLOP/s), the peak the student step is compared with.
 //! * `teacher_vs_student`: one student step against one teacher step (the
@@ -149,8 +149,16 @@ impl Batch {
     }
 }
 
+/// A random model of the default (shipped) size, stored and loaded back as
+/// the shipped file is (weight matrices in f16), so the kernels take the
+/// shipped model's paths.
 fn default_model() -> TalkingHeadModel {
-    TalkingHeadModel::random(ModelConfig::default(), 0).expect("random default-size model")
+    let model =
+        TalkingHeadModel::random(ModelConfig::default(), 0).expect("random default-size model");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("default-f16.safetensors");
+    model.save_f16(&path).expect("write the f16 checkpoint");
+    TalkingHeadModel::load(&path).expect("load the f16 checkpoint")
 }
 
 fn student_step(c: &mut Criterion) {

@@ -43,10 +43,11 @@ pub(crate) fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
         c.lookahead_frames, info.algorithmic_latency_ms
     );
     println!(
-        "encoder:          d_model {}, {} layers, {} heads, ffn {}, context {} frames ({:.2} s), conv kernel {}",
+        "encoder:          d_model {}, {} layers, {} heads ({} key/value), ffn {}, context {} frames ({:.2} s), conv kernel {}",
         c.d_model,
         c.n_layers,
         c.n_heads,
+        c.kv_heads(),
         c.d_ff,
         c.context_frames,
         c.context_frames as f64 / c.fps as f64,

@@ -673,6 +673,58 @@ fn bench_prints_json_summary_last() {
         Some(std::fs::metadata(&model).unwrap().len())
     );
     assert!(v["realtime_factor"].as_f64().is_some_and(|r| r > 0.0));
+    let state = v["state_bytes_per_session"].as_u64().expect("state bytes");
+    let live = v["live_session_bytes"]
+        .as_u64()
+        .expect("live session bytes");
+    assert!(state > 0 && live >= state, "state {state}, live {live}");
+}
+
+/// `convert --f16` halves the file; the model loads and animates the same
+/// speech within f16 rounding; `convert` without it writes f32 again.
+#[test]
+fn convert_to_f16_halves_the_file_and_animates_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 21);
+    let half = dir.path().join("half.safetensors");
+    let back = dir.path().join("back.safetensors");
+    let o = run(&["convert", p(&model), p(&half), "--f16"]);
+    assert_success(&o);
+    assert!(stdout(&o).contains("f16"), "{}", stdout(&o));
+    let size = |f: &Path| std::fs::metadata(f).unwrap().len() as f64;
+    assert!(
+        size(&half) < 0.6 * size(&model),
+        "{} vs {}",
+        size(&half),
+        size(&model)
+    );
+    assert_success(&run(&["convert", p(&half), p(&back)]));
+    assert!((size(&back) - size(&model)).abs() < 0.01 * size(&model));
+    let wav = dir.path().join("speech.wav");
+    write_wav_i16(&wav, 16_000, 1, &speechy(16_000, 1.0, 1));
+    let (a, b) = (dir.path().join("f32.csv"), dir.path().join("f16.csv"));
+    assert_success(&bake(&model, &[&wav], &a, &["--no-upper-face"]));
+    assert_success(&bake(&half, &[&wav], &b, &["--no-upper-face"]));
+    let (ta, tb) = (check_take(&a, 1.0, 30.0), check_take(&b, 1.0, 30.0));
+    assert_eq!(ta.frames.len(), tb.frames.len());
+    let worst = ta
+        .frames
+        .iter()
+        .zip(&tb.frames)
+        .flat_map(|(x, y)| {
+            x.blendshapes
+                .iter()
+                .zip(&y.blendshapes)
+                .map(|(u, v)| (u - v).abs())
+        })
+        .fold(0f32, f32::max);
+    assert!(worst < 0.05, "f16 weights moved a channel by {worst}");
+    let o = run(&[
+        "convert",
+        p(&dir.path().join("missing.safetensors")),
+        p(&back),
+    ]);
+    assert!(!o.status.success(), "a missing input is an error");
 }
 
 /// `bake` adds the plugin's upper-face layer (seeded): blinks and gaze move
