@@ -171,6 +171,7 @@ fn hostile_configs_are_refused_before_allocating() {
         "d_model",
         "n_layers",
         "n_heads",
+        "kv_heads",
         "d_ff",
         "conv_kernel",
         "lookahead_frames",

@@ -266,7 +266,7 @@ impl Default for ModelConfig {
             fps: 50,
             d_model: 128,
             n_heads: 4,
-            kv_heads: None,
+            kv_heads: Some(1),
             n_layers: 2,
             d_ff: 512,
             conv_kernel: 3,
