@@ -66,9 +66,10 @@ pub fn default_model_path() -> std::path::PathBuf {
         .join(DEFAULT_MODEL_PATH)
 }
 
-/// The shipped default model (student + encoder, 3.6 MB), compiled into the
-/// binary (feature `embedded-model`, on by default), so a game copied to a
-/// player's machine animates with no files next to it.
+/// The shipped default model (student + encoder, 1.7 MB with its weight
+/// matrices in f16), compiled into the binary (feature `embedded-model`, on
+/// by default), so a game copied to a player's machine animates with no
+/// files next to it.
 #[cfg(feature = "embedded-model")]
 pub const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../../assets/models/default.safetensors");
 

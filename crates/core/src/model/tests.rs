@@ -7,6 +7,7 @@ fn small_config() -> ModelConfig {
     ModelConfig {
         d_model: 32,
         n_heads: 4,
+        kv_heads: None, // multi-head; grouped-query has its own test
         n_layers: 2,
         d_ff: 64,
         context_frames: 12,
@@ -90,7 +91,11 @@ fn grouped_query_encoder_step_matches_forward() {
         let x = random_input(1, 40, cfg.input_dim(), 6);
         let err = max_abs_diff(&model.encode(&x).unwrap(), &step_all(&model, &x));
         assert!(err <= 1e-4, "kv_heads {kv}: max |step - forward| = {err}");
-        let mha = TalkingHeadModel::random(small_config(), 5).unwrap();
+        let mha_cfg = ModelConfig {
+            kv_heads: None,
+            ..small_config()
+        };
+        let mha = TalkingHeadModel::random(mha_cfg, 5).unwrap();
         let bytes = |m: &TalkingHeadModel| m.fast_encoder.new_state().bytes();
         assert_eq!(
             bytes(&mha) - bytes(&model),
