@@ -84,10 +84,14 @@ fn the_microphone_callback_path_does_not_allocate() {
 /// conditioning, input, 2 per residual block (2 blocks) and output.
 const GEMM_CALLS: u64 = 2 + 4 * 2 + 2 + 2 * 2 + 1;
 
-/// Allocations per steady-state student step of `b` sessions.
+/// Allocations per steady-state student step of `b` sessions, on the
+/// shipped model (its kernels: multi-query attention, f16 weights at small
+/// batches).
 fn allocations_per_step(b: usize) -> f64 {
-    let cfg = ModelConfig::default();
-    let model = TalkingHeadModel::random(cfg.clone(), 5).unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/default.safetensors");
+    let model = TalkingHeadModel::load(&path).unwrap();
+    let cfg = model.config().clone();
     let feats = vec![-3.0f32; cfg.input_dim()];
     let mut states: Vec<StreamState> = (0..b as u64).map(|i| model.new_state(i).unwrap()).collect();
     let mut items: Vec<(&mut StreamState, FrameInput<'_>)> = states
