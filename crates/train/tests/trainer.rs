@@ -195,3 +195,83 @@ fn split_run_equals_one_run() {
     let r = Trainer::resume(&split, TrainConfig::default()).unwrap();
     assert!(!r.resumes_optimizer());
 }
+
+/// `Trainer::init_from` starts a new run from a checkpoint; with fewer
+/// key/value heads each group's key and value projections are the mean of
+/// the checkpoint's (GQA uptraining). Other differences are refused.
+#[test]
+fn init_from_pools_key_value_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_corpus(dir.path(), 3);
+    let cfg = ModelConfig::tiny(); // 2 heads, multi-head
+    assert_eq!(cfg.kv_heads(), 2);
+    let train = load_split(dir.path(), Split::Train, &cfg, None, |_, _| {}).unwrap();
+    let (mean, std) = motion_stats(&train);
+    let tcfg = TrainConfig {
+        steps: 3,
+        batch: 2,
+        window: 24,
+        warmup: 1,
+        checkpoint_every: 100,
+        ..TrainConfig::default()
+    };
+    let src = dir.path().join("mha.safetensors");
+    let mut t = Trainer::new(
+        cfg.clone(),
+        tcfg.clone(),
+        feature_norm(&train, 80),
+        MotionNorm { mean, std },
+    )
+    .unwrap();
+    t.train(&train, &src, |_, _, _| {}).unwrap();
+    let mqa_cfg = ModelConfig {
+        kv_heads: Some(1),
+        ..cfg.clone()
+    };
+    let mut u = Trainer::init_from(&src, mqa_cfg.clone(), tcfg.clone()).unwrap();
+    assert_eq!(u.step, 0);
+    assert!(!u.resumes_optimizer());
+    let dst = dir.path().join("mqa.safetensors");
+    u.train_until(1, &train, &dst, |_, _, _| {}).unwrap();
+    let a = TalkingHeadModel::load(&src).unwrap();
+    let b = TalkingHeadModel::load(&dst).unwrap();
+    assert_eq!(b.config().kv_heads(), 1);
+    let (d, hd) = (cfg.d_model, cfg.d_model / cfg.n_heads);
+    let w = &a.tensors()["encoder.layers.0.attn.qkv.weight"];
+    assert_eq!(w.dims(), &[3 * d, d]);
+    assert_eq!(
+        b.tensors()["encoder.layers.0.attn.qkv.weight"].dims(),
+        &[d + 2 * hd, d]
+    );
+    // The pooled rows, before the one training step moved them a little.
+    let fresh = dir.path().join("fresh.safetensors");
+    Trainer::init_from(&src, mqa_cfg, tcfg.clone())
+        .unwrap()
+        .save(&fresh, "init")
+        .unwrap();
+    let c = TalkingHeadModel::load(&fresh).unwrap();
+    let pooled = &c.tensors()["encoder.layers.0.attn.qkv.weight"];
+    for (part, base) in [(0usize, d), (1, d + 2 * hd)] {
+        let want =
+            ((w.narrow(0, base, hd).unwrap() + w.narrow(0, base + hd, hd).unwrap()).unwrap() / 2.0)
+                .unwrap();
+        let got = pooled.narrow(0, d + part * hd, hd).unwrap();
+        let err = (want - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(err < 1e-6, "part {part}: {err}");
+    }
+    // Other differences, or more key/value heads than the checkpoint, are errors.
+    let wider = ModelConfig {
+        d_ff: cfg.d_ff * 2,
+        ..cfg.clone()
+    };
+    assert!(Trainer::init_from(&src, wider, tcfg.clone()).is_err());
+    let mqa_src = dir.path().join("fresh.safetensors");
+    assert!(Trainer::init_from(&mqa_src, cfg, tcfg).is_err());
+}
