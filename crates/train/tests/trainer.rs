@@ -143,25 +143,52 @@ fn trainer_learns_and_checkpoints_resume() {
     assert!(s.has_student() && !s.has_teacher() && s.provenance().trained);
 }
 
+/// Largest absolute difference between two tensors of one shape.
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .unwrap()
+}
+
+/// A tiny model's training set on a synthetic corpus of `clips` clips, a
+/// short schedule (batch 2 × 24 frames, no checkpoint until the end) and
+/// the data's normalisation.
+fn tiny_run(
+    dir: &Path,
+    clips: usize,
+    steps: usize,
+    warmup: usize,
+) -> (
+    ModelConfig,
+    Vec<talking_head_train::dataset::ClipData>,
+    TrainConfig,
+    talking_head_core::features::FeatureNorm,
+    MotionNorm,
+) {
+    synthetic_corpus(dir, clips);
+    let cfg = ModelConfig::tiny();
+    let train = load_split(dir, Split::Train, &cfg, None, |_, _| {}).unwrap();
+    let (mean, std) = motion_stats(&train);
+    let tcfg = TrainConfig {
+        steps,
+        batch: 2,
+        window: 24,
+        warmup,
+        checkpoint_every: 100,
+        ..TrainConfig::default()
+    };
+    let fnorm = feature_norm(&train, 80);
+    (cfg, train, tcfg, fnorm, MotionNorm { mean, std })
+}
+
 /// A run split in two (checkpoint, optimiser state, resume) equals one run:
 /// AdamW moments, step and the per-step random streams are all restored.
 #[test]
 fn split_run_equals_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    synthetic_corpus(dir.path(), 4);
-    let cfg = ModelConfig::tiny();
-    let train = load_split(dir.path(), Split::Train, &cfg, None, |_, _| {}).unwrap();
-    let (mean, std) = motion_stats(&train);
-    let tcfg = TrainConfig {
-        steps: 12,
-        batch: 2,
-        window: 24,
-        warmup: 3,
-        checkpoint_every: 100,
-        ..TrainConfig::default()
-    };
-    let fnorm = feature_norm(&train, 80);
-    let norm = MotionNorm { mean, std };
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 4, 12, 3);
     let one = dir.path().join("one.safetensors");
     let mut t = Trainer::new(cfg.clone(), tcfg.clone(), fnorm.clone(), norm.clone()).unwrap();
     t.train(&train, &one, |_, _, _| {}).unwrap();
@@ -179,15 +206,7 @@ fn split_run_equals_one_run() {
     let mut worst = 0f32;
     for (k, t) in x.tensors() {
         let u = &y.tensors()[k];
-        let d = (t - u)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        worst = worst.max(d);
+        worst = worst.max(max_abs_diff(t, u));
     }
     assert!(worst < 1e-5, "split run differs from one run by {worst}");
     // Without the optimiser state the same resume differs (moments restart).
@@ -202,27 +221,10 @@ fn split_run_equals_one_run() {
 #[test]
 fn init_from_pools_key_value_heads() {
     let dir = tempfile::tempdir().unwrap();
-    synthetic_corpus(dir.path(), 3);
-    let cfg = ModelConfig::tiny(); // 2 heads, multi-head
-    assert_eq!(cfg.kv_heads(), 2);
-    let train = load_split(dir.path(), Split::Train, &cfg, None, |_, _| {}).unwrap();
-    let (mean, std) = motion_stats(&train);
-    let tcfg = TrainConfig {
-        steps: 3,
-        batch: 2,
-        window: 24,
-        warmup: 1,
-        checkpoint_every: 100,
-        ..TrainConfig::default()
-    };
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 3, 1);
+    assert_eq!(cfg.kv_heads(), 2, "the tiny config is multi-head");
     let src = dir.path().join("mha.safetensors");
-    let mut t = Trainer::new(
-        cfg.clone(),
-        tcfg.clone(),
-        feature_norm(&train, 80),
-        MotionNorm { mean, std },
-    )
-    .unwrap();
+    let mut t = Trainer::new(cfg.clone(), tcfg.clone(), fnorm, norm).unwrap();
     t.train(&train, &src, |_, _, _| {}).unwrap();
     let mqa_cfg = ModelConfig {
         kv_heads: Some(1),
@@ -256,14 +258,7 @@ fn init_from_pools_key_value_heads() {
             ((w.narrow(0, base, hd).unwrap() + w.narrow(0, base + hd, hd).unwrap()).unwrap() / 2.0)
                 .unwrap();
         let got = pooled.narrow(0, d + part * hd, hd).unwrap();
-        let err = (want - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = max_abs_diff(&want, &got);
         assert!(err < 1e-6, "part {part}: {err}");
     }
     // Other differences, or more key/value heads than the checkpoint, are errors.
