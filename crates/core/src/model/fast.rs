@@ -35,9 +35,28 @@ pub(crate) struct Dense {
     /// stored in f16, see `TalkingHeadModel::save_f16`): small batches read
     /// these, half the bytes, with the same values.
     wt16: Option<Vec<u16>>,
+    /// Whether this CPU runs [`small_batch_f16`] (AVX2, FMA, F16C),
+    /// detected once when the layer is built, not on every product.
+    f16_kernel: bool,
     b: Vec<f32>,
     n_in: usize,
     n_out: usize,
+}
+
+/// Whether this CPU has the AVX2 + FMA (+ F16C) the vectorised kernels of
+/// this module are built for.
+fn cpu_has(f16c: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && (!f16c || std::is_x86_feature_detected!("f16c"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = f16c;
+        false
+    }
 }
 
 /// Batches of at most this many rows run a dense layer with f16 weights
@@ -74,6 +93,7 @@ impl Dense {
         Ok(Self {
             wt,
             wt16,
+            f16_kernel: cpu_has(true),
             b,
             n_in,
             n_out,
@@ -108,11 +128,9 @@ impl Dense {
         #[cfg(target_arch = "x86_64")]
         if let Some(w16) = &self.wt16
             && m <= F16_MAX_ROWS
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
+            && self.f16_kernel
         {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above);
+            // SAFETY: the CPU has AVX2, FMA and F16C (`f16_kernel`);
             // `x` holds m×k, `w16` k×n and `y` m×n values (asserted above
             // and by construction).
             unsafe { small_batch_f16(m, k, n, x, w16, y) };
@@ -396,6 +414,8 @@ pub(crate) struct FastEncoder {
     head_dim: usize,
     context: usize,
     inv_freq: Vec<f64>,
+    /// Whether the attention runs its AVX2 + FMA build (detected once).
+    simd: bool,
 }
 
 /// One session's encoder state: conv taps, KV caches and the absolute
@@ -500,6 +520,7 @@ impl FastEncoder {
             inv_freq: (0..half)
                 .map(|i| 1.0 / 10_000f64.powf(2.0 * i as f64 / head_dim as f64))
                 .collect(),
+            simd: cpu_has(false),
         }
     }
 
@@ -611,6 +632,7 @@ impl FastEncoder {
                 let heads = Heads {
                     n: self.heads,
                     kv: self.kv_heads,
+                    simd: self.simd,
                     hd,
                     ctx,
                     slot,
@@ -653,6 +675,8 @@ struct Heads {
     n: usize,
     /// Key/value heads (divides `n`).
     kv: usize,
+    /// The CPU has AVX2 and FMA.
+    simd: bool,
     hd: usize,
     ctx: usize,
     /// Cache slot of the current frame.
@@ -685,11 +709,11 @@ struct AttnIo<'a> {
 /// values into `o`. The query heads of one group are scored in the same
 /// pass over their shared keys and values (grouped-query attention reads
 /// the cache once per group). Dispatches to an AVX2 + FMA build where the
-/// CPU has it (the crate is compiled for baseline x86-64).
+/// CPU has it (`g.simd`; the crate is compiled for baseline x86-64).
 fn attend(g: &Heads, io: AttnIo<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+    if g.simd {
+        // SAFETY: the CPU supports AVX2 and FMA (`g.simd`, from `cpu_has`).
         unsafe { attend_avx2(g, io) };
         return;
     }
@@ -914,6 +938,7 @@ mod tests {
         let dense = Dense {
             wt,
             wt16: None,
+            f16_kernel: false,
             b: b.clone(),
             n_in: k,
             n_out: n,
