@@ -199,7 +199,7 @@ impl MelConfig {
 /// Slaney mel scale (Auditory Toolbox): linear below 1 kHz
 /// (`mel = 3 f / 200`), logarithmic above (`27 / ln 6.4` mels per e-fold).
 /// Same as `librosa.hz_to_mel(htk=False)`.
-fn hz_to_mel(hz: f64) -> f64 {
+pub fn hz_to_mel(hz: f64) -> f64 {
     const F_SP: f64 = 200.0 / 3.0;
     const MIN_LOG_HZ: f64 = 1000.0;
     const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;
@@ -212,7 +212,7 @@ fn hz_to_mel(hz: f64) -> f64 {
 }
 
 /// Inverse of [`hz_to_mel`] (`librosa.mel_to_hz(htk=False)`).
-fn mel_to_hz(mel: f64) -> f64 {
+pub fn mel_to_hz(mel: f64) -> f64 {
     const F_SP: f64 = 200.0 / 3.0;
     const MIN_LOG_HZ: f64 = 1000.0;
     const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;

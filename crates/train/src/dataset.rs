@@ -500,6 +500,67 @@ pub struct BatchOptions {
     pub animator_fraction: f64,
     /// Emotion augmentation (none: each clip's own emotion, labels as stored).
     pub emotion: Option<EmotionAugment>,
+    /// Vocal tract length perturbation: each window's log-mel frequency axis
+    /// is warped by a factor drawn uniformly from `[1 − r, 1 + r]` (see
+    /// [`vtlp_source_bins`]); `0` disables it and draws nothing, so batches
+    /// are those of a run without the option.
+    pub vtlp_range: f64,
+}
+
+/// Upper boundary frequency of the VTLP warp's linear part, in Hz (Jaitly
+/// & Hinton 2013 use 4.8 kHz at a 16 kHz sample rate).
+const VTLP_BOUNDARY_HZ: f64 = 4800.0;
+
+/// Vocal tract length perturbation (Jaitly & Hinton 2013, "Vocal Tract
+/// Length Perturbation (VTLP) improves speech recognition", eq. 1) on a
+/// log-mel frame: the spectrum is warped as `f → α f` up to
+/// `F_hi · min(α, 1) / α` (`F_hi` = 4.8 kHz) and piecewise-linearly above,
+/// so `f_max` stays put; `α > 1` moves formants up (a shorter vocal tract).
+///
+/// Returns, for each of the `mel.n_mels` output bins, the fractional index
+/// of the input bin whose centre frequency maps onto it (clamped to the
+/// bins). Log-mel values are mean power densities (Slaney-normalised
+/// filters), so interpolating them at these positions ([`warp_log_mel`])
+/// is the warped spectrum's log-mel. `α = 1` gives the identity.
+pub fn vtlp_source_bins(mel: &talking_head_core::features::MelConfig, alpha: f64) -> Vec<f32> {
+    use talking_head_core::features::{hz_to_mel, mel_to_hz};
+    let n = mel.n_mels;
+    let (lo, hi) = (
+        hz_to_mel(f64::from(mel.f_min)),
+        hz_to_mel(f64::from(mel.f_max)),
+    );
+    let s = f64::from(mel.f_max);
+    let b_out = VTLP_BOUNDARY_HZ.min(s) * alpha.min(1.0);
+    let b_in = b_out / alpha;
+    (0..n)
+        .map(|m| {
+            let out_hz = mel_to_hz(lo + (hi - lo) * (m + 1) as f64 / (n + 1) as f64);
+            let src_hz = if out_hz <= b_out {
+                out_hz / alpha
+            } else {
+                s - (s - out_hz) * (s - b_in) / (s - b_out)
+            };
+            let pos = (hz_to_mel(src_hz) - lo) / (hi - lo) * (n + 1) as f64 - 1.0;
+            pos.clamp(0.0, (n - 1) as f64) as f32
+        })
+        .collect()
+}
+
+/// Warps every `src.len()`-bin log-mel frame of `stack` (consecutive hops)
+/// by linear interpolation at the source positions `src` of
+/// [`vtlp_source_bins`].
+pub fn warp_log_mel(stack: &mut [f32], src: &[f32]) {
+    let n = src.len();
+    let mut tmp = vec![0.0f32; n];
+    for frame in stack.chunks_exact_mut(n) {
+        for (t, &p) in tmp.iter_mut().zip(src) {
+            let i = (p.floor() as usize).min(n - 1);
+            let j = (i + 1).min(n - 1);
+            let w = p - i as f32;
+            *t = frame[i] * (1.0 - w) + frame[j] * w;
+        }
+        frame.copy_from_slice(&tmp);
+    }
 }
 
 /// A batch of `b` random windows of `t` frames, normalised, with the label
@@ -599,11 +660,18 @@ pub fn make_batch_with(
         let (ci, start) = sample_window_from(clips, pool, t, rng);
         let clip = &clips[ci];
         let nf = clip.frames();
+        let warp = (opts.vtlp_range > 0.0).then(|| {
+            let r = opts.vtlp_range.min(0.5);
+            vtlp_source_bins(&cfg.mel, rng.random_range(1.0 - r..=1.0 + r))
+        });
         for f in start..start + t {
             if f < nf {
                 let s = wb.features.len();
                 wb.features
                     .extend_from_slice(&clip.features[f * dim..(f + 1) * dim]);
+                if let Some(src) = &warp {
+                    warp_log_mel(&mut wb.features[s..], src);
+                }
                 feature_norm.apply(&mut wb.features[s..]);
             } else {
                 wb.features.extend_from_slice(&silence);
@@ -686,6 +754,40 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use talking_head_core::rig::Blendshape as B;
+
+    #[test]
+    fn vtlp_moves_a_formant_by_the_warp_factor() {
+        use talking_head_core::features::MelConfig;
+        let mel = MelConfig::default();
+        let id = vtlp_source_bins(&mel, 1.0);
+        for (m, &p) in id.iter().enumerate() {
+            assert!((p - m as f32).abs() < 1e-4, "identity at {m}: {p}");
+        }
+        // A peak at bin 30 (about 1.1 kHz) of a 2-hop stack moves to the
+        // bin whose centre is 1.1 times higher under alpha = 1.1.
+        let mut stack = vec![0.0f32; 160];
+        stack[30] = 1.0;
+        stack[80 + 30] = 1.0;
+        let src = vtlp_source_bins(&mel, 1.1);
+        warp_log_mel(&mut stack, &src);
+        let peak = |x: &[f32]| {
+            x.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .unwrap_or(0)
+        };
+        let (a, b) = (peak(&stack[..80]), peak(&stack[80..]));
+        assert_eq!(a, b, "both hops warp alike");
+        assert!((32..=34).contains(&a), "peak moved to {a}");
+        // Monotone, inside the bins, and f_max fixed.
+        for a in [0.9, 1.1] {
+            let s = vtlp_source_bins(&mel, a);
+            assert!(s.windows(2).all(|w| w[0] <= w[1]));
+            assert!(s.iter().all(|&p| (0.0..=79.0).contains(&p)));
+            assert!((s[79] - 79.0).abs() < 0.5, "top bin {a}: {}", s[79]);
+        }
+    }
 
     #[test]
     fn loss_channel_weights_default_overrides_and_bad_names() {

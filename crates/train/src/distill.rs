@@ -172,6 +172,8 @@ impl Distiller {
         let opts = crate::dataset::BatchOptions {
             animator_fraction: self.cfg.animator_fraction,
             emotion: self.cfg.emotion_augment.clone(),
+            // The student learns the teacher's map on the corpus's voices.
+            vtlp_range: 0.0,
         };
         let wb = crate::dataset::make_batch_with(
             clips,

@@ -89,6 +89,13 @@ pub struct TrainConfig {
     /// range (issue 10); `0` disables it.
     #[serde(default)]
     pub std_weight: f32,
+    /// Vocal tract length perturbation of the training windows: each
+    /// window's log-mel frequency axis warped by a factor drawn from
+    /// `[1 − r, 1 + r]` (Jaitly & Hinton 2013; 0.1 is theirs; capped at
+    /// 0.5), so the encoder sees more vocal tracts than the corpus has
+    /// voices. `0` (the default) disables it.
+    #[serde(default)]
+    pub vtlp_range: f64,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
     /// Relabel phonetic clips at load time with these labeler settings
@@ -117,6 +124,7 @@ impl Default for TrainConfig {
             emotion_augment: Some(EmotionAugment::default()),
             velocity_weight: 0.5,
             std_weight: 0.0,
+            vtlp_range: 0.0,
             clip_norm: 1.0,
             relabel: None,
         }
@@ -284,6 +292,53 @@ fn pool_kv_heads(
     Ok(Tensor::cat(&parts, 0)?)
 }
 
+/// Block expansion (Wu et al. 2024, "LLaMA Pro: Progressive LLaMA with
+/// Block Expansion"): the checkpoint's `n0` encoder layers spread over the
+/// `cfg.n_layers` of `cfg`, layer `i` becoming layer `i · k` (`k =
+/// n_layers / n0`), each followed by `k − 1` fresh layers whose attention
+/// output and second feed-forward projections are zero. A pre-norm layer
+/// with those zero is the identity, so the expanded encoder computes
+/// exactly what the checkpoint's did, and training grows the new layers from
+/// there.
+fn expand_layers(
+    tensors: BTreeMap<String, Tensor>,
+    cfg: &ModelConfig,
+    n0: usize,
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let k = cfg.n_layers / n0;
+    let fresh = TalkingHeadModel::init_tensors(cfg, seed)?;
+    let mut out = BTreeMap::new();
+    for (name, t) in tensors {
+        let moved = name
+            .strip_prefix("encoder.layers.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(i, tail)| Some((i.parse::<usize>().ok()?, tail)));
+        match moved {
+            Some((i, tail)) => out.insert(format!("encoder.layers.{}.{tail}", i * k), t),
+            None => out.insert(name, t),
+        };
+    }
+    for (name, t) in fresh {
+        let Some(i) = name
+            .strip_prefix("encoder.layers.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if i % k == 0 {
+            continue;
+        }
+        let zero = ["attn.out.", "mlp.fc2."]
+            .iter()
+            .any(|p| name.contains(&format!(".{i}.{p}")));
+        let t = if zero { t.zeros_like()? } else { t };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
 impl Trainer {
     /// A fresh trainer: seeded initial weights, normalisation from the data.
     pub fn new(
@@ -381,7 +436,10 @@ impl Trainer {
     /// mean-pooled into one head, the conversion of GQA uptraining (Ainslie
     /// et al. 2023, "GQA: Training Generalized Multi-Query Transformer Models
     /// from Multi-Head Checkpoints", section 2.1) that the run then
-    /// fine-tunes.
+    /// fine-tunes; and [`n_layers`](ModelConfig::n_layers) may be a multiple
+    /// of the checkpoint's: the encoder is deepened by block expansion (each
+    /// layer followed by new identity-initialised layers, Wu et al. 2024,
+    /// "LLaMA Pro"), so the run starts from the checkpoint's exact function.
     ///
     /// Errors: the checkpoint's [`ModelError`]s, and
     /// [`ModelError::InvalidConfig`] when `model_cfg` differs otherwise.
@@ -394,15 +452,23 @@ impl Trainer {
         let (model, mut tensors, _) = load_trainable(path)?;
         let from = model.config();
         let (kv0, kv1) = (from.kv_heads(), model_cfg.kv_heads());
+        let (n0, n1) = (from.n_layers, model_cfg.n_layers);
         let same_but_kv = ModelConfig {
             kv_heads: from.kv_heads,
+            n_layers: from.n_layers,
             calibration: from.calibration.clone(),
             ..model_cfg.clone()
         };
-        if &same_but_kv != from || kv1 > kv0 || !kv0.is_multiple_of(kv1) {
+        if &same_but_kv != from
+            || kv1 > kv0
+            || !kv0.is_multiple_of(kv1)
+            || n1 < n0
+            || !n1.is_multiple_of(n0)
+        {
             return Err(ModelError::InvalidConfig(format!(
                 "{} cannot initialise this model: the configurations may differ only in kv_heads, \
-                 which must divide the checkpoint's {kv0} (asked {kv1})",
+                 which must divide the checkpoint's {kv0} (asked {kv1}), and in n_layers, which \
+                 must be a multiple of the checkpoint's {n0} (asked {n1})",
                 path.display()
             )));
         }
@@ -421,6 +487,9 @@ impl Trainer {
                     tensors.insert(name, pooled);
                 }
             }
+        }
+        if n1 > n0 {
+            tensors = expand_layers(tensors, &model_cfg, n0, cfg.seed)?;
         }
         Self::from_tensors(
             model_cfg,
@@ -494,6 +563,7 @@ impl Trainer {
         let opts = BatchOptions {
             animator_fraction: self.cfg.animator_fraction,
             emotion: self.cfg.emotion_augment.clone(),
+            vtlp_range: self.cfg.vtlp_range,
         };
         let wb = make_batch_with(
             clips,

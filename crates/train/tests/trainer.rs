@@ -270,3 +270,80 @@ fn init_from_pools_key_value_heads() {
     let mqa_src = dir.path().join("fresh.safetensors");
     assert!(Trainer::init_from(&mqa_src, cfg, tcfg).is_err());
 }
+
+/// `Trainer::init_from` deepens the encoder by block expansion: with twice
+/// (three times) the layers, the checkpoint's layers are spread out with
+/// identity-initialised layers between them, so the new encoder computes
+/// exactly the checkpoint's function; one training step then moves the new
+/// layers' zero projections. A layer count that is not a multiple, or fewer
+/// layers, is refused.
+#[test]
+fn init_from_deepens_by_block_expansion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 3, 1);
+    let src = dir.path().join("shallow.safetensors");
+    let mut t = Trainer::new(cfg.clone(), tcfg.clone(), fnorm, norm).unwrap();
+    t.train(&train, &src, |_, _, _| {}).unwrap();
+    let a = TalkingHeadModel::load(&src).unwrap();
+    let n0 = cfg.n_layers;
+    let x = candle_core::Tensor::randn(
+        0f32,
+        1.0,
+        (1, 40, cfg.input_dim()),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let want = a.encode(&x).unwrap();
+    for k in [2, 3] {
+        let deep = ModelConfig {
+            n_layers: n0 * k,
+            ..cfg.clone()
+        };
+        let fresh = dir.path().join(format!("deep{k}.safetensors"));
+        Trainer::init_from(&src, deep.clone(), tcfg.clone())
+            .unwrap()
+            .save(&fresh, "init")
+            .unwrap();
+        let b = TalkingHeadModel::load(&fresh).unwrap();
+        assert_eq!(b.config().n_layers, n0 * k);
+        let err = max_abs_diff(&want, &b.encode(&x).unwrap());
+        assert!(err < 1e-5, "x{k}: the expanded encoder differs by {err}");
+        for i in 0..n0 {
+            let name = format!("encoder.layers.{i}.attn.qkv.weight");
+            let moved = format!("encoder.layers.{}.attn.qkv.weight", i * k);
+            assert_eq!(max_abs_diff(&a.tensors()[&name], &b.tensors()[&moved]), 0.0);
+        }
+        let new_out = format!("encoder.layers.{}.mlp.fc2.weight", 1);
+        assert_eq!(
+            max_abs_diff(
+                &b.tensors()[&new_out],
+                &b.tensors()[&new_out].zeros_like().unwrap()
+            ),
+            0.0
+        );
+        // Training grows the new layers from the identity.
+        let mut u = Trainer::init_from(&src, deep, tcfg.clone()).unwrap();
+        let dst = dir.path().join(format!("deep{k}-trained.safetensors"));
+        u.train_until(1, &train, &dst, |_, _, _| {}).unwrap();
+        let c = TalkingHeadModel::load(&dst).unwrap();
+        let w = &c.tensors()[&new_out];
+        assert!(
+            max_abs_diff(w, &w.zeros_like().unwrap()) > 0.0,
+            "x{k}: new layer did not train"
+        );
+    }
+    // From the two-layer checkpoint: three layers (not a multiple), one
+    // (fewer) and none are refused; four are accepted.
+    let two = dir.path().join("deep2.safetensors");
+    for (n, ok) in [(3, false), (1, false), (0, false), (4, true)] {
+        let asked = ModelConfig {
+            n_layers: n * n0,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            Trainer::init_from(&two, asked, tcfg.clone()).is_ok(),
+            ok,
+            "{n} layers"
+        );
+    }
+}
