@@ -92,6 +92,15 @@ pub(crate) fn train_cmd(
         bar.set_position(i as u64);
     })?;
     bar.finish_and_clear();
+    let mut train = train;
+    if !tcfg.train_labels.is_empty() {
+        let before = train.len();
+        let kept = talking_head_train::dataset::retain_label_kinds(&mut train, &tcfg.train_labels)?;
+        eprintln!(
+            "train_labels {:?}: {kept} of {before} training clips kept",
+            tcfg.train_labels
+        );
+    }
     let frames: usize = train.iter().map(|c| c.frames()).sum();
     eprintln!(
         "training clips: {} ({:.2} h); validation clips: {}",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ClipMeta, CorpusError, CorpusManifest, Split, with_ext};
 use talking_head_core::features::{FeatureNorm, log_mel};
+use talking_head_core::model::ModelError;
 use talking_head_core::model::{EMOTION_COUNT, ModelConfig};
 use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
 
@@ -29,7 +30,6 @@ pub fn loss_channel_weights(
     mouth_weight: f32,
     overrides: &std::collections::BTreeMap<String, f32>,
 ) -> Result<Vec<f32>, talking_head_core::model::ModelError> {
-    use talking_head_core::model::ModelError;
     use talking_head_core::rig::{Blendshape, MOUTH_CHANNELS};
     let bad = |w: f32| !w.is_finite() || w < 0.0;
     if bad(mouth_weight) {
@@ -230,6 +230,31 @@ pub fn load_split_with(
         progress(i + 1, total);
     }
     Ok(out)
+}
+
+/// Keeps the clips whose label kind ([`ClipMeta::labels`]: `animator`,
+/// `phonetic-exact`, `phonetic-aligned`, `phonetic-allphone`, …) is in
+/// `kinds` ([`crate::trainer::TrainConfig::train_labels`]); an empty list
+/// keeps every clip. Returns how many were kept.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] when `kinds` is not empty and no clip is
+/// left (a typo in a config must not start an empty run).
+pub fn retain_label_kinds(
+    clips: &mut Vec<ClipData>,
+    kinds: &[String],
+) -> Result<usize, ModelError> {
+    if kinds.is_empty() {
+        return Ok(clips.len());
+    }
+    clips.retain(|c| kinds.contains(&c.meta.labels));
+    if clips.is_empty() {
+        return Err(ModelError::InvalidConfig(format!(
+            "no training clip has labels of the kinds {kinds:?} (train_labels); corpus label \
+             kinds are animator, phonetic-exact, phonetic-aligned and phonetic-allphone"
+        )));
+    }
+    Ok(clips.len())
 }
 
 /// Feature normalisation from a sample of training clips (mel bins; the

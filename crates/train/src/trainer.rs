@@ -96,6 +96,12 @@ pub struct TrainConfig {
     /// voices. `0` (the default) disables it.
     #[serde(default)]
     pub vtlp_range: f64,
+    /// Train only on the training clips whose label kind
+    /// ([`ClipMeta::labels`](crate::manifest::ClipMeta::labels): `animator`,
+    /// `phonetic-exact`, `phonetic-aligned`, `phonetic-allphone`) is listed;
+    /// empty (the default) keeps every clip. Validation is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_labels: Vec<String>,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
     /// Relabel phonetic clips at load time with these labeler settings
@@ -125,6 +131,7 @@ impl Default for TrainConfig {
             velocity_weight: 0.5,
             std_weight: 0.0,
             vtlp_range: 0.0,
+            train_labels: Vec::new(),
             clip_norm: 1.0,
             relabel: None,
         }

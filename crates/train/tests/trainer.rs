@@ -347,3 +347,22 @@ fn init_from_deepens_by_block_expansion() {
         );
     }
 }
+
+/// `train_labels` keeps the training clips of the listed label kinds; an
+/// empty list keeps all, and a list that keeps none is an error.
+#[test]
+fn retain_label_kinds_filters_and_refuses_an_empty_run() {
+    use talking_head_train::dataset::retain_label_kinds;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, train, ..) = tiny_run(dir.path(), 3, 1, 1);
+    let n = train.len();
+    assert!(n > 0);
+    let mut all = train.clone();
+    assert_eq!(retain_label_kinds(&mut all, &[]).unwrap(), n);
+    let mut kept = train.clone();
+    let kinds = vec!["animator".to_string(), "synthetic".to_string()];
+    assert_eq!(retain_label_kinds(&mut kept, &kinds).unwrap(), n);
+    let mut none = train;
+    let err = retain_label_kinds(&mut none, &["phonetic-exact".to_string()]).unwrap_err();
+    assert!(err.to_string().contains("train_labels"), "{err}");
+}
