@@ -23,7 +23,7 @@ use talking_head_core::rig::{BLENDSHAPE_COUNT, LiveLinkFaceTake};
 /// more (issue 10).
 ///
 /// # Errors
-/// [`ModelError::InvalidConfig`](talking_head_core::model::ModelError::InvalidConfig)
+/// [`ModelError::InvalidConfig`]
 /// for an unknown channel name, a negative or non-finite weight, or weights
 /// that sum to zero.
 pub fn loss_channel_weights(
