@@ -87,12 +87,12 @@ pub(crate) fn train_cmd(
             .progress_chars("=> "),
     );
     bar.set_message("loading");
-    let (train, val) = load_train_val(&corpus, &model_cfg, limit, tcfg.relabel.clone(), |i, n| {
-        bar.set_length(n as u64);
-        bar.set_position(i as u64);
-    })?;
+    let (mut train, val) =
+        load_train_val(&corpus, &model_cfg, limit, tcfg.relabel.clone(), |i, n| {
+            bar.set_length(n as u64);
+            bar.set_position(i as u64);
+        })?;
     bar.finish_and_clear();
-    let mut train = train;
     if !tcfg.train_labels.is_empty() {
         let before = train.len();
         let kept = talking_head_train::dataset::retain_label_kinds(&mut train, &tcfg.train_labels)?;

@@ -314,34 +314,23 @@ fn expand_layers(
     seed: u64,
 ) -> Result<BTreeMap<String, Tensor>, ModelError> {
     let k = cfg.n_layers / n0;
-    let fresh = TalkingHeadModel::init_tensors(cfg, seed)?;
+    let layer = |name: &str| -> Option<(usize, String)> {
+        let (i, tail) = name.strip_prefix("encoder.layers.")?.split_once('.')?;
+        Some((i.parse().ok()?, tail.to_string()))
+    };
     let mut out = BTreeMap::new();
     for (name, t) in tensors {
-        let moved = name
-            .strip_prefix("encoder.layers.")
-            .and_then(|rest| rest.split_once('.'))
-            .and_then(|(i, tail)| Some((i.parse::<usize>().ok()?, tail)));
-        match moved {
+        match layer(&name) {
             Some((i, tail)) => out.insert(format!("encoder.layers.{}.{tail}", i * k), t),
             None => out.insert(name, t),
         };
     }
-    for (name, t) in fresh {
-        let Some(i) = name
-            .strip_prefix("encoder.layers.")
-            .and_then(|rest| rest.split_once('.'))
-            .and_then(|(i, _)| i.parse::<usize>().ok())
-        else {
+    for (name, t) in TalkingHeadModel::init_tensors(cfg, seed)? {
+        let Some((_, tail)) = layer(&name).filter(|(i, _)| i % k != 0) else {
             continue;
         };
-        if i % k == 0 {
-            continue;
-        }
-        let zero = ["attn.out.", "mlp.fc2."]
-            .iter()
-            .any(|p| name.contains(&format!(".{i}.{p}")));
-        let t = if zero { t.zeros_like()? } else { t };
-        out.insert(name, t);
+        let zero = tail.starts_with("attn.out.") || tail.starts_with("mlp.fc2.");
+        out.insert(name, if zero { t.zeros_like()? } else { t });
     }
     Ok(out)
 }
