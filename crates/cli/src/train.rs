@@ -101,6 +101,14 @@ pub(crate) fn train_cmd(
             tcfg.train_labels
         );
     }
+    if !tcfg.weak_labels.is_empty() {
+        let weak = talking_head_train::dataset::count_label_kinds(&train, &tcfg.weak_labels)?;
+        eprintln!(
+            "weak_labels {:?}: {weak} of {} training clips teach only jawOpen and the upper face",
+            tcfg.weak_labels,
+            train.len()
+        );
+    }
     let frames: usize = train.iter().map(|c| c.frames()).sum();
     eprintln!(
         "training clips: {} ({:.2} h); validation clips: {}",

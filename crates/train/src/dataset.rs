@@ -257,6 +257,51 @@ pub fn retain_label_kinds(
     Ok(clips.len())
 }
 
+/// Counts the clips whose label kind is in `kinds`
+/// ([`crate::trainer::TrainConfig::weak_labels`]); an empty list counts 0.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] when `kinds` is not empty and no clip has
+/// any of them (a typo must not silently train without the mask).
+pub fn count_label_kinds(clips: &[ClipData], kinds: &[String]) -> Result<usize, ModelError> {
+    if kinds.is_empty() {
+        return Ok(0);
+    }
+    let n = clips
+        .iter()
+        .filter(|c| kinds.contains(&c.meta.labels))
+        .count();
+    if n == 0 {
+        return Err(ModelError::InvalidConfig(format!(
+            "no training clip has labels of the kinds {kinds:?} (weak_labels); corpus label \
+             kinds are animator, phonetic-exact, phonetic-aligned and phonetic-allphone"
+        )));
+    }
+    Ok(n)
+}
+
+/// Per-window loss weights `[weak.len() * 52]` from the per-channel weights
+/// `base` (`[52]`): a weak window ([`WindowBatch::weak`]) keeps `jawOpen`
+/// and every channel outside the lower face
+/// ([`talking_head_core::rig::arkit::MOUTH_CHANNELS`]) and zeroes the other
+/// mouth channels; other windows keep `base`.
+pub fn weak_window_weights(base: &[f32], weak: &[bool]) -> Vec<f32> {
+    use talking_head_core::rig::arkit::{Blendshape, MOUTH_CHANNELS};
+    let mut keep = vec![1.0f32; base.len()];
+    for &k in &MOUTH_CHANNELS {
+        if k != Blendshape::JawOpen.index() && k < keep.len() {
+            keep[k] = 0.0;
+        }
+    }
+    weak.iter()
+        .flat_map(|&w| {
+            base.iter()
+                .zip(&keep)
+                .map(move |(&v, &k)| if w { v * k } else { v })
+        })
+        .collect()
+}
+
 /// Feature normalisation from a sample of training clips (mel bins; the
 /// stacked frames share the per-bin statistics).
 pub fn feature_norm(clips: &[ClipData], n_mels: usize) -> FeatureNorm {
@@ -530,6 +575,10 @@ pub struct BatchOptions {
     /// [`vtlp_source_bins`]); `0` disables it and draws nothing, so batches
     /// are those of a run without the option.
     pub vtlp_range: f64,
+    /// Label kinds whose windows are weak ([`WindowBatch::weak`]; see
+    /// [`crate::trainer::TrainConfig::weak_labels`]): their phones are
+    /// unknown and the trainer masks their mouth channels but `jawOpen`.
+    pub weak_labels: Vec<String>,
 }
 
 /// Upper boundary frequency of the VTLP warp's linear part, in Hz (Jaitly
@@ -621,6 +670,9 @@ pub struct WindowBatch {
     pub styles: Vec<usize>,
     /// `[b]` whether the window comes from a clip with animator labels.
     pub animator: Vec<bool>,
+    /// `[b]` whether the window's clip has a weak label kind
+    /// ([`BatchOptions::weak_labels`]); its `phones` are then all unknown.
+    pub weak: Vec<bool>,
 }
 
 /// Draws a [`WindowBatch`] under `opts`: the first
@@ -673,6 +725,7 @@ pub fn make_batch_with(
         frame_emotions: Vec::with_capacity(b * n_out),
         styles: Vec::with_capacity(b),
         animator: Vec::with_capacity(b),
+        weak: Vec::with_capacity(b),
     };
     for w in 0..b {
         let pool: &[usize] = if w < n_anim {
@@ -685,6 +738,7 @@ pub fn make_batch_with(
         let (ci, start) = sample_window_from(clips, pool, t, rng);
         let clip = &clips[ci];
         let nf = clip.frames();
+        let weak = opts.weak_labels.contains(&clip.meta.labels);
         let warp = (opts.vtlp_range > 0.0).then(|| {
             let r = opts.vtlp_range.min(0.5);
             vtlp_source_bins(&cfg.mel, rng.random_range(1.0 - r..=1.0 + r))
@@ -732,13 +786,17 @@ pub fn make_batch_with(
             wb.labels.push(label(f as isize, &emo[j]));
             wb.history_labels.push(label(f as isize, &hist_emo[j]));
             wb.mask.push(if f < nf { 1.0 } else { 0.0 });
-            wb.phones
-                .push(if f < nf { clip.phones[f] } else { u32::MAX });
+            wb.phones.push(if f < nf && !weak {
+                clip.phones[f]
+            } else {
+                u32::MAX
+            });
             wb.frame_emotions.push(emo[j]);
         }
         wb.emotions.push(emo[0]);
         wb.styles.push(clip.style);
         wb.animator.push(is_animator(clip));
+        wb.weak.push(weak);
     }
     wb
 }

@@ -174,6 +174,8 @@ impl Distiller {
             emotion: self.cfg.emotion_augment.clone(),
             // The student learns the teacher's map on the corpus's voices.
             vtlp_range: 0.0,
+            // No labels are learned here: nothing to mask.
+            weak_labels: Vec::new(),
         };
         let wb = crate::dataset::make_batch_with(
             clips,

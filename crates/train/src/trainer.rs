@@ -102,6 +102,15 @@ pub struct TrainConfig {
     /// empty (the default) keeps every clip. Validation is unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub train_labels: Vec<String>,
+    /// Label kinds (as [`TrainConfig::train_labels`]) whose training clips
+    /// are *weak*: they teach only `jawOpen` (in the phonetic labels mostly
+    /// acoustic: loudness and a first-formant proxy) and the channels outside
+    /// the lower face (emotion offsets); their other mouth channels and their
+    /// phone loss are masked, so noisy phones (PocketSphinx allphone, ~60 %
+    /// phone accuracy) add voices and languages without teaching wrong lip
+    /// shapes. Validation batches are not masked. Empty (the default): none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weak_labels: Vec<String>,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
     /// Relabel phonetic clips at load time with these labeler settings
@@ -132,6 +141,7 @@ impl Default for TrainConfig {
             std_weight: 0.0,
             vtlp_range: 0.0,
             train_labels: Vec::new(),
+            weak_labels: Vec::new(),
             clip_norm: 1.0,
             relabel: None,
         }
@@ -560,6 +570,11 @@ impl Trainer {
             animator_fraction: self.cfg.animator_fraction,
             emotion: self.cfg.emotion_augment.clone(),
             vtlp_range: self.cfg.vtlp_range,
+            weak_labels: if train {
+                self.cfg.weak_labels.clone()
+            } else {
+                Vec::new()
+            },
         };
         let wb = make_batch_with(
             clips,
@@ -601,6 +616,15 @@ impl Trainer {
             }
         }
         let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
+        // Per-window channel weights `[B, 1, C]` when some windows are weak
+        // (only jawOpen and the upper face train on them); `None`: `cw` alone.
+        let window_weights = if wb.weak.iter().any(|&w| w) {
+            let base: Vec<f32> = self.loss_weights.flatten_all()?.to_vec1()?;
+            let rows = crate::dataset::weak_window_weights(&base, &wb.weak);
+            Some(Tensor::from_vec(rows, (b, 1, c), &self.device)?)
+        } else {
+            None
+        };
         let (feats, mask, phones) = (wb.features, wb.mask, wb.phones);
         let dev = &self.device;
         let x = Tensor::from_vec(feats, (b, t, dim), dev)?;
@@ -635,10 +659,15 @@ impl Trainer {
         let cw = self.loss_weights.clone(); // shares the storage
         let mask_sum: f32 = mask.iter().sum::<f32>().max(1.0);
         let mask_t = Tensor::from_vec(mask, (n, 1), dev)?;
-        let se = (&x0 - &y)?
-            .sqr()?
-            .broadcast_mul(&cw)?
-            .broadcast_mul(&mask_t)?;
+        let se = (&x0 - &y)?.sqr()?;
+        let se = match &window_weights {
+            Some(ww) => se
+                .reshape((b, n_out, c))?
+                .broadcast_mul(ww)?
+                .reshape((n, c))?,
+            None => se.broadcast_mul(&cw)?,
+        }
+        .broadcast_mul(&mask_t)?;
         let diff_loss = (se.sum_all()? / mask_sum as f64)?;
         // Velocity loss between adjacent output frames of each window.
         let vel_loss = if self.cfg.velocity_weight > 0.0 && n_out > 1 {
@@ -649,7 +678,11 @@ impl Trainer {
             let dy = (yw.narrow(1, 1, n_out - 1)? - yw.narrow(1, 0, n_out - 1)?)?;
             let m2 = (mw.narrow(1, 1, n_out - 1)? * mw.narrow(1, 0, n_out - 1)?)?;
             let m2_sum = m2.sum_all()?.to_scalar::<f32>()?.max(1.0);
-            let e = (dv - dy)?.sqr()?.broadcast_mul(&cw)?.broadcast_mul(&m2)?;
+            let e = match &window_weights {
+                Some(ww) => (dv - dy)?.sqr()?.broadcast_mul(ww)?,
+                None => (dv - dy)?.sqr()?.broadcast_mul(&cw)?,
+            }
+            .broadcast_mul(&m2)?;
             (e.sum_all()? / m2_sum as f64)?
         } else {
             Tensor::new(0f32, dev)?
@@ -665,10 +698,11 @@ impl Trainer {
                 let d = v.broadcast_sub(&mean)?.sqr()?.broadcast_mul(&mw)?;
                 (d.sum_keepdim(1)?.broadcast_div(&cnt)? + 1e-6)?.sqrt() // [B,1,C]
             };
-            let e = (wstd(&x0w)? - wstd(&yw)?)?
-                .sqr()?
-                .reshape((b, c))?
-                .broadcast_mul(&cw)?;
+            let e = (wstd(&x0w)? - wstd(&yw)?)?.sqr()?;
+            let e = match &window_weights {
+                Some(ww) => e.broadcast_mul(ww)?.reshape((b, c))?,
+                None => e.reshape((b, c))?.broadcast_mul(&cw)?,
+            };
             (e.sum_all()? / b as f64)?
         } else {
             Tensor::new(0f32, dev)?

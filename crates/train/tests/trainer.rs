@@ -366,3 +366,71 @@ fn retain_label_kinds_filters_and_refuses_an_empty_run() {
     let err = retain_label_kinds(&mut none, &["phonetic-exact".to_string()]).unwrap_err();
     assert!(err.to_string().contains("train_labels"), "{err}");
 }
+
+/// `weak_labels`: a weak clip teaches only `jawOpen` and the upper face.
+/// Its windows' phones are unknown (no phone loss), their loss weights are
+/// zero on the other mouth channels, and the run differs from one without
+/// the option; a kind no clip has is refused.
+#[test]
+fn weak_labels_mask_mouth_channels_and_phones() {
+    use rand::SeedableRng;
+    use talking_head_core::rig::arkit::MOUTH_CHANNELS;
+    use talking_head_train::dataset::{
+        BatchOptions, count_label_kinds, make_batch_with, weak_window_weights,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut train, tcfg, fnorm, norm) = tiny_run(dir.path(), 4, 1, 1);
+    // Known phones, so masking them is visible.
+    for c in &mut train {
+        for (i, p) in c.phones.iter_mut().enumerate() {
+            *p = (i % 5) as u32;
+        }
+    }
+    let batch = |weak: Vec<String>| {
+        let opts = BatchOptions {
+            animator_fraction: 0.0,
+            emotion: None,
+            vtlp_range: 0.0,
+            weak_labels: weak,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        make_batch_with(&train, &cfg, 4, 24, &fnorm, &norm, &opts, &mut rng)
+    };
+    let (plain, weak) = (batch(Vec::new()), batch(vec!["synthetic".into()]));
+    assert!(plain.weak.iter().all(|&w| !w) && weak.weak.iter().all(|&w| w));
+    assert!(plain.phones.iter().any(|&p| p != u32::MAX));
+    assert!(weak.phones.iter().all(|&p| p == u32::MAX));
+    assert_eq!(plain.labels, weak.labels, "the same windows, only masked");
+    // Loss weights: weak rows keep jawOpen and the upper face.
+    let base: Vec<f32> = (0..52).map(|k| 1.0 + k as f32).collect();
+    let w = weak_window_weights(&base, &[false, true]);
+    assert_eq!(&w[..52], &base[..]);
+    for k in 0..52 {
+        let masked = MOUTH_CHANNELS.contains(&k) && k != Blendshape::JawOpen.index();
+        assert_eq!(w[52 + k], if masked { 0.0 } else { base[k] }, "channel {k}");
+    }
+    assert!(MOUTH_CHANNELS.contains(&Blendshape::MouthFunnel.index()));
+    // In training: no phone loss, and a different run.
+    let out = dir.path().join("w.safetensors");
+    let first = |weak: Vec<String>| -> talking_head_train::trainer::Losses {
+        let t = TrainConfig {
+            weak_labels: weak,
+            ..tcfg.clone()
+        };
+        let mut tr = Trainer::new(cfg.clone(), t, fnorm.clone(), norm.clone()).unwrap();
+        let mut got = None;
+        tr.train_until(1, &train, &out, |_, _, l| got = Some(*l))
+            .unwrap();
+        got.unwrap()
+    };
+    let (a, b) = (first(Vec::new()), first(vec!["synthetic".into()]));
+    assert!(a.phone > 0.0 && b.phone == 0.0, "{} {}", a.phone, b.phone);
+    assert_ne!(a.diffusion, b.diffusion);
+    // A kind no clip has is refused rather than silently ignored.
+    let err = count_label_kinds(&train, &["phonetic-allphone".into()]).unwrap_err();
+    assert!(err.to_string().contains("weak_labels"), "{err}");
+    assert_eq!(
+        count_label_kinds(&train, &["synthetic".into()]).unwrap(),
+        train.len()
+    );
+}
