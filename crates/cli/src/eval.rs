@@ -27,7 +27,9 @@ pub(crate) struct EvalArgs {
     /// Sentences per held-out voice in section 2 (from assets/eval/sentences_en.txt).
     #[arg(long, default_value_t = 40)]
     sentences: usize,
-    /// JSON PhoneticLabelerConfig for the labeler rows (default: the built-in settings).
+    /// JSON PhoneticLabelerConfig for the labeler rows (default: the
+    /// settings the model was trained with, from its provenance, else the
+    /// built-in ones).
     #[arg(long)]
     labeler: Option<PathBuf>,
     /// Baselines and labeler only (skip the model): a labeler experiment.
@@ -69,11 +71,27 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         }
         cfg.voices = v;
     }
+    // The labeler rows use the labels the model was trained on when its
+    // provenance records them (the teacher's `relabel`), so "label ceiling"
+    // means what this model's labels teach.
+    let trained_with = t
+        .as_ref()
+        .and_then(|t| talking_head_train::trainer::TrainConfig::from_provenance(t.provenance()))
+        .or_else(|| talking_head_train::trainer::TrainConfig::from_provenance(m.provenance()))
+        .and_then(|c| c.relabel);
     if let Some(p) = &labeler {
         cfg.labeler = serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         )
         .with_context(|| format!("parsing {}", p.display()))?;
+        cfg.labeler_source = format!("the settings in `{}`", p.display());
+    } else if let Some(l) = trained_with {
+        cfg.labeler = l;
+        cfg.labeler_source =
+            "the settings the model's labels were made with (`relabel` in its training config)"
+                .into();
+    } else {
+        cfg.labeler_source = "the labeler's built-in settings".into();
     }
     let truth = evaluate_truth(&m, &path.display().to_string(), t.as_ref(), &cfg, |msg| {
         eprintln!("eval: {msg}")

@@ -168,6 +168,21 @@ pub struct Losses {
     pub grad_norm: f32,
 }
 
+impl TrainConfig {
+    /// The trainer settings a checkpoint was trained with, read back from
+    /// its provenance (written by [`Trainer::save`] as `train config {json}`
+    /// in the description; a distilled student quotes its teacher's);
+    /// `None` for files without them.
+    pub fn from_provenance(p: &Provenance) -> Option<Self> {
+        const KEY: &str = "train config ";
+        let i = p.description.rfind(KEY)?;
+        serde_json::Deserializer::from_str(&p.description[i + KEY.len()..])
+            .into_iter::<Self>()
+            .next()?
+            .ok()
+    }
+}
+
 /// Learning rate at `step`: linear warm-up, then cosine decay to `min_lr`.
 pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
     if step < cfg.warmup {

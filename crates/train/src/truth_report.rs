@@ -48,6 +48,9 @@ pub struct TruthEvalConfig {
     pub seed: u64,
     /// The phonetic labeler's settings for its baseline rows.
     pub labeler: crate::phonetic::PhoneticLabelerConfig,
+    /// Where [`TruthEvalConfig::labeler`] came from (printed under the
+    /// tables, e.g. "the teacher's training labels"); empty: not stated.
+    pub labeler_source: String,
     /// Skip the model (baselines and labeler only: a labeler experiment).
     pub baselines_only: bool,
 }
@@ -70,6 +73,7 @@ impl TruthEvalConfig {
             work_dir: std::env::temp_dir().join("talking-head-eval"),
             seed: 0,
             labeler: Default::default(),
+            labeler_source: String::new(),
             baselines_only: false,
         }
     }
@@ -150,6 +154,10 @@ pub struct TruthReport {
     /// caller chose others).
     #[serde(default)]
     pub articulation_voices: Vec<String>,
+    /// Where the labeler rows' settings came from
+    /// ([`TruthEvalConfig::labeler_source`]).
+    #[serde(default)]
+    pub labeler_source: String,
     /// Emotion section.
     pub emotion: Option<EmotionReport>,
     /// Plot curves: (clip, method, map-jaw-comparable values at 30 fps).
@@ -366,6 +374,7 @@ pub fn evaluate_truth(
     }
     let mut report = TruthReport {
         model: model_name.to_string(),
+        labeler_source: cfg.labeler_source.clone(),
         ..Default::default()
     };
     for (name, preds) in &methods {
@@ -676,6 +685,12 @@ impl TruthReport {
                 m.opening_auc,
                 m.bilabials,
                 m.vowels
+            ));
+        }
+        if !self.labeler_source.is_empty() {
+            s.push_str(&format!(
+                "\nLabeler rows (sections 1 and 2) use {}.\n",
+                self.labeler_source
             ));
         }
         if let Some(e) = &self.emotion {

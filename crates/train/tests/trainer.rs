@@ -434,3 +434,46 @@ fn weak_labels_mask_mouth_channels_and_phones() {
         train.len()
     );
 }
+
+/// The training config a checkpoint was trained with is read back from its
+/// provenance, also where a distilled student quotes its teacher's.
+#[test]
+fn train_config_reads_back_from_provenance() {
+    use talking_head_core::model::Provenance;
+    let cfg = TrainConfig {
+        steps: 123,
+        relabel: Some(Default::default()),
+        ..TrainConfig::default()
+    };
+    let json = serde_json::to_string(&cfg).unwrap();
+    let teacher = format!("teacher trained by `talking-head train`; step=123; train config {json}");
+    let student = format!("one-step student distilled from [{teacher}] on 10 clips");
+    for d in [&teacher, &student] {
+        let p = Provenance {
+            trained: true,
+            description: d.clone(),
+        };
+        let back = TrainConfig::from_provenance(&p).expect("parses");
+        assert_eq!(back.steps, 123);
+        assert!(back.relabel.is_some());
+    }
+    let none = Provenance {
+        trained: true,
+        description: "hand-made".into(),
+    };
+    assert!(TrainConfig::from_provenance(&none).is_none());
+    // And from a real checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let (mcfg, _, tcfg, fnorm, norm) = tiny_run(dir.path(), 2, 1, 1);
+    let tcfg = TrainConfig { steps: 77, ..tcfg };
+    let path = dir.path().join("t.safetensors");
+    Trainer::new(mcfg, tcfg, fnorm, norm)
+        .unwrap()
+        .save(&path, "note")
+        .unwrap();
+    let m = TalkingHeadModel::load(&path).unwrap();
+    assert_eq!(
+        TrainConfig::from_provenance(m.provenance()).unwrap().steps,
+        77
+    );
+}
