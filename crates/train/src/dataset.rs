@@ -579,6 +579,10 @@ pub struct BatchOptions {
     /// [`crate::trainer::TrainConfig::weak_labels`]): their phones are
     /// unknown and the trainer masks their mouth channels but `jawOpen`.
     pub weak_labels: Vec<String>,
+    /// Share of each batch's windows drawn from weak clips (after the
+    /// animator windows; the rest from the other clips); `None`: weak clips
+    /// are drawn with the others, by length.
+    pub weak_fraction: Option<f64>,
 }
 
 /// Upper boundary frequency of the VTLP warp's linear part, in Hz (Jaitly
@@ -727,9 +731,23 @@ pub fn make_batch_with(
         animator: Vec::with_capacity(b),
         weak: Vec::with_capacity(b),
     };
+    // A fixed share of weak windows (`weak_fraction`) when both kinds exist.
+    let is_weak = |i: usize| opts.weak_labels.contains(&clips[i].meta.labels);
+    let (weak_pool, strong_pool): (Vec<usize>, Vec<usize>) =
+        others.iter().copied().partition(|&i| is_weak(i));
+    let n_weak = match opts.weak_fraction {
+        Some(f) if !weak_pool.is_empty() && !strong_pool.is_empty() => {
+            ((b as f64 * f.clamp(0.0, 1.0)).round() as usize).min(b - n_anim)
+        }
+        _ => 0,
+    };
     for w in 0..b {
         let pool: &[usize] = if w < n_anim {
             &animator
+        } else if n_weak > 0 && w < n_anim + n_weak {
+            &weak_pool
+        } else if n_weak > 0 {
+            &strong_pool
         } else if n_anim > 0 && !others.is_empty() {
             &others
         } else {

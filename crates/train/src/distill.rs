@@ -176,6 +176,7 @@ impl Distiller {
             vtlp_range: 0.0,
             // No labels are learned here: nothing to mask.
             weak_labels: Vec::new(),
+            weak_fraction: None,
         };
         let wb = crate::dataset::make_batch_with(
             clips,

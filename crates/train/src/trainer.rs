@@ -111,6 +111,11 @@ pub struct TrainConfig {
     /// shapes. Validation batches are not masked. Empty (the default): none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weak_labels: Vec<String>,
+    /// Share of every training batch's windows drawn from the
+    /// `weak_labels` clips (after the animator share), e.g. `0.25`; `null`
+    /// (the default): they are drawn with the other clips, by length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_fraction: Option<f64>,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
     /// Relabel phonetic clips at load time with these labeler settings
@@ -142,6 +147,7 @@ impl Default for TrainConfig {
             vtlp_range: 0.0,
             train_labels: Vec::new(),
             weak_labels: Vec::new(),
+            weak_fraction: None,
             clip_norm: 1.0,
             relabel: None,
         }
@@ -590,6 +596,7 @@ impl Trainer {
             } else {
                 Vec::new()
             },
+            weak_fraction: if train { self.cfg.weak_fraction } else { None },
         };
         let wb = make_batch_with(
             clips,

@@ -392,6 +392,7 @@ fn weak_labels_mask_mouth_channels_and_phones() {
             emotion: None,
             vtlp_range: 0.0,
             weak_labels: weak,
+            weak_fraction: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         make_batch_with(&train, &cfg, 4, 24, &fnorm, &norm, &opts, &mut rng)
@@ -426,6 +427,24 @@ fn weak_labels_mask_mouth_channels_and_phones() {
     let (a, b) = (first(Vec::new()), first(vec!["synthetic".into()]));
     assert!(a.phone > 0.0 && b.phone == 0.0, "{} {}", a.phone, b.phone);
     assert_ne!(a.diffusion, b.diffusion);
+    // `weak_fraction`: a fixed share of weak windows in every batch.
+    let mut mixed = train.clone();
+    mixed[0].meta.labels = "phonetic-allphone".into();
+    for f in [0.25, 0.5, 0.75] {
+        let opts = BatchOptions {
+            animator_fraction: 0.0,
+            emotion: None,
+            vtlp_range: 0.0,
+            weak_labels: vec!["phonetic-allphone".into()],
+            weak_fraction: Some(f),
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..3 {
+            let wb = make_batch_with(&mixed, &cfg, 8, 24, &fnorm, &norm, &opts, &mut rng);
+            let n = wb.weak.iter().filter(|&&w| w).count();
+            assert_eq!(n, (8.0 * f) as usize, "weak_fraction {f}");
+        }
+    }
     // A kind no clip has is refused rather than silently ignored.
     let err = count_label_kinds(&train, &["phonetic-allphone".into()]).unwrap_err();
     assert!(err.to_string().contains("weak_labels"), "{err}");
