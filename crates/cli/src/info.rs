@@ -90,3 +90,21 @@ pub(crate) fn convert(input: PathBuf, output: PathBuf, f16: bool) -> Result<()> 
     );
     Ok(())
 }
+
+pub(crate) fn average(inputs: &[PathBuf], output: &std::path::Path) -> Result<()> {
+    let models = inputs
+        .iter()
+        .map(|p| TalkingHeadModel::load(p).with_context(|| format!("loading {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&TalkingHeadModel> = models.iter().collect();
+    let soup =
+        talking_head_train::soup::uniform_soup(&refs).context("averaging the checkpoints")?;
+    soup.save(output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "wrote {}: the mean of {} checkpoints' weights",
+        output.display(),
+        inputs.len()
+    );
+    Ok(())
+}

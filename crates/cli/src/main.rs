@@ -32,7 +32,7 @@ use calibrate::{CalibrateArgs, calibrate_cmd};
 use corpus::corpus_cmd;
 use distill::distill_cmd;
 use eval::{EvalArgs, eval_cmd};
-use info::{convert, info};
+use info::{average, convert, info};
 use label::label_cmd;
 use train::train_cmd;
 
@@ -148,6 +148,19 @@ enum Command {
         /// writes f32).
         #[arg(long)]
         f16: bool,
+    },
+    /// Average the weights of checkpoints fine-tuned from one checkpoint (a
+    /// uniform model soup, Wortsman et al. 2022): e.g. teachers of one
+    /// recipe trained with different seeds; the result trains, distils and
+    /// evaluates like any teacher. Fails on different configs, shapes or
+    /// normalisations.
+    Average {
+        /// Checkpoints to average (two or more).
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+        /// Output checkpoint (f32).
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Measure step latency (batch 1/8/32), teacher/student cost, model size and
     /// real-time factor; the last line printed is one JSON object.
@@ -316,6 +329,7 @@ fn main() {
         }),
         Command::Info { model, json } => info(model, json),
         Command::Convert { input, output, f16 } => convert(input, output, f16),
+        Command::Average { inputs, out } => average(&inputs, &out),
         Command::Bench {
             model,
             threads,

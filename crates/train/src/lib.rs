@@ -19,6 +19,7 @@ pub mod facegood;
 pub mod manifest;
 pub mod optim;
 pub mod phonetic;
+pub mod soup;
 pub mod sphinx;
 pub mod trainer;
 pub mod truth;
