@@ -76,13 +76,24 @@ pub fn uniform_soup(models: &[&TalkingHeadModel]) -> Result<TalkingHeadModel, Mo
             .collect::<Vec<_>>()
             .join(" + ")
     );
+    let trained = models.iter().all(|m| m.provenance().trained);
+    like(first, tensors, trained, description)
+}
+
+/// A model with `m`'s config and normalisation and the given tensors.
+fn like(
+    m: &TalkingHeadModel,
+    tensors: BTreeMap<String, candle_core::Tensor>,
+    trained: bool,
+    description: String,
+) -> Result<TalkingHeadModel, ModelError> {
     TalkingHeadModel::from_parts(
-        first.config().clone(),
+        m.config().clone(),
         tensors,
-        first.feature_norm().clone(),
-        first.motion_norm().clone(),
+        m.feature_norm().clone(),
+        m.motion_norm().clone(),
         Provenance {
-            trained: models.iter().all(|m| m.provenance().trained),
+            trained,
             description,
         },
     )
@@ -99,17 +110,7 @@ mod tests {
             .iter()
             .map(|(k, t)| (k.clone(), (t * s).unwrap()))
             .collect();
-        TalkingHeadModel::from_parts(
-            m.config().clone(),
-            tensors,
-            m.feature_norm().clone(),
-            m.motion_norm().clone(),
-            Provenance {
-                trained: true,
-                description: desc.into(),
-            },
-        )
-        .unwrap()
+        like(m, tensors, true, desc.into()).unwrap()
     }
 
     #[test]
