@@ -248,13 +248,19 @@ pub fn retain_label_kinds(
         return Ok(clips.len());
     }
     clips.retain(|c| kinds.contains(&c.meta.labels));
-    if clips.is_empty() {
+    none_of_kinds(clips.len(), kinds, "train_labels")
+}
+
+/// `Ok(n)`, or the error for a non-empty `kinds` list (config field
+/// `field`) that matched no clip.
+fn none_of_kinds(n: usize, kinds: &[String], field: &str) -> Result<usize, ModelError> {
+    if n == 0 {
         return Err(ModelError::InvalidConfig(format!(
-            "no training clip has labels of the kinds {kinds:?} (train_labels); corpus label \
+            "no training clip has labels of the kinds {kinds:?} ({field}); corpus label \
              kinds are animator, phonetic-exact, phonetic-aligned and phonetic-allphone"
         )));
     }
-    Ok(clips.len())
+    Ok(n)
 }
 
 /// Counts the clips whose label kind is in `kinds`
@@ -271,13 +277,7 @@ pub fn count_label_kinds(clips: &[ClipData], kinds: &[String]) -> Result<usize, 
         .iter()
         .filter(|c| kinds.contains(&c.meta.labels))
         .count();
-    if n == 0 {
-        return Err(ModelError::InvalidConfig(format!(
-            "no training clip has labels of the kinds {kinds:?} (weak_labels); corpus label \
-             kinds are animator, phonetic-exact, phonetic-aligned and phonetic-allphone"
-        )));
-    }
-    Ok(n)
+    none_of_kinds(n, kinds, "weak_labels")
 }
 
 /// Per-window loss weights `[weak.len() * 52]` from the per-channel weights
@@ -756,7 +756,7 @@ pub fn make_batch_with(
         let (ci, start) = sample_window_from(clips, pool, t, rng);
         let clip = &clips[ci];
         let nf = clip.frames();
-        let weak = opts.weak_labels.contains(&clip.meta.labels);
+        let weak = is_weak(ci);
         let warp = (opts.vtlp_range > 0.0).then(|| {
             let r = opts.vtlp_range.min(0.5);
             vtlp_source_bins(&cfg.mel, rng.random_range(1.0 - r..=1.0 + r))
