@@ -2,20 +2,23 @@
 
 use super::*;
 
-pub(crate) fn corpus_cmd(
-    out: PathBuf,
-    data: PathBuf,
-    seed: u64,
-    tts_minutes: f64,
-    augment: f64,
-    limit: Option<usize>,
-    jobs: Option<usize>,
-) -> Result<()> {
+pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
+    let crate::CorpusBuildArgs {
+        out,
+        data,
+        seed,
+        tts_minutes,
+        flite_female_minutes,
+        augment,
+        limit,
+        jobs,
+    } = args;
     use talking_head_train::corpus::{CorpusConfig, build};
     let texts = repo_root().join("assets/corpus/texts");
     let mut cfg = CorpusConfig::new(data.clone(), texts, out.clone());
     cfg.seed = seed;
     cfg.tts_minutes = tts_minutes;
+    cfg.flite_female_minutes = flite_female_minutes;
     cfg.augment_per_clip = augment;
     cfg.limit_per_source = limit;
     if !data.join("facegood").exists() {

@@ -47,33 +47,41 @@ struct Cli {
     command: Command,
 }
 
+/// `talking-head corpus build` arguments.
+#[derive(clap::Args)]
+pub(crate) struct CorpusBuildArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Shared data directory.
+    #[arg(long, default_value = "../shared/data")]
+    pub(crate) data: PathBuf,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Minutes of synthesised speech.
+    #[arg(long, default_value_t = 110.0)]
+    pub(crate) tts_minutes: f64,
+    /// Minutes of female-range flite speech with exact phones (the male
+    /// training voices converted: F0 raised, spectrum shifted +200-400 cents).
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) flite_female_minutes: f64,
+    /// Augmented copies per training clip (fractional allowed).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) augment: f64,
+    /// At most this many clips per source (quick subset).
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Parallel jobs (default: all cores).
+    #[arg(long)]
+    pub(crate) jobs: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum CorpusAction {
     /// Build the corpus: real paired data, pseudo-labelled real and synthetic speech,
     /// augmentation, splits, report.
-    Build {
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// Shared data directory.
-        #[arg(long, default_value = "../shared/data")]
-        data: PathBuf,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Minutes of synthesised speech.
-        #[arg(long, default_value_t = 110.0)]
-        tts_minutes: f64,
-        /// Augmented copies per training clip (fractional allowed).
-        #[arg(long, default_value_t = 1.0)]
-        augment: f64,
-        /// At most this many clips per source (quick subset).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Parallel jobs (default: all cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
+    Build(CorpusBuildArgs),
 }
 
 #[derive(Subcommand)]
@@ -369,17 +377,8 @@ fn main() {
             jobs,
         } => label_cmd(audio, output, fps, transcript, jobs),
         Command::Corpus {
-            action:
-                CorpusAction::Build {
-                    out,
-                    data,
-                    seed,
-                    tts_minutes,
-                    augment,
-                    limit,
-                    jobs,
-                },
-        } => corpus_cmd(out, data, seed, tts_minutes, augment, limit, jobs),
+            action: CorpusAction::Build(args),
+        } => corpus_cmd(args),
         Command::Eval(args) => eval_cmd(args),
         Command::Calibrate(args) => calibrate_cmd(args),
     };

@@ -253,11 +253,7 @@ pub fn heldout_speech(cfg: &TruthEvalConfig) -> Result<Vec<HeldOutClip>, String>
         .map_err(|e| format!("scratch directory in {}: {e}", cfg.work_dir.display()))?;
     let mut out = Vec::new();
     for v in &cfg.voices {
-        let voice = TtsVoice {
-            engine: TtsEngine::Flite,
-            voice: v.clone(),
-            language: "en".into(),
-        };
+        let voice = TtsVoice::new(TtsEngine::Flite, v.clone(), "en");
         for (i, s) in sentences.iter().enumerate() {
             let (audio, phones) = crate::tts::synthesize_with_phones(
                 &voice,

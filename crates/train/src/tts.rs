@@ -50,7 +50,7 @@ pub enum TtsEngine {
 
 /// One synthetic voice: engine, voice name (`de+f3` for espeak-ng language
 /// `de` with variant `f3`; `slt` for flite) and language code.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TtsVoice {
     /// The synthesiser.
     pub engine: TtsEngine,
@@ -58,15 +58,53 @@ pub struct TtsVoice {
     pub voice: String,
     /// Language code (espeak-ng voice language, `en` for flite).
     pub language: String,
+    /// Voice conversion applied to flite's output (`None`: the voice as
+    /// recorded; ignored for espeak-ng, whose variants already span voices).
+    pub conversion: Option<VoiceConversion>,
 }
 
 impl TtsVoice {
-    /// A speaker id unique to this voice (used for the speaker split).
-    pub fn speaker_id(&self) -> String {
-        match self.engine {
-            TtsEngine::Espeak => format!("espeak:{}", self.voice),
-            TtsEngine::Flite => format!("flite:{}", self.voice),
+    /// A voice as the synthesiser ships it (no conversion).
+    pub fn new(engine: TtsEngine, voice: impl Into<String>, language: impl Into<String>) -> Self {
+        Self {
+            engine,
+            voice: voice.into(),
+            language: language.into(),
+            conversion: None,
         }
+    }
+
+    /// A speaker id unique to this voice (used for the speaker split); a
+    /// converted flite voice is its own speaker (`flite:awb+female`).
+    pub fn speaker_id(&self) -> String {
+        match (self.engine, &self.conversion) {
+            (TtsEngine::Espeak, _) => format!("espeak:{}", self.voice),
+            (TtsEngine::Flite, None) => format!("flite:{}", self.voice),
+            (TtsEngine::Flite, Some(_)) => format!("flite:{}+female", self.voice),
+        }
+    }
+}
+
+/// Male-to-female voice conversion of a flite voice, keeping its exact phone
+/// timings: flite synthesises with a raised F0 target
+/// (`int_f0_target_mean`), then sox's `pitch` effect (WSOLA time stretch +
+/// resampling, duration kept) scales the whole spectrum, F0 and formants
+/// together, like a shorter vocal tract. Adult female formants sit ~15-20 %
+/// above male ones (Peterson & Barney 1952), F0 about an octave higher; every
+/// training voice with exact phones is male, so this is the corpus's source
+/// of female-range speech with clean labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VoiceConversion {
+    /// Mean F0 of the converted speech in Hz (after the spectral shift).
+    pub f0_hz: f32,
+    /// Spectral shift in cents (+300 = formants and F0 × 1.19).
+    pub shift_cents: i32,
+}
+
+impl VoiceConversion {
+    /// The spectral scale factor `2^(cents / 1200)`.
+    pub fn ratio(&self) -> f32 {
+        2f32.powf(self.shift_cents as f32 / 1200.0)
     }
 }
 
@@ -219,9 +257,17 @@ pub fn synthesize_with_phones(
         TtsEngine::Flite => {
             // flite's default F0 mean is ~100-170 Hz depending on the voice;
             // scale a nominal 120 Hz (male) / 180 Hz (slt) by the pitch change.
-            let base = if voice.voice == "slt" { 180.0 } else { 120.0 };
+            // A converted voice aims at its own F0 after the spectral shift.
+            let base = match &voice.conversion {
+                Some(c) => c.f0_hz / c.ratio(),
+                None if voice.voice == "slt" => 180.0,
+                None => 120.0,
+            };
             let f0 = base * (1.0 + prosody.pitch_percent / 100.0);
-            let sd = 20.0 * prosody.range;
+            let sd = match &voice.conversion {
+                Some(c) => c.f0_hz / 6.0 * prosody.range,
+                None => 20.0 * prosody.range,
+            };
             let stdout = run(
                 "flite",
                 "flite",
@@ -250,6 +296,25 @@ pub fn synthesize_with_phones(
             }
         }
     }
+    let wav = match (&voice.conversion, voice.engine) {
+        (Some(c), TtsEngine::Flite) if c.shift_cents != 0 => {
+            let shifted = work.with_extension("shifted.wav");
+            run(
+                "sox",
+                "sox",
+                &voice.voice,
+                Command::new("sox")
+                    .arg("-R")
+                    .arg(&wav)
+                    .arg(&shifted)
+                    .arg("pitch")
+                    .arg(c.shift_cents.to_string()),
+            )?;
+            let _ = std::fs::remove_file(&wav);
+            shifted
+        }
+        _ => wav,
+    };
     let (mut samples, _) = load_mono_16k(&wav)?;
     let _ = std::fs::remove_file(&wav);
     if voice.engine == TtsEngine::Flite && prosody.volume != 1.0 {
@@ -309,11 +374,7 @@ mod tests {
     fn synthesises_when_installed() {
         let dir = std::env::temp_dir().join(format!("tts-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let v = TtsVoice {
-            engine: TtsEngine::Espeak,
-            voice: "en+f3".into(),
-            language: "en".into(),
-        };
+        let v = TtsVoice::new(TtsEngine::Espeak, "en+f3", "en");
         match synthesize(
             &v,
             "Hello there, <friend> & co.",
@@ -324,16 +385,79 @@ mod tests {
             Err(TtsError::NotInstalled { .. }) => eprintln!("espeak-ng not installed: skipped"),
             Err(e) => panic!("{e}"),
         }
-        let f = TtsVoice {
-            engine: TtsEngine::Flite,
-            voice: "slt".into(),
-            language: "en".into(),
-        };
+        let f = TtsVoice::new(TtsEngine::Flite, "slt", "en");
         match synthesize(&f, "Good morning.", &EMOTION_PROSODY[2], &dir.join("b")) {
             Ok(s) => assert!(s.len() > 4000),
             Err(TtsError::NotInstalled { .. }) => eprintln!("flite not installed: skipped"),
             Err(e) => panic!("{e}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Median F0 (Hz) of the loud 40 ms frames by autocorrelation (70-400 Hz).
+    fn median_f0(x: &[f32]) -> f32 {
+        let (n, hop, sr) = (640usize, 160usize, 16_000f32);
+        let mut f0s = Vec::new();
+        let mut i = 0;
+        while i + n <= x.len() {
+            let fr = &x[i..i + n];
+            let e: f32 = fr.iter().map(|v| v * v).sum();
+            if (e / n as f32).sqrt() > 0.02 {
+                let ac = |k: usize| (0..n - k).map(|j| fr[j] * fr[j + k]).sum::<f32>();
+                let (lo, hi) = ((sr / 400.0) as usize, (sr / 70.0) as usize);
+                let (k, v) = (lo..hi)
+                    .map(|k| (k, ac(k)))
+                    .fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+                if v > 0.4 * e {
+                    f0s.push(sr / k as f32);
+                }
+            }
+            i += hop;
+        }
+        f0s.sort_by(f32::total_cmp);
+        f0s.get(f0s.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    #[test]
+    fn female_conversion_raises_f0_and_keeps_phone_timings() {
+        let dir = std::env::temp_dir().join(format!("tts-conv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "Bob and Mary moved to a blue house by the pool.";
+        let male = TtsVoice::new(TtsEngine::Flite, "awb", "en");
+        let female = TtsVoice {
+            conversion: Some(VoiceConversion {
+                f0_hz: 210.0,
+                shift_cents: 300,
+            }),
+            ..male.clone()
+        };
+        assert_eq!(male.speaker_id(), "flite:awb");
+        assert_eq!(female.speaker_id(), "flite:awb+female");
+        let prosody = &EMOTION_PROSODY[0];
+        let (a, pa) = match synthesize_with_phones(&male, text, prosody, &dir.join("m")) {
+            Ok(r) => r,
+            Err(TtsError::NotInstalled { .. }) => {
+                eprintln!("flite not installed: skipped");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let (b, pb) = match synthesize_with_phones(&female, text, prosody, &dir.join("f")) {
+            Ok(r) => r,
+            Err(TtsError::NotInstalled { program, .. }) => {
+                eprintln!("{program} not installed: skipped");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        // Same phones at the same times (flite's timing does not depend on
+        // F0), and sox keeps the duration, so the exact labels still fit.
+        assert_eq!(pa, pb);
+        let (la, lb) = (a.len() as f32, b.len() as f32);
+        assert!((la - lb).abs() < 0.02 * la, "{la} vs {lb} samples");
+        let (fa, fb) = (median_f0(&a), median_f0(&b));
+        assert!((90.0..150.0).contains(&fa), "male F0 {fa}");
+        assert!((175.0..250.0).contains(&fb), "converted F0 {fb}");
     }
 }

@@ -49,7 +49,10 @@ pub(super) fn augment(
         let inp = work.join(format!("{id}_in.wav"));
         let out = work.join(format!("{id}_out.wav"));
         write_wav(&inp, &clip.audio)?;
+        // `-R`: sox's dither is random unless told to repeat, which made
+        // two builds of one seed differ in every augmented copy.
         let status = Command::new("sox")
+            .arg("-R")
             .arg(&inp)
             .arg("-r")
             .arg("16000")

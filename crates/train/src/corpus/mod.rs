@@ -71,6 +71,11 @@ pub struct CorpusConfig {
     /// Every this many synthesised clips one is English flite speech with
     /// the synthesiser's exact phone timings (0: none).
     pub flite_every: usize,
+    /// Minutes of female-range flite speech with exact phone timings, made
+    /// by converting the male training voices ([`tts::VoiceConversion`]:
+    /// F0 165-235 Hz, spectrum shifted +200 to +400 cents), added after the
+    /// synthesised speech above (0: none; earlier builds had none).
+    pub flite_female_minutes: f64,
 }
 
 impl CorpusConfig {
@@ -90,6 +95,7 @@ impl CorpusConfig {
             facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
             max_clip_secs: None,
             flite_every: 3,
+            flite_female_minutes: 30.0,
         }
     }
 }
@@ -305,22 +311,18 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
             .iter()
             .filter(|v| !ESPEAK_HELDOUT.contains(v))
         {
-            voices.push(TtsVoice {
-                engine: TtsEngine::Espeak,
-                voice: format!("{lang}+{v}"),
-                language: lang.clone(),
-            });
+            voices.push(TtsVoice::new(
+                TtsEngine::Espeak,
+                format!("{lang}+{v}"),
+                lang.clone(),
+            ));
         }
     }
     // flite reports its own phone timings (exact labels), so every
     // `flite_every`-th clip is English flite speech.
     let flite: Vec<TtsVoice> = FLITE_TRAIN
         .iter()
-        .map(|v| TtsVoice {
-            engine: TtsEngine::Flite,
-            voice: (*v).into(),
-            language: "en".into(),
-        })
+        .map(|v| TtsVoice::new(TtsEngine::Flite, *v, "en"))
         .collect();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7475);
     // ~8 s per clip (two to three sentences).
@@ -337,31 +339,76 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
             .find(|(l, _)| *l == voice.language)
             .map(|(_, s)| s.clone())
             .unwrap_or_default();
-        let k = rng.random_range(2..=3);
-        let text = (0..k)
-            .filter_map(|_| sentences.choose(&mut rng).cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let emotional = rng.random_bool(cfg.emotional_fraction.clamp(0.0, 1.0));
-        let emotion = if emotional {
-            rng.random_range(1..EMOTION_COUNT)
-        } else {
-            0
-        };
-        let intensity = if emotional {
-            rng.random_range(0.5..=1.0)
-        } else {
-            0.0
-        };
-        jobs.push(Job::Tts {
-            id: format!("tts_{i:05}"),
+        jobs.push(tts_job(
+            &mut rng,
+            format!("tts_{i:05}"),
             voice,
-            text,
-            emotion,
-            intensity,
+            sentences,
+            cfg.emotional_fraction,
+        ));
+    }
+    // Female-range speech with exact phones: the flite training voices
+    // converted (tts::VoiceConversion), on a random stream of their own so
+    // the clips above stay what they were in builds without them.
+    let english = texts
+        .iter()
+        .find(|(l, _)| l == "en")
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6665_6d61);
+    let n_female = ((cfg.flite_female_minutes.max(0.0) * 60.0 / 8.0).round() as usize)
+        .min(limit.saturating_mul(4));
+    if english.is_empty() && n_female > 0 {
+        return Err(CorpusError::Missing(format!(
+            "flite_female_minutes needs English prompts ({}/en.txt)",
+            cfg.texts_dir.display()
+        )));
+    }
+    for i in 0..n_female {
+        let mut voice = flite[i % flite.len()].clone();
+        voice.conversion = Some(tts::VoiceConversion {
+            f0_hz: rng.random_range(165.0..=235.0),
+            shift_cents: rng.random_range(200..=400),
         });
+        jobs.push(tts_job(
+            &mut rng,
+            format!("tts_female_{i:05}"),
+            voice,
+            &english,
+            cfg.emotional_fraction,
+        ));
     }
     Ok(jobs)
+}
+
+/// One synthesised utterance: two or three of `sentences` in `voice`, and
+/// an emotion (index into [`EMOTIONS`], 0 neutral) with intensity 0.5-1 for
+/// `emotional_fraction` of them.
+fn tts_job(
+    rng: &mut StdRng,
+    id: String,
+    voice: TtsVoice,
+    sentences: &[String],
+    emotional_fraction: f64,
+) -> Job {
+    let k = rng.random_range(2..=3);
+    let text = (0..k)
+        .filter_map(|_| sentences.choose(rng).cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (emotion, intensity) = if rng.random_bool(emotional_fraction.clamp(0.0, 1.0)) {
+        let emotion = rng.random_range(1..EMOTION_COUNT);
+        (emotion, rng.random_range(0.5..=1.0))
+    } else {
+        (0, 0.0)
+    };
+    Job::Tts {
+        id,
+        voice,
+        text,
+        emotion,
+        intensity,
+    }
 }
 
 /// A finished clip in memory.
