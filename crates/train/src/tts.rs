@@ -87,9 +87,10 @@ impl TtsVoice {
 
 /// Male-to-female voice conversion of a flite voice, keeping its exact phone
 /// timings: flite synthesises with a raised F0 target
-/// (`int_f0_target_mean`), then sox's `pitch` effect (WSOLA time stretch +
-/// resampling, duration kept) scales the whole spectrum, F0 and formants
-/// together, like a shorter vocal tract. Adult female formants sit ~15-20 %
+/// (`int_f0_target_mean`) and slower by the spectral ratio
+/// (`duration_stretch`), then sox's `speed` effect (resampling) scales the
+/// whole spectrum, F0 and formants together, like a shorter vocal tract, and
+/// brings tempo and phone timings back to the voice's own. Adult female formants sit ~15-20 %
 /// above male ones (Peterson & Barney 1952), F0 about an octave higher; every
 /// training voice with exact phones is male, so this is the corpus's source
 /// of female-range speech with clean labels.
@@ -97,7 +98,8 @@ impl TtsVoice {
 pub struct VoiceConversion {
     /// Mean F0 of the converted speech in Hz (after the spectral shift).
     pub f0_hz: f32,
-    /// Spectral shift in cents (+300 = formants and F0 × 1.19).
+    /// Spectral shift in cents (+300 = formants and F0 × 1.19; the tempo
+    /// is kept).
     pub shift_cents: i32,
 }
 
@@ -264,6 +266,9 @@ pub fn synthesize_with_phones(
                 None => 120.0,
             };
             let f0 = base * (1.0 + prosody.pitch_percent / 100.0);
+            // A converted voice is synthesised slower by its spectral ratio
+            // and sped back up by resampling below.
+            let stretch = voice.conversion.map_or(1.0, |c| c.ratio());
             let sd = match &voice.conversion {
                 Some(c) => c.f0_hz / 6.0 * prosody.range,
                 None => 20.0 * prosody.range,
@@ -283,14 +288,17 @@ pub fn synthesize_with_phones(
                     .arg("--setf")
                     .arg(format!(
                         "duration_stretch={:.3}",
-                        1.0 / prosody.rate.max(0.2)
+                        stretch / prosody.rate.max(0.2)
                     ))
                     .arg("--setf")
                     .arg(format!("int_f0_target_mean={f0:.1}"))
                     .arg("--setf")
                     .arg(format!("int_f0_target_stddev={sd:.1}")),
             )?;
-            let p = parse_flite_psdur(&stdout);
+            let p: PhoneSpans = parse_flite_psdur(&stdout)
+                .into_iter()
+                .map(|(ph, a, b)| (ph, a / stretch as f64, b / stretch as f64))
+                .collect();
             if !p.is_empty() {
                 phones = Some(p);
             }
@@ -298,6 +306,8 @@ pub fn synthesize_with_phones(
     }
     let wav = match (&voice.conversion, voice.engine) {
         (Some(c), TtsEngine::Flite) if c.shift_cents != 0 => {
+            // `speed`: resampling, pitch and tempo together (no time-stretch
+            // artefacts); the slower synthesis above brings the duration back.
             let shifted = work.with_extension("shifted.wav");
             run(
                 "sox",
@@ -306,9 +316,11 @@ pub fn synthesize_with_phones(
                 Command::new("sox")
                     .arg("-R")
                     .arg(&wav)
+                    .arg("-r")
+                    .arg("16000")
                     .arg(&shifted)
-                    .arg("pitch")
-                    .arg(c.shift_cents.to_string()),
+                    .arg("speed")
+                    .arg(format!("{:.6}", c.ratio())),
             )?;
             let _ = std::fs::remove_file(&wav);
             shifted
@@ -451,11 +463,25 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let _ = std::fs::remove_dir_all(&dir);
-        // Same phones at the same times (flite's timing does not depend on
-        // F0), and sox keeps the duration, so the exact labels still fit.
-        assert_eq!(pa, pb);
+        // Same phones at the same times: awb's durations scale with
+        // `duration_stretch`, and resampling undoes the stretch, so the exact
+        // labels still fit the converted audio.
+        let (pa, pb) = (pa.unwrap(), pb.unwrap());
+        assert_eq!(pa.len(), pb.len());
+        for (x, y) in pa.iter().zip(&pb) {
+            assert_eq!(x.0, y.0);
+            assert!(
+                (x.1 - y.1).abs() < 0.015 && (x.2 - y.2).abs() < 0.015,
+                "{x:?} vs {y:?}"
+            );
+        }
         let (la, lb) = (a.len() as f32, b.len() as f32);
         assert!((la - lb).abs() < 0.02 * la, "{la} vs {lb} samples");
+        let end = pb.last().unwrap().2 as f32;
+        assert!(
+            (lb / 16_000.0 - end).abs() < 0.05,
+            "{lb} samples, phones end {end} s"
+        );
         let (fa, fb) = (median_f0(&a), median_f0(&b));
         assert!((90.0..150.0).contains(&fa), "male F0 {fa}");
         assert!((175.0..250.0).contains(&fb), "converted F0 {fb}");
