@@ -63,8 +63,9 @@ pub(crate) struct CorpusBuildArgs {
     #[arg(long, default_value_t = 110.0)]
     pub(crate) tts_minutes: f64,
     /// Minutes of female-range flite speech with exact phones (the male
-    /// training voices converted: F0 raised, spectrum shifted +200-400 cents).
-    #[arg(long, default_value_t = 30.0)]
+    /// training voices converted: F0 raised, spectrum shifted +200-400 cents;
+    /// 0: none, the corpus of the shipped model).
+    #[arg(long, default_value_t = 0.0)]
     pub(crate) flite_female_minutes: f64,
     /// Augmented copies per training clip (fractional allowed).
     #[arg(long, default_value_t = 1.0)]

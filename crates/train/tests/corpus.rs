@@ -29,6 +29,7 @@ fn tiny_corpus_builds_end_to_end() {
     cfg.tts_minutes = 0.4;
     cfg.max_clip_secs = Some(6.0);
     cfg.seed = 3;
+    cfg.flite_female_minutes = 0.3;
     let report = build(&cfg, 2, |_, _| {}).unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let m = CorpusManifest::load(out.path()).unwrap();
@@ -89,6 +90,36 @@ fn tiny_corpus_builds_end_to_end() {
             .sum();
         assert!(jaw_motion > 0.0, "{}: frozen jaw", c.id);
         assert!(std::path::Path::new(&format!("{}.wav", base.display())).exists());
+    }
+    // Female-range flite speech keeps flite's exact phones, and they span
+    // the converted audio (flite's diphone voices report their final pause
+    // ~0.1 s past the audio's end, converted or not).
+    let female: Vec<_> = m
+        .clips
+        .iter()
+        .filter(|c| c.speaker.ends_with("+female") && c.augmentation.is_none())
+        .collect();
+    assert!(!female.is_empty(), "no converted flite clip");
+    for c in female {
+        assert_eq!(c.labels, "phonetic-exact", "{}", c.id);
+        let tsv = std::fs::read_to_string(
+            out.path()
+                .join("clips")
+                .join(format!("{}.phones.tsv", c.id)),
+        )
+        .unwrap();
+        let end: f64 = tsv
+            .lines()
+            .last()
+            .and_then(|l| l.split('\t').nth(2))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(
+            (end - c.duration_secs).abs() < 0.15,
+            "{}: phones end at {end} s, audio {} s",
+            c.id,
+            c.duration_secs
+        );
     }
     // Real speech is neutral; emotional clips carry non-neutral weights.
     assert!(

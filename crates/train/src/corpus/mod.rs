@@ -74,7 +74,9 @@ pub struct CorpusConfig {
     /// Minutes of female-range flite speech with exact phone timings, made
     /// by converting the male training voices ([`tts::VoiceConversion`]:
     /// F0 165-235 Hz, spectrum shifted +200 to +400 cents), added after the
-    /// synthesised speech above (0: none; earlier builds had none).
+    /// synthesised speech above, on a random stream of their own (0, the
+    /// default: none, the corpus of the shipped model; see the model card's
+    /// rows v34-v41 for what 15-30 minutes do).
     pub flite_female_minutes: f64,
 }
 
@@ -95,7 +97,7 @@ impl CorpusConfig {
             facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
             max_clip_secs: None,
             flite_every: 3,
-            flite_female_minutes: 30.0,
+            flite_female_minutes: 0.0,
         }
     }
 }
