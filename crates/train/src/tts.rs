@@ -90,10 +90,10 @@ impl TtsVoice {
 /// (`int_f0_target_mean`) and slower by the spectral ratio
 /// (`duration_stretch`), then sox's `speed` effect (resampling) scales the
 /// whole spectrum, F0 and formants together, like a shorter vocal tract, and
-/// brings tempo and phone timings back to the voice's own. Adult female formants sit ~15-20 %
-/// above male ones (Peterson & Barney 1952), F0 about an octave higher; every
-/// training voice with exact phones is male, so this is the corpus's source
-/// of female-range speech with clean labels.
+/// brings tempo and phone timings back to the voice's own. Adult female
+/// formants sit ~15-20 % above male ones (Peterson & Barney 1952), F0 about
+/// an octave higher; every training voice with exact phones is male, so this
+/// is the corpus's source of female-range speech with clean labels.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VoiceConversion {
     /// Mean F0 of the converted speech in Hz (after the spectral shift).
