@@ -9,6 +9,8 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
         seed,
         tts_minutes,
         flite_female_minutes,
+        conversion_f0_hz,
+        conversion_shift_cents,
         augment,
         limit,
         jobs,
@@ -19,6 +21,12 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
     cfg.seed = seed;
     cfg.tts_minutes = tts_minutes;
     cfg.flite_female_minutes = flite_female_minutes;
+    if let ([lo, hi], [c_lo, c_hi]) = (&conversion_f0_hz[..], &conversion_shift_cents[..]) {
+        cfg.conversion_f0_hz = [*lo, *hi];
+        cfg.conversion_shift_cents = [*c_lo, *c_hi];
+    } else {
+        bail!("--conversion-f0-hz and --conversion-shift-cents take two values: MIN,MAX");
+    }
     cfg.augment_per_clip = augment;
     cfg.limit_per_source = limit;
     if !data.join("facegood").exists() {

@@ -71,11 +71,15 @@ pub const PHONE_CLASSES: [&str; 40] = [
     "UH", "UW", "V", "W", "Y", "Z", "ZH",
 ];
 
-/// Class index of an ARPAbet phone (stress digits ignored); unknown → `None`.
+/// Class index of an ARPAbet phone (stress digits ignored; schwa `AX` is
+/// `AH`, as CMUdict's `AH0`); unknown → `None`.
 pub fn phone_class(p: &str) -> Option<u32> {
-    let p = p
+    let mut p = p
         .trim_end_matches(|c: char| c.is_ascii_digit())
         .to_ascii_uppercase();
+    if p == "AX" {
+        p = "AH".into();
+    }
     PHONE_CLASSES.iter().position(|c| *c == p).map(|i| i as u32)
 }
 

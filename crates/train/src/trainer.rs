@@ -89,6 +89,13 @@ pub struct TrainConfig {
     /// range (issue 10); `0` disables it.
     #[serde(default)]
     pub std_weight: f32,
+    /// Extra weight of the dynamic-range loss on FACEGOOD animator windows
+    /// only (added to `std_weight` there): sharpens the `facegood` style,
+    /// whose truth is the animator's range, without pulling the phonetic
+    /// style's rounding (which `std_weight` on every window costs, model
+    /// card row v31). `0` (the default) disables it.
+    #[serde(default)]
+    pub std_weight_animator: f32,
     /// Vocal tract length perturbation of the training windows: each
     /// window's log-mel frequency axis warped by a factor drawn from
     /// `[1 − r, 1 + r]` (Jaitly & Hinton 2013; 0.1 is theirs; capped at
@@ -144,6 +151,7 @@ impl Default for TrainConfig {
             emotion_augment: Some(EmotionAugment::default()),
             velocity_weight: 0.5,
             std_weight: 0.0,
+            std_weight_animator: 0.0,
             vtlp_range: 0.0,
             train_labels: Vec::new(),
             weak_labels: Vec::new(),
@@ -166,7 +174,8 @@ pub struct Losses {
     /// Velocity loss (normalised units).
     #[serde(default)]
     pub velocity: f32,
-    /// Dynamic-range (std matching) loss (normalised units).
+    /// Dynamic-range (std matching) loss, weighted per window by
+    /// `std_weight` (+ `std_weight_animator` on animator windows).
     #[serde(default)]
     pub dynamics: f32,
     /// Global gradient norm before clipping (training steps only).
@@ -647,7 +656,7 @@ impl Trainer {
         } else {
             None
         };
-        let (feats, mask, phones) = (wb.features, wb.mask, wb.phones);
+        let (feats, mask, phones, animator) = (wb.features, wb.mask, wb.phones, wb.animator);
         let dev = &self.device;
         let x = Tensor::from_vec(feats, (b, t, dim), dev)?;
         let enc = self.encoder.forward(&x)?; // [B, T, d]
@@ -710,7 +719,12 @@ impl Trainer {
             Tensor::new(0f32, dev)?
         };
         // Dynamic-range loss: std over each window's valid frames, per channel.
-        let std_loss = if self.cfg.std_weight > 0.0 && n_out > 1 {
+        // Per-window weight of the dynamic-range loss `[B, 1]`.
+        let std_rows: Vec<f32> = animator
+            .iter()
+            .map(|&a| self.cfg.std_weight + if a { self.cfg.std_weight_animator } else { 0.0 })
+            .collect();
+        let std_loss = if std_rows.iter().any(|&w| w > 0.0) && n_out > 1 {
             let x0w = x0.reshape((b, n_out, c))?;
             let yw = y.reshape((b, n_out, c))?;
             let mw = mask_t.reshape((b, n_out, 1))?;
@@ -725,7 +739,8 @@ impl Trainer {
                 Some(ww) => e.broadcast_mul(ww)?.reshape((b, c))?,
                 None => e.reshape((b, c))?.broadcast_mul(&cw)?,
             };
-            (e.sum_all()? / b as f64)?
+            let sw = Tensor::from_vec(std_rows, (b, 1), dev)?;
+            (e.broadcast_mul(&sw)?.sum_all()? / b as f64)?
         } else {
             Tensor::new(0f32, dev)?
         };
@@ -747,7 +762,7 @@ impl Trainer {
         };
         let total = ((&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?
             + (&vel_loss * self.cfg.velocity_weight as f64)?
-            + (&std_loss * self.cfg.std_weight as f64)?)?;
+            + std_loss.clone())?;
         Ok((
             total,
             Losses {

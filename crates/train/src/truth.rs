@@ -438,8 +438,15 @@ pub struct Articulation {
     pub vowels: usize,
     /// Rounding AUC (rounded vs spread vowels, by mouthFunnel + mouthPucker).
     pub rounding_auc: f32,
-    /// Opening AUC (open vs close vowels, by jawOpen).
+    /// Opening AUC (open vs close vowels, by jawOpen; schwa `AX` is in
+    /// neither set).
     pub opening_auc: f32,
+    /// Opening AUC with schwa (`AX`) counted as open, as the evaluation did
+    /// before it kept flite's `ax` apart from `ah` (session 13): for
+    /// comparison with older reports only, not a target (schwa is a reduced
+    /// mid vowel, not an open one).
+    #[serde(default)]
+    pub opening_auc_with_schwa: f32,
 }
 
 /// The closure rule of section 2: jawOpen < 0.08; or mouthClose ≥ 0.7 ×
@@ -494,6 +501,7 @@ pub struct ArticulationCounts {
     spread: Vec<f32>,
     open: Vec<f32>,
     close: Vec<f32>,
+    schwa: Vec<f32>,
 }
 
 impl ArticulationCounts {
@@ -505,7 +513,8 @@ impl ArticulationCounts {
     /// - full vowels of at least 60 ms whose midpoint frame passes it are
     ///   closed vowels;
     /// - segment means of mouthFunnel + mouthPucker (rounded `UW UH OW W` vs
-    ///   spread `IY IH EY EH AE`) and of jawOpen (open `AA AE AO AW AY AH`
+    ///   spread `IY IH EY EH AE`) and of jawOpen (open `AA AE AO AW AY AH`,
+    ///   i.e. /ʌ/, not schwa `AX`
     ///   vs close `IY UW IH UH`) feed the AUCs.
     pub fn add(
         &mut self,
@@ -569,6 +578,9 @@ impl ArticulationCounts {
             if CLOSE.contains(&ph) {
                 self.close.push(jaw());
             }
+            if ph == "AX" {
+                self.schwa.push(jaw());
+            }
         }
     }
 
@@ -581,6 +593,10 @@ impl ArticulationCounts {
             vowels: self.vow,
             rounding_auc: auc(&self.rounded, &self.spread),
             opening_auc: auc(&self.open, &self.close),
+            opening_auc_with_schwa: auc(
+                &[self.open.as_slice(), self.schwa.as_slice()].concat(),
+                &self.close,
+            ),
         }
     }
 }
@@ -632,6 +648,31 @@ mod tests {
         // An always-open face misses it.
         let a = articulation_metrics(&vec![open; 50], fps, &phones);
         assert_eq!(a.bilabial_recall, 0.0);
+    }
+
+    /// Opening AUC ranks /a/ (`AA`, /ʌ/ `AH`) above /i/; schwa (`AX`) is in
+    /// neither set, and only the old figure counts it as open.
+    #[test]
+    fn opening_auc_leaves_schwa_out() {
+        let fps = 50.0;
+        // 0.2 s each: AA (jaw 0.5), AX (jaw 0.1), IY (jaw 0.2), AH (jaw 0.4).
+        let jaws = [0.5f32, 0.1, 0.2, 0.4];
+        let pred: Vec<_> = (0..40)
+            .map(|f| {
+                let mut x = [0f32; BLENDSHAPE_COUNT];
+                x[Blendshape::JawOpen.index()] = jaws[f / 10];
+                x
+            })
+            .collect();
+        let phones: Vec<_> = ["AA", "AX", "IY", "AH"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), i as f64 * 0.2, (i + 1) as f64 * 0.2))
+            .collect();
+        let a = articulation_metrics(&pred, fps, &phones);
+        assert_eq!(a.opening_auc, 1.0);
+        // Schwa below IY: one of three open segments loses to the close one.
+        assert!((a.opening_auc_with_schwa - 2.0 / 3.0).abs() < 1e-6);
     }
 
     #[test]

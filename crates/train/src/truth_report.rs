@@ -669,16 +669,17 @@ impl TruthReport {
             self.articulation_clips,
             voices.join("/")
         ));
-        s.push_str("| method | bilabial recall | closed-vowel rate | rounding AUC | opening AUC | /p b m/ | vowels |\n|---|---|---|---|---|---|---|\n");
+        s.push_str("| method | bilabial recall | closed-vowel rate | rounding AUC | opening AUC | opening AUC, schwa as open (old) | /p b m/ | vowels |\n|---|---|---|---|---|---|---|---|\n");
         for r in &self.articulation {
             let m = &r.metrics;
             s.push_str(&format!(
-                "| {} | {:.0} % | {:.0} % | {:.3} | {:.3} | {} | {} |\n",
+                "| {} | {:.0} % | {:.0} % | {:.3} | {:.3} | {:.3} | {} | {} |\n",
                 r.method,
                 m.bilabial_recall * 100.0,
                 m.closed_vowel_rate * 100.0,
                 m.rounding_auc,
                 m.opening_auc,
+                m.opening_auc_with_schwa,
                 m.bilabials,
                 m.vowels
             ));

@@ -126,7 +126,15 @@ pub const FLITE_TRAIN: [&str; 3] = ["kal16", "awb", "kal"];
 pub const ESPEAK_HELDOUT: [&str; 3] = ["f5", "m7", "Annie"];
 
 /// flite's phone name (CMU lower case, `ax`, `pau`) → ARPAbet upper case
-/// without stress (`AH`, `SIL`); `None` for names outside the set.
+/// without stress (`AX`, `SIL`); `None` for names outside the set.
+///
+/// Schwa stays `AX`, ARPAbet's own symbol, apart from `AH` (/ʌ/ as in
+/// "cut"): flite tells them apart and the two differ in articulation (schwa
+/// is a reduced mid-central vowel, not an open one), so the articulation
+/// evaluation's open set (`AH`, not `AX`) follows flite's own phone names.
+/// Training treats `AX` as CMUdict does (`AH0`): the same phone class
+/// ([`crate::dataset::phone_class`]) and viseme
+/// ([`crate::phonetic::viseme::phone_visemes`]) as `AH`.
 pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
     const SET: [&str; 39] = [
         "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
@@ -136,7 +144,7 @@ pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
     let up = p.trim().to_ascii_uppercase();
     match up.as_str() {
         "PAU" | "SIL" | "H#" | "BRTH" => Some("SIL"),
-        "AX" => Some("AH"),
+        "AX" => Some("AX"),
         "AXR" => Some("ER"),
         _ => SET.iter().find(|s| **s == up).copied(),
     }
@@ -374,7 +382,7 @@ mod tests {
     fn flite_phone_timings_parse() {
         let p = parse_flite_psdur("pau:0.184 dh:0.246 ax:0.273 m:0.335 zz:0.4 pau:0.5 pau:0.6\n");
         let names: Vec<&str> = p.iter().map(|x| x.0.as_str()).collect();
-        assert_eq!(names, ["SIL", "DH", "AH", "M", "SIL"]);
+        assert_eq!(names, ["SIL", "DH", "AX", "M", "SIL"]);
         assert_eq!(p[0], ("SIL".to_string(), 0.0, 0.184));
         assert_eq!(p[3], ("M".to_string(), 0.273, 0.335));
         // The unknown `zz` is skipped but its time advances; silences merge.

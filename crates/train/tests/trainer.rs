@@ -496,3 +496,29 @@ fn train_config_reads_back_from_provenance() {
         77
     );
 }
+
+/// The dynamic-range loss weighs windows by their source: `std_weight`
+/// every window, `std_weight_animator` only windows of animator clips (none
+/// in the synthetic corpus, so that term alone is zero).
+#[test]
+fn animator_only_dynamic_range_loss_skips_other_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 3, 1);
+    let out = dir.path().join("m.safetensors");
+    let mut run = |std_weight: f32, std_weight_animator: f32| -> Vec<f32> {
+        let tc = TrainConfig {
+            std_weight,
+            std_weight_animator,
+            ..tcfg.clone()
+        };
+        let mut t = Trainer::new(cfg.clone(), tc, fnorm.clone(), norm.clone()).unwrap();
+        let mut d = Vec::new();
+        t.train(&train, &out, |_, _, l| d.push(l.dynamics)).unwrap();
+        d
+    };
+    let animator_only = run(0.0, 5.0);
+    assert_eq!(animator_only.len(), 3);
+    assert!(animator_only.iter().all(|&d| d == 0.0), "{animator_only:?}");
+    let everywhere = run(1.0, 5.0);
+    assert!(everywhere.iter().all(|&d| d > 0.0), "{everywhere:?}");
+}

@@ -78,6 +78,14 @@ pub struct CorpusConfig {
     /// default: none, the corpus of the shipped model; see the model card's
     /// rows v34-v41 for what 15-30 minutes do).
     pub flite_female_minutes: f64,
+    /// Range of the converted clips' mean F0 in Hz after the shift, each
+    /// clip drawing one value (default 165-235 Hz; `[120, 120]` keeps a male
+    /// F0 while the spectrum moves, for ablations).
+    pub conversion_f0_hz: [f32; 2],
+    /// Range of the converted clips' spectral shift in cents (default
+    /// +200 to +400, the adult female/male formant ratio; `[0, 0]` raises
+    /// F0 alone).
+    pub conversion_shift_cents: [i32; 2],
 }
 
 impl CorpusConfig {
@@ -98,6 +106,8 @@ impl CorpusConfig {
             max_clip_secs: None,
             flite_every: 3,
             flite_female_minutes: 0.0,
+            conversion_f0_hz: [165.0, 235.0],
+            conversion_shift_cents: [200, 400],
         }
     }
 }
@@ -360,6 +370,19 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6665_6d61);
     let n_female = ((cfg.flite_female_minutes.max(0.0) * 60.0 / 8.0).round() as usize)
         .min(limit.saturating_mul(4));
+    let ([f_lo, f_hi], [c_lo, c_hi]) = (cfg.conversion_f0_hz, cfg.conversion_shift_cents);
+    if n_female > 0
+        && !(f_lo.is_finite() && (50.0..=400.0).contains(&f_lo) && f_lo <= f_hi && f_hi <= 400.0)
+    {
+        return Err(CorpusError::Missing(format!(
+            "conversion_f0_hz must be an ordered range within 50-400 Hz, got {f_lo}-{f_hi}"
+        )));
+    }
+    if n_female > 0 && !(-1200 <= c_lo && c_lo <= c_hi && c_hi <= 1200) {
+        return Err(CorpusError::Missing(format!(
+            "conversion_shift_cents must be an ordered range within -1200..1200, got {c_lo}..{c_hi}"
+        )));
+    }
     if english.is_empty() && n_female > 0 {
         return Err(CorpusError::Missing(format!(
             "flite_female_minutes needs English prompts ({}/en.txt)",
@@ -369,8 +392,8 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
     for i in 0..n_female {
         let mut voice = flite[i % flite.len()].clone();
         voice.conversion = Some(tts::VoiceConversion {
-            f0_hz: rng.random_range(165.0..=235.0),
-            shift_cents: rng.random_range(200..=400),
+            f0_hz: rng.random_range(f_lo..=f_hi),
+            shift_cents: rng.random_range(c_lo..=c_hi),
         });
         jobs.push(tts_job(
             &mut rng,

@@ -776,6 +776,11 @@ mod tests {
             assert!((total - 1.0).abs() < 1e-6, "{p}");
         }
         assert_eq!(viseme_of("AH0"), Some(Viseme::Aa));
+        assert_eq!(phone_visemes("AX"), phone_visemes("AH"));
+        assert_eq!(
+            crate::dataset::phone_class("AX"),
+            crate::dataset::phone_class("AH0")
+        );
         assert_eq!(viseme_of("sil"), Some(Viseme::Sil));
         assert_eq!(viseme_of("xyz"), None);
     }

@@ -351,7 +351,8 @@ pub fn phone_visemes(phone: &str) -> &'static [(Viseme, f32)] {
         "S" | "Z" => &[(V::SS, 1.0)],
         "N" | "L" => &[(V::Nn, 1.0)],
         "R" | "ER" => &[(V::RR, 1.0)],
-        "AA" | "AE" | "AH" => &[(V::Aa, 1.0)],
+        // Schwa (`AX`, flite's `ax`) as CMUdict's `AH0`.
+        "AA" | "AE" | "AH" | "AX" => &[(V::Aa, 1.0)],
         "AY" => &[(V::Aa, 0.6), (V::I, 0.4)],
         "AW" => &[(V::Aa, 0.6), (V::U, 0.4)],
         "EH" => &[(V::E, 1.0)],
