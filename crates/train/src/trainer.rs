@@ -96,6 +96,12 @@ pub struct TrainConfig {
     /// card row v31). `0` (the default) disables it.
     #[serde(default)]
     pub std_weight_animator: f32,
+    /// ARKit channels the dynamic-range loss covers (e.g. `["jawOpen"]`,
+    /// the channel of the dynamic-range and closure targets); empty (the
+    /// default): every channel, by its loss weight. An unknown name is
+    /// `ModelError::InvalidConfig`.
+    #[serde(default)]
+    pub std_channels: Vec<String>,
     /// Vocal tract length perturbation of the training windows: each
     /// window's log-mel frequency axis warped by a factor drawn from
     /// `[1 − r, 1 + r]` (Jaitly & Hinton 2013; 0.1 is theirs; capped at
@@ -152,6 +158,7 @@ impl Default for TrainConfig {
             velocity_weight: 0.5,
             std_weight: 0.0,
             std_weight_animator: 0.0,
+            std_channels: Vec::new(),
             vtlp_range: 0.0,
             train_labels: Vec::new(),
             weak_labels: Vec::new(),
@@ -229,6 +236,24 @@ pub struct Trainer {
     /// `[1, 52]` normalised loss weight per channel
     /// ([`crate::dataset::loss_channel_weights`]), built once.
     loss_weights: Tensor,
+    /// `[1, 52]` 0/1 mask of the dynamic-range loss's channels
+    /// (`TrainConfig::std_channels`); `None`: every channel.
+    std_mask: Option<Tensor>,
+}
+
+/// The `[1, 52]` 0/1 channel mask of `names` (ARKit names); `None` when empty.
+fn channel_mask(names: &[String]) -> Result<Option<Tensor>, ModelError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; BLENDSHAPE_COUNT];
+    for name in names {
+        let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
+            ModelError::InvalidConfig(format!("std_channels: unknown ARKit blendshape `{name}`"))
+        })?;
+        m[b.index()] = 1.0;
+    }
+    Ok(Some(Tensor::from_vec(m, (1, BLENDSHAPE_COUNT), &Device::Cpu)?))
 }
 
 /// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
@@ -425,8 +450,10 @@ impl Trainer {
             (1, BLENDSHAPE_COUNT),
             &Device::Cpu,
         )?;
+        let std_mask = channel_mask(&cfg.std_channels)?;
         Ok(Self {
             loss_weights,
+            std_mask,
             model_cfg,
             cfg,
             varmap,
@@ -735,6 +762,10 @@ impl Trainer {
                 (d.sum_keepdim(1)?.broadcast_div(&cnt)? + 1e-6)?.sqrt() // [B,1,C]
             };
             let e = (wstd(&x0w)? - wstd(&yw)?)?.sqr()?;
+            let e = match &self.std_mask {
+                Some(m) => e.broadcast_mul(m)?,
+                None => e,
+            };
             let e = match &window_weights {
                 Some(ww) => e.broadcast_mul(ww)?.reshape((b, c))?,
                 None => e.reshape((b, c))?.broadcast_mul(&cw)?,

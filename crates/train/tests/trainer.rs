@@ -505,7 +505,7 @@ fn animator_only_dynamic_range_loss_skips_other_windows() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 3, 1);
     let out = dir.path().join("m.safetensors");
-    let mut run = |std_weight: f32, std_weight_animator: f32| -> Vec<f32> {
+    let run = |std_weight: f32, std_weight_animator: f32| -> Vec<f32> {
         let tc = TrainConfig {
             std_weight,
             std_weight_animator,
@@ -521,4 +521,20 @@ fn animator_only_dynamic_range_loss_skips_other_windows() {
     assert!(animator_only.iter().all(|&d| d == 0.0), "{animator_only:?}");
     let everywhere = run(1.0, 5.0);
     assert!(everywhere.iter().all(|&d| d > 0.0), "{everywhere:?}");
+    // `std_channels` names ARKit channels; an unknown one is refused.
+    let bad = TrainConfig {
+        std_channels: vec!["jawOpen".into(), "notAChannel".into()],
+        ..tcfg.clone()
+    };
+    let err = Trainer::new(cfg.clone(), bad, fnorm.clone(), norm.clone()).err();
+    assert!(format!("{err:?}").contains("notAChannel"), "{err:?}");
+    let jaw_only = TrainConfig {
+        std_weight: 1.0,
+        std_channels: vec!["jawOpen".into()],
+        ..tcfg.clone()
+    };
+    let mut t = Trainer::new(cfg.clone(), jaw_only, fnorm.clone(), norm.clone()).unwrap();
+    let mut d = Vec::new();
+    t.train(&train, &out, |_, _, l| d.push(l.dynamics)).unwrap();
+    assert!(d.iter().all(|&d| d > 0.0), "{d:?}");
 }
