@@ -253,7 +253,11 @@ fn channel_mask(names: &[String]) -> Result<Option<Tensor>, ModelError> {
         })?;
         m[b.index()] = 1.0;
     }
-    Ok(Some(Tensor::from_vec(m, (1, BLENDSHAPE_COUNT), &Device::Cpu)?))
+    Ok(Some(Tensor::from_vec(
+        m,
+        (1, BLENDSHAPE_COUNT),
+        &Device::Cpu,
+    )?))
 }
 
 /// The optimiser-state file kept next to a checkpoint: `x.safetensors` →
