@@ -134,7 +134,7 @@ pub const ESPEAK_HELDOUT: [&str; 3] = ["f5", "m7", "Annie"];
 /// evaluation's open set (`AH`, not `AX`) follows flite's own phone names.
 /// Training treats `AX` as CMUdict does (`AH0`): the same phone class
 /// ([`crate::dataset::phone_class`]) and viseme
-/// ([`crate::phonetic::viseme::phone_visemes`]) as `AH`.
+/// ([`crate::phonetic::phone_visemes`]) as `AH`.
 pub fn flite_phone_to_arpabet(p: &str) -> Option<&'static str> {
     const SET: [&str; 39] = [
         "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
