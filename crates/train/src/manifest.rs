@@ -87,6 +87,9 @@ pub enum CorpusError {
     /// Missing input data.
     #[error("missing input: {0}")]
     Missing(String),
+    /// A corpus setting out of its range.
+    #[error("invalid corpus setting: {0}")]
+    InvalidConfig(String),
     /// One clip failed.
     #[error("clip {id}: {reason}")]
     Clip {

@@ -374,12 +374,12 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
     if n_female > 0
         && !(f_lo.is_finite() && (50.0..=400.0).contains(&f_lo) && f_lo <= f_hi && f_hi <= 400.0)
     {
-        return Err(CorpusError::Missing(format!(
+        return Err(CorpusError::InvalidConfig(format!(
             "conversion_f0_hz must be an ordered range within 50-400 Hz, got {f_lo}-{f_hi}"
         )));
     }
     if n_female > 0 && !(-1200 <= c_lo && c_lo <= c_hi && c_hi <= 1200) {
-        return Err(CorpusError::Missing(format!(
+        return Err(CorpusError::InvalidConfig(format!(
             "conversion_shift_cents must be an ordered range within -1200..1200, got {c_lo}..{c_hi}"
         )));
     }
