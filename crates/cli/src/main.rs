@@ -68,11 +68,11 @@ pub(crate) struct CorpusBuildArgs {
     #[arg(long, default_value_t = 0.0)]
     pub(crate) flite_female_minutes: f64,
     /// Mean F0 range (Hz, after the shift) of the converted clips: `MIN,MAX`.
-    #[arg(long, value_delimiter = ',', default_values_t = [165.0f32, 235.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = talking_head_train::corpus::DEFAULT_CONVERSION_F0_HZ)]
     pub(crate) conversion_f0_hz: Vec<f32>,
     /// Spectral shift range (cents) of the converted clips: `MIN,MAX`
     /// (`0,0`: F0 raised alone).
-    #[arg(long, value_delimiter = ',', default_values_t = [200i32, 400], allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', default_values_t = talking_head_train::corpus::DEFAULT_CONVERSION_SHIFT_CENTS, allow_negative_numbers = true)]
     pub(crate) conversion_shift_cents: Vec<i32>,
     /// Augmented copies per training clip (fractional allowed).
     #[arg(long, default_value_t = 1.0)]

@@ -797,7 +797,7 @@ impl Trainer {
         };
         let total = ((&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?
             + (&vel_loss * self.cfg.velocity_weight as f64)?
-            + std_loss.clone())?;
+            + &std_loss)?;
         Ok((
             total,
             Losses {

@@ -88,6 +88,13 @@ pub struct CorpusConfig {
     pub conversion_shift_cents: [i32; 2],
 }
 
+/// Default mean F0 range (Hz, after the shift) of the converted flite clips
+/// ([`CorpusConfig::conversion_f0_hz`]).
+pub const DEFAULT_CONVERSION_F0_HZ: [f32; 2] = [165.0, 235.0];
+/// Default spectral shift range (cents) of the converted flite clips
+/// ([`CorpusConfig::conversion_shift_cents`]).
+pub const DEFAULT_CONVERSION_SHIFT_CENTS: [i32; 2] = [200, 400];
+
 impl CorpusConfig {
     /// Defaults for a full build into `out_dir`.
     pub fn new(data_dir: PathBuf, texts_dir: PathBuf, out_dir: PathBuf) -> Self {
@@ -106,8 +113,8 @@ impl CorpusConfig {
             max_clip_secs: None,
             flite_every: 3,
             flite_female_minutes: 0.0,
-            conversion_f0_hz: [165.0, 235.0],
-            conversion_shift_cents: [200, 400],
+            conversion_f0_hz: DEFAULT_CONVERSION_F0_HZ,
+            conversion_shift_cents: DEFAULT_CONVERSION_SHIFT_CENTS,
         }
     }
 }
