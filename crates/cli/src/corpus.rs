@@ -11,6 +11,7 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
         flite_female_minutes,
         conversion_f0_hz,
         conversion_shift_cents,
+        facegood_retarget,
         augment,
         limit,
         jobs,
@@ -27,6 +28,7 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
     } else {
         bail!("--conversion-f0-hz and --conversion-shift-cents take two values: MIN,MAX");
     }
+    cfg.facegood_retarget = facegood_retarget;
     cfg.augment_per_clip = augment;
     cfg.limit_per_source = limit;
     if !data.join("facegood").exists() {

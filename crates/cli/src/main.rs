@@ -74,6 +74,11 @@ pub(crate) struct CorpusBuildArgs {
     /// (`0,0`: F0 raised alone).
     #[arg(long, value_delimiter = ',', default_values_t = talking_head_train::corpus::DEFAULT_CONVERSION_SHIFT_CENTS, allow_negative_numbers = true)]
     pub(crate) conversion_shift_cents: Vec<i32>,
+    /// FACEGOOD → ARKit retarget map (JSON, as
+    /// `assets/retarget/facegood_to_arkit.json`) for the animator labels;
+    /// default: the shipped map.
+    #[arg(long)]
+    pub(crate) facegood_retarget: Option<PathBuf>,
     /// Augmented copies per training clip (fractional allowed).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) augment: f64,

@@ -168,7 +168,7 @@ pub(crate) fn train_cmd(
         pending.push((step, lr, *l));
         if step % every == 0 || step == until {
             for (s, lr, l) in pending.drain(..) {
-                let _ = writeln!(log, "{}", serde_json::json!({"step": s, "lr": lr, "diffusion": l.diffusion, "phone": l.phone, "phone_accuracy": l.phone_accuracy, "velocity": l.velocity, "dynamics": l.dynamics, "grad_norm": l.grad_norm}));
+                let _ = writeln!(log, "{}", serde_json::json!({"step": s, "lr": lr, "diffusion": l.diffusion, "phone": l.phone, "phone_accuracy": l.phone_accuracy, "velocity": l.velocity, "dynamics": l.dynamics, "closure": l.closure, "grad_norm": l.grad_norm}));
             }
         }
     })?;

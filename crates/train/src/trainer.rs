@@ -36,7 +36,12 @@ use talking_head_core::model::encoder::OnlineEncoder;
 use talking_head_core::model::{
     ModelConfig, ModelError, MotionNorm, Provenance, TalkingHeadModel, alpha_bar, save_checkpoint,
 };
-use talking_head_core::rig::BLENDSHAPE_COUNT;
+use talking_head_core::rig::{BLENDSHAPE_COUNT, Blendshape};
+
+/// Label jawOpen below which an animator frame counts as closed for
+/// [`TrainConfig::closure_weight_animator`]: issue 10's in-speech closure
+/// level (map-jaw < 0.05, the FACEGOOD retarget of jawOpen).
+pub const CLOSURE_LABEL: f32 = 0.05;
 
 /// Trainer settings (serde; stored in the checkpoint's provenance).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -102,6 +107,15 @@ pub struct TrainConfig {
     /// `ModelError::InvalidConfig`.
     #[serde(default)]
     pub std_channels: Vec<String>,
+    /// Weight of the closure loss on FACEGOOD animator windows: at frames
+    /// whose label jawOpen is below [`CLOSURE_LABEL`] (the animator's mouth
+    /// closed, as issue 10's in-speech closures define it), the squared
+    /// excess of the predicted x0's jawOpen above that level (normalised
+    /// units), averaged over those frames. A one-sided term: it pulls the
+    /// troughs between syllables down without touching the peaks, which the
+    /// dynamic-range loss widens. `0` (the default) disables it.
+    #[serde(default)]
+    pub closure_weight_animator: f32,
     /// Vocal tract length perturbation of the training windows: each
     /// window's log-mel frequency axis warped by a factor drawn from
     /// `[1 − r, 1 + r]` (Jaitly & Hinton 2013; 0.1 is theirs; capped at
@@ -159,6 +173,7 @@ impl Default for TrainConfig {
             std_weight: 0.0,
             std_weight_animator: 0.0,
             std_channels: Vec::new(),
+            closure_weight_animator: 0.0,
             vtlp_range: 0.0,
             train_labels: Vec::new(),
             weak_labels: Vec::new(),
@@ -185,6 +200,10 @@ pub struct Losses {
     /// `std_weight` (+ `std_weight_animator` on animator windows).
     #[serde(default)]
     pub dynamics: f32,
+    /// Closure loss (normalised units), weighted by
+    /// `closure_weight_animator`; 0 when off or no animator closure frame.
+    #[serde(default)]
+    pub closure: f32,
     /// Global gradient norm before clipping (training steps only).
     #[serde(default)]
     pub grad_norm: f32,
@@ -248,7 +267,7 @@ fn channel_mask(names: &[String]) -> Result<Option<Tensor>, ModelError> {
     }
     let mut m = vec![0f32; BLENDSHAPE_COUNT];
     for name in names {
-        let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
+        let b = Blendshape::from_name(name).ok_or_else(|| {
             ModelError::InvalidConfig(format!("std_channels: unknown ARKit blendshape `{name}`"))
         })?;
         m[b.index()] = 1.0;
@@ -678,6 +697,21 @@ impl Trainer {
             }
         }
         let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
+        // Closure frames of animator windows: label jawOpen < CLOSURE_LABEL.
+        let jaw = Blendshape::JawOpen.index();
+        let jaw_norm = (self.motion_norm.mean[jaw], self.motion_norm.std[jaw]);
+        let closure_thr = (CLOSURE_LABEL - jaw_norm.0) / jaw_norm.1;
+        let closure_frames: Vec<f32> = if self.cfg.closure_weight_animator > 0.0 {
+            (0..b * n_out)
+                .map(|i| {
+                    let closed =
+                        wb.animator[i / n_out] && wb.mask[i] > 0.0 && y[i * c + jaw] < closure_thr;
+                    if closed { 1.0 } else { 0.0 }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         // Per-window channel weights `[B, 1, C]` when some windows are weak
         // (only jawOpen and the upper face train on them); `None`: `cw` alone.
         let window_weights = if wb.weak.iter().any(|&w| w) {
@@ -779,6 +813,18 @@ impl Trainer {
         } else {
             Tensor::new(0f32, dev)?
         };
+        // Closure loss: one-sided, on the closure frames of animator windows.
+        let closure_count: f32 = closure_frames.iter().sum();
+        let closure_loss = if closure_count > 0.0 {
+            let w = Tensor::from_vec(closure_frames, (n, 1), dev)?;
+            let excess = x0
+                .narrow(1, jaw, 1)?
+                .affine(1.0, -(closure_thr as f64))?
+                .relu()?;
+            ((excess.sqr()? * w)?.sum_all()? / closure_count as f64)?
+        } else {
+            Tensor::new(0f32, dev)?
+        };
         // Phone loss on frames with a known phone.
         let known: Vec<u32> = (0..n as u32)
             .filter(|&i| phones[i as usize] != u32::MAX)
@@ -797,7 +843,8 @@ impl Trainer {
         };
         let total = ((&diff_loss + (&phone_loss * self.cfg.phone_weight)?)?
             + (&vel_loss * self.cfg.velocity_weight as f64)?
-            + &std_loss)?;
+            + &std_loss
+            + (&closure_loss * self.cfg.closure_weight_animator as f64)?)?;
         Ok((
             total,
             Losses {
@@ -806,6 +853,7 @@ impl Trainer {
                 phone_accuracy: acc,
                 velocity: vel_loss.to_scalar()?,
                 dynamics: std_loss.to_scalar()?,
+                closure: (closure_loss.to_scalar::<f32>()? * self.cfg.closure_weight_animator),
                 grad_norm: 0.0,
             },
         ))

@@ -129,3 +129,35 @@ fn tiny_corpus_builds_end_to_end() {
             .all(|c| c.emotion[0] == 1.0)
     );
 }
+
+/// `facegood_retarget` names a retarget map file: the shipped one loads,
+/// a missing or malformed file is `CorpusError::InvalidConfig`, and `build`
+/// refuses it before any work.
+#[test]
+fn facegood_retarget_file_is_loaded_or_refused() {
+    use talking_head_train::corpus::{CorpusError, facegood_retarget_map};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = CorpusConfig::new(
+        dir.path().join("data"),
+        dir.path().join("texts"),
+        dir.path().join("out"),
+    );
+    let shipped = facegood_retarget_map(&cfg).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    cfg.facegood_retarget = Some(root.join("assets/retarget/facegood_to_arkit.json"));
+    let from_file = facegood_retarget_map(&cfg).unwrap();
+    assert_eq!(from_file.rules.len(), shipped.rules.len());
+    for bad in ["missing.json", "garbage.json"] {
+        let path = dir.path().join(bad);
+        if bad == "garbage.json" {
+            std::fs::write(&path, "{ not json").unwrap();
+        }
+        cfg.facegood_retarget = Some(path);
+        let err = facegood_retarget_map(&cfg).unwrap_err();
+        assert!(matches!(err, CorpusError::InvalidConfig(_)), "{err}");
+        assert!(err.to_string().contains(bad), "{err}");
+        let err = build(&cfg, 1, |_, _| {}).unwrap_err();
+        assert!(matches!(err, CorpusError::InvalidConfig(_)), "{err}");
+    }
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}

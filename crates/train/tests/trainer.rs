@@ -538,3 +538,40 @@ fn animator_only_dynamic_range_loss_skips_other_windows() {
     t.train(&train, &out, |_, _, l| d.push(l.dynamics)).unwrap();
     assert!(d.iter().all(|&d| d > 0.0), "{d:?}");
 }
+
+/// The closure loss covers only animator windows' frames whose label
+/// jawOpen is below `CLOSURE_LABEL`: zero without animator clips, zero at
+/// weight 0, positive once an animator clip with closed frames is drawn.
+#[test]
+fn closure_loss_covers_only_closed_animator_frames() {
+    use talking_head_core::rig::Blendshape;
+    use talking_head_train::trainer::CLOSURE_LABEL;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 3, 1);
+    let out = dir.path().join("m.safetensors");
+    let run = |clips: &[talking_head_train::dataset::ClipData], weight: f32| -> Vec<f32> {
+        let tc = TrainConfig {
+            closure_weight_animator: weight,
+            animator_fraction: 0.5,
+            ..tcfg.clone()
+        };
+        let mut t = Trainer::new(cfg.clone(), tc, fnorm.clone(), norm.clone()).unwrap();
+        let mut d = Vec::new();
+        t.train(clips, &out, |_, _, l| d.push(l.closure)).unwrap();
+        d
+    };
+    // No animator clip: nothing to close.
+    assert!(run(&train, 5.0).iter().all(|&c| c == 0.0));
+    // One clip relabelled as animator, its mouth shut on every other frame.
+    let mut with_animator = train.clone();
+    with_animator[0].meta.labels = "animator".into();
+    let jaw = Blendshape::JawOpen.index();
+    for (k, f) in with_animator[0].labels.iter_mut().enumerate() {
+        f[jaw] = if k % 2 == 0 { 0.0 } else { 0.6 };
+    }
+    assert!(CLOSURE_LABEL > 0.0);
+    assert!(run(&with_animator, 0.0).iter().all(|&c| c == 0.0));
+    let on = run(&with_animator, 5.0);
+    assert_eq!(on.len(), 3);
+    assert!(on.iter().all(|&c| c > 0.0 && c.is_finite()), "{on:?}");
+}

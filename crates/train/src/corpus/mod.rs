@@ -86,6 +86,12 @@ pub struct CorpusConfig {
     /// +200 to +400, the adult female/male formant ratio; `[0, 0]` raises
     /// F0 alone).
     pub conversion_shift_cents: [i32; 2],
+    /// FACEGOOD → ARKit retarget map (JSON, the format of
+    /// `assets/retarget/facegood_to_arkit.json`) for the animator clips'
+    /// labels; `None` (the default): the shipped map
+    /// ([`facegood::default_retarget_map`]). A file that cannot be read or
+    /// parsed is [`CorpusError::InvalidConfig`].
+    pub facegood_retarget: Option<PathBuf>,
 }
 
 /// Default mean F0 range (Hz, after the shift) of the converted flite clips
@@ -115,6 +121,7 @@ impl CorpusConfig {
             flite_female_minutes: 0.0,
             conversion_f0_hz: DEFAULT_CONVERSION_F0_HZ,
             conversion_shift_cents: DEFAULT_CONVERSION_SHIFT_CENTS,
+            facegood_retarget: None,
         }
     }
 }
@@ -782,6 +789,29 @@ pub struct CorpusReport {
     pub labeler_facegood: Vec<(String, bool, f32, f32)>,
 }
 
+/// The FACEGOOD → ARKit retarget map a build uses: the file named by
+/// [`CorpusConfig::facegood_retarget`], else the shipped map.
+///
+/// # Errors
+/// [`CorpusError::InvalidConfig`] when the file cannot be read or is not a
+/// retarget map.
+pub fn facegood_retarget_map(
+    cfg: &CorpusConfig,
+) -> Result<talking_head_core::rig::retarget::RetargetMap, CorpusError> {
+    match &cfg.facegood_retarget {
+        None => facegood::default_retarget_map().map_err(|e| CorpusError::Missing(e.to_string())),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                talking_head_core::rig::retarget::RetargetMap::from_json_str(&json)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                CorpusError::InvalidConfig(format!("facegood_retarget {}: {e}", path.display()))
+            }),
+    }
+}
+
 /// Builds the corpus; `progress(done, total)` is called as clips finish.
 pub fn build(
     cfg: &CorpusConfig,
@@ -789,14 +819,13 @@ pub fn build(
     progress: impl Fn(u64, u64) + Sync,
 ) -> Result<CorpusReport, CorpusError> {
     use rayon::prelude::*;
+    let fg_map = facegood_retarget_map(cfg)?;
     let clips_dir = cfg.out_dir.join("clips");
     std::fs::create_dir_all(&clips_dir).map_err(|e| CorpusError::Io(clips_dir.clone(), e))?;
     let work = cfg.out_dir.join("work");
     std::fs::create_dir_all(&work).map_err(|e| CorpusError::Io(work.clone(), e))?;
     let jobs = plan(cfg)?;
     let labeler = PhoneticLabeler::default();
-    let fg_map =
-        facegood::default_retarget_map().map_err(|e| CorpusError::Missing(e.to_string()))?;
     let total = jobs.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let pool = rayon::ThreadPoolBuilder::new()
