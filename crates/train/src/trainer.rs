@@ -699,8 +699,7 @@ impl Trainer {
         let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
         // Closure frames of animator windows: label jawOpen < CLOSURE_LABEL.
         let jaw = Blendshape::JawOpen.index();
-        let jaw_norm = (self.motion_norm.mean[jaw], self.motion_norm.std[jaw]);
-        let closure_thr = (CLOSURE_LABEL - jaw_norm.0) / jaw_norm.1;
+        let closure_thr = (CLOSURE_LABEL - self.motion_norm.mean[jaw]) / self.motion_norm.std[jaw];
         let closure_frames: Vec<f32> = if self.cfg.closure_weight_animator > 0.0 {
             (0..b * n_out)
                 .map(|i| {

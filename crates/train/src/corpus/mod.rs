@@ -32,6 +32,7 @@ use crate::sphinx::{self, Phone};
 use crate::tts::{self, ESPEAK_HELDOUT, ESPEAK_VARIANTS, FLITE_TRAIN, TtsEngine, TtsVoice};
 use talking_head_core::audio::load_mono_16k;
 use talking_head_core::model::{EMOTION_COUNT, EMOTIONS};
+use talking_head_core::rig::retarget::RetargetMap;
 use talking_head_core::rig::{BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceTake};
 
 mod augment;
@@ -795,20 +796,12 @@ pub struct CorpusReport {
 /// # Errors
 /// [`CorpusError::InvalidConfig`] when the file cannot be read or is not a
 /// retarget map.
-pub fn facegood_retarget_map(
-    cfg: &CorpusConfig,
-) -> Result<talking_head_core::rig::retarget::RetargetMap, CorpusError> {
+pub fn facegood_retarget_map(cfg: &CorpusConfig) -> Result<RetargetMap, CorpusError> {
     match &cfg.facegood_retarget {
         None => facegood::default_retarget_map().map_err(|e| CorpusError::Missing(e.to_string())),
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|json| {
-                talking_head_core::rig::retarget::RetargetMap::from_json_str(&json)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| {
-                CorpusError::InvalidConfig(format!("facegood_retarget {}: {e}", path.display()))
-            }),
+        Some(path) => RetargetMap::load_json(path).map_err(|e| {
+            CorpusError::InvalidConfig(format!("facegood_retarget {}: {e}", path.display()))
+        }),
     }
 }
 
