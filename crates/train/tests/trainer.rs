@@ -574,3 +574,51 @@ fn closure_loss_covers_only_closed_animator_frames() {
     assert_eq!(on.len(), 3);
     assert!(on.iter().all(|&c| c > 0.0 && c.is_finite()), "{on:?}");
 }
+
+/// `animator_channel_weights` scales its channels' loss on animator windows
+/// only: the same first step gives the same diffusion loss without animator
+/// clips and a larger one with them; an unknown channel or a negative factor
+/// is refused.
+#[test]
+fn animator_channel_weights_scale_only_animator_windows() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, train, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 1, 1);
+    let out = dir.path().join("m.safetensors");
+    let first = |clips: &[talking_head_train::dataset::ClipData], w: &[(&str, f32)]| -> f32 {
+        let tc = TrainConfig {
+            animator_fraction: 0.5,
+            animator_channel_weights: w.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..tcfg.clone()
+        };
+        let mut t = Trainer::new(cfg.clone(), tc, fnorm.clone(), norm.clone()).unwrap();
+        let mut d = Vec::new();
+        t.train(clips, &out, |_, _, l| d.push(l.diffusion)).unwrap();
+        d[0]
+    };
+    let heavy = [("mouthFunnel", 50.0), ("mouthPucker", 50.0)];
+    assert_eq!(first(&train, &[]), first(&train, &heavy));
+    let mut with_animator = train.clone();
+    with_animator[0].meta.labels = "animator".into();
+    let (plain, weighted) = (first(&with_animator, &[]), first(&with_animator, &heavy));
+    assert!(
+        weighted > plain && weighted.is_finite(),
+        "{plain} vs {weighted}"
+    );
+    for bad in [
+        BTreeMap::from([("mouthFunel".to_string(), 2.0)]),
+        BTreeMap::from([("mouthFunnel".to_string(), -1.0)]),
+        BTreeMap::from([("mouthFunnel".to_string(), f32::NAN)]),
+    ] {
+        let tc = TrainConfig {
+            animator_channel_weights: bad,
+            ..tcfg.clone()
+        };
+        match Trainer::new(cfg.clone(), tc, fnorm.clone(), norm.clone()) {
+            Err(talking_head_core::model::ModelError::InvalidConfig(m)) => {
+                assert!(m.contains("animator_channel_weights"), "{m}")
+            }
+            other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+        }
+    }
+}
