@@ -1,8 +1,9 @@
-//! The `calibrate` subcommand: quantile mapping of one style's mouth
-//! channels onto the FACEGOOD animator's curves on training recordings.
+//! The `calibrate` subcommand: one style's mouth channels mapped onto the
+//! FACEGOOD animator's curves on training recordings (quantile mapping, or
+//! the two-knot linear map).
 
 use super::*;
-use talking_head_train::calibrate::{CalibrationConfig, fit_calibration};
+use talking_head_train::calibrate::{CalibrationConfig, CalibrationMethod, fit_calibration};
 
 /// Arguments of `talking-head calibrate`.
 #[derive(clap::Args, Debug)]
@@ -23,6 +24,22 @@ pub(crate) struct CalibrateArgs {
     /// Recordings kept out of the fit (the validation recordings of `eval`).
     #[arg(long, value_delimiter = ',', default_value = "1114_2_05,1114_3_15")]
     exclude: Vec<String>,
+    /// `quantile`: the animator's whole distribution (33 knots); `linear`:
+    /// a dead zone at the animator's share of closed frames and the gain
+    /// that matches its standard deviation (keeps the Pearson r).
+    #[arg(long, value_enum, default_value_t = Method::Quantile)]
+    method: Method,
+    /// ARKit channels to calibrate (e.g. `jawOpen`); default: every mouth
+    /// channel the animator uses.
+    #[arg(long, value_delimiter = ',')]
+    channels: Vec<String>,
+}
+
+/// `--method` of `calibrate`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum Method {
+    Quantile,
+    Linear,
 }
 
 pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
@@ -57,13 +74,38 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         &model,
         &recordings,
         &args.style,
-        &CalibrationConfig::default(),
+        &CalibrationConfig {
+            method: match args.method {
+                Method::Quantile => CalibrationMethod::Quantile,
+                Method::Linear => CalibrationMethod::Linear,
+            },
+            channels: args.channels.clone(),
+            ..CalibrationConfig::default()
+        },
     )
     .map_err(|e| anyhow::anyhow!("calibration: {e}"))?;
     println!(
         "| channel | model mean / std | animator mean / std | model q10 / q50 / q90 | animator q10 / q50 / q90 |\n|---|---|---|---|---|"
     );
     for c in fit.channels.iter().filter(|c| c.calibrated) {
+        if let Some(m) = fit
+            .calibration
+            .channels
+            .iter()
+            .find(|m| m.channel == c.channel)
+        {
+            eprintln!(
+                "{}: map {:?} -> {:?}",
+                c.channel,
+                m.from
+                    .iter()
+                    .step_by(m.from.len().div_ceil(9).max(1))
+                    .collect::<Vec<_>>(),
+                m.to.iter()
+                    .step_by(m.to.len().div_ceil(9).max(1))
+                    .collect::<Vec<_>>()
+            );
+        }
         let q = |v: [f32; 3]| format!("{:.3} / {:.3} / {:.3}", v[0], v[1], v[2]);
         println!(
             "| {} | {:.3} / {:.3} | {:.3} / {:.3} | {} | {} |",
@@ -77,7 +119,7 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         );
     }
     println!(
-        "({} frames at 30 fps; quantile-mapped channels listed, the others pass through)",
+        "({} frames at 30 fps; calibrated channels listed, the others pass through)",
         fit.frames
     );
     let out = model.with_calibration(fit.calibration)?;

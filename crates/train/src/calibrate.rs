@@ -9,8 +9,17 @@
 //! correction used for climate-model output; Gudmundsson et al. 2012,
 //! HESS 16). The calibrated output has the animator's distribution (share
 //! of closed frames, range, peaks); its order in time, and so its rank
-//! correlation with the truth, is unchanged. The result is stored in the
-//! checkpoint ([`OutputCalibration`], applied to the frames a session
+//! correlation with the truth, is unchanged.
+//!
+//! [`CalibrationMethod::Linear`] is the two-knot version that keeps the
+//! Pearson correlation almost whole (a full quantile map bends the curve
+//! and costs ~0.03 map-jaw r, model card): a dead zone `c` and a gain `a`,
+//! `w ↦ clamp(a · (w − c), 0, 1)`, where `c` is the model's quantile at the
+//! animator's share of closed frames (truth below [`CLOSED_LEVEL`]) and `a`
+//! matches the animator's standard deviation above it: the two-moment
+//! "linear scaling" bias correction (Teutschbein & Seibert 2012, J.
+//! Hydrology 456) with its zero point set by the share of closed frames.
+//! The result is stored in the checkpoint ([`OutputCalibration`], applied to the frames a session
 //! emits, never to the motion history the decoder reads).
 
 use talking_head_core::model::{ChannelMap, OutputCalibration, Sampler, TalkingHeadModel};
@@ -21,9 +30,31 @@ use crate::truth::{TRUTH_FPS, resample_at_frame_times};
 use crate::truth_report::run_model;
 use talking_head_core::stats::{mean, quantile, std_dev};
 
+/// A truth value below this counts as closed (at rest) for
+/// [`CalibrationMethod::Linear`]: issue 10's closure level, as in
+/// [`crate::trainer::CLOSURE_LABEL`].
+pub const CLOSED_LEVEL: f32 = crate::trainer::CLOSURE_LABEL;
+
+/// How a channel's map is fitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalibrationMethod {
+    /// Quantile mapping with [`CalibrationConfig::knots`] knots: the
+    /// animator's whole distribution, at a cost in Pearson r.
+    Quantile,
+    /// Dead zone at the animator's share of closed frames, then the gain
+    /// that matches the animator's standard deviation (two knots).
+    Linear,
+}
+
 /// Settings of the fit.
 #[derive(Clone, Debug)]
 pub struct CalibrationConfig {
+    /// How each channel's map is fitted.
+    pub method: CalibrationMethod,
+    /// ARKit names of the channels to calibrate; empty: every mouth channel
+    /// ([`MOUTH_CHANNELS`]). An unknown name is an error of
+    /// [`fit_calibration`].
+    pub channels: Vec<String>,
     /// Channels whose truth standard deviation is below this are left as
     /// they are (the animation does not use them).
     pub min_truth_std: f32,
@@ -38,6 +69,8 @@ pub struct CalibrationConfig {
 impl Default for CalibrationConfig {
     fn default() -> Self {
         Self {
+            method: CalibrationMethod::Quantile,
+            channels: Vec::new(),
             min_truth_std: 0.01,
             min_pred_std: 0.01,
             knots: 33,
@@ -83,8 +116,8 @@ pub struct CalibrationFit {
 /// ignored) against the retargeted animator curves of `recordings` at
 /// 30 fps.
 ///
-/// Errors: an unknown style, no frames, or a
-/// failing model run, as text.
+/// Errors: an unknown style or channel, no frames, or a failing model run,
+/// as text.
 pub fn fit_calibration(
     model: &TalkingHeadModel,
     recordings: &[FacegoodClip],
@@ -92,6 +125,18 @@ pub fn fit_calibration(
     cfg: &CalibrationConfig,
 ) -> Result<CalibrationFit, String> {
     model.config().style_id(style).map_err(|e| e.to_string())?;
+    let selected: Vec<usize> = if cfg.channels.is_empty() {
+        MOUTH_CHANNELS.to_vec()
+    } else {
+        cfg.channels
+            .iter()
+            .map(|n| {
+                talking_head_core::rig::Blendshape::from_name(n)
+                    .map(|b| b.index())
+                    .ok_or_else(|| format!("calibration of unknown ARKit blendshape `{n}`"))
+            })
+            .collect::<Result<_, _>>()?
+    };
     // Fit on the raw output: drop an existing calibration of this style.
     let raw = model
         .with_calibration(OutputCalibration::identity(style))
@@ -123,13 +168,21 @@ pub fn fit_calibration(
     let levels: Vec<f64> = (0..cfg.knots.max(2))
         .map(|k| k as f64 / (cfg.knots.max(2) - 1) as f64)
         .collect();
-    for &c in MOUTH_CHANNELS.iter() {
+    for &c in &selected {
         let p: Vec<f64> = pred.iter().map(|f| f64::from(f[c])).collect();
         let t: Vec<f64> = truth.iter().map(|f| f64::from(f[c])).collect();
         let (ps, ts) = (std_dev(&p) as f32, std_dev(&t) as f32);
         let q3 = |v: &[f64]| [0.1, 0.5, 0.9].map(|q| quantile(v, q) as f32);
         let calibrated = ts >= cfg.min_truth_std && ps >= cfg.min_pred_std;
-        if calibrated {
+        if calibrated && cfg.method == CalibrationMethod::Linear {
+            if let Some((from, to)) = linear_map(&p, &t, ts) {
+                cal.channels.push(ChannelMap {
+                    channel: ARKIT_BLENDSHAPES[c].to_string(),
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                });
+            }
+        } else if calibrated {
             // Knots at the model's quantiles. A run of equal quantiles (a
             // point mass, e.g. gated silence) becomes one knot mapped to
             // the truth's quantile at the middle of the run's levels:
@@ -174,6 +227,28 @@ pub fn fit_calibration(
         calibration: cal,
         channels,
         frames: pred.len(),
+    })
+}
+
+/// The two knots of [`CalibrationMethod::Linear`] for predictions `p` and
+/// truth `t` (std `ts`): `c ↦ 0` and the line of slope `a` from there
+/// (its second knot where it reaches 1, else at `1 ↦ a · (1 − c)`); `None`
+/// when the model's output above the dead zone is (nearly) constant.
+fn linear_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
+    let closed = t.iter().filter(|&&v| v < f64::from(CLOSED_LEVEL)).count() as f64;
+    let c = (quantile(p, closed / t.len().max(1) as f64) as f32).clamp(0.0, 0.99);
+    let above: Vec<f64> = p.iter().map(|&v| (v - f64::from(c)).max(0.0)).collect();
+    let sd = std_dev(&above) as f32;
+    if sd.is_nan() || sd <= 1e-4 {
+        return None;
+    }
+    let a = ts / sd;
+    // The second knot where the line reaches 1 (or at 1 when it does not).
+    let top = c + 1.0 / a;
+    Some(if top < 1.0 {
+        ([c, top], [0.0, 1.0])
+    } else {
+        ([c, 1.0], [0.0, a * (1.0 - c)])
     })
 }
 
@@ -222,6 +297,7 @@ mod tests {
             min_truth_std: 0.0,
             min_pred_std: 1e-4,
             knots: 65,
+            ..CalibrationConfig::default()
         };
         let fit = fit_calibration(&model, &recs, &style, &cfg).unwrap();
         assert_eq!(fit.frames, 330);
@@ -279,5 +355,60 @@ mod tests {
         let recs = [recording("a", 1.0, 0.0)];
         let e = fit_calibration(&model, &recs, "nope", &CalibrationConfig::default());
         assert!(e.unwrap_err().contains("nope"));
+    }
+
+    /// The linear map zeroes the model's output below its quantile at the
+    /// truth's closed share and matches the truth's std above it; it keeps
+    /// the order of the frames and calibrates only the channels asked for.
+    #[test]
+    fn linear_map_sets_the_closed_share_and_the_std() {
+        // Model: a squashed copy of the truth (regression to the mean).
+        let t: Vec<f64> = (0..400)
+            .map(|k| (0.6 * (k as f64 * 0.05).sin()).max(0.0))
+            .collect();
+        let p: Vec<f64> = t.iter().map(|v| 0.1 + 0.5 * v).collect();
+        let ts = std_dev(&t) as f32;
+        let (from, to) = linear_map(&p, &t, ts).unwrap();
+        let m = ChannelMap {
+            channel: "jawOpen".into(),
+            from: from.to_vec(),
+            to: to.to_vec(),
+        };
+        let out: Vec<f64> = p.iter().map(|&v| f64::from(m.map(v as f32))).collect();
+        // The model's frames up to its quantile at the truth's closed share
+        // are mapped to 0.
+        let zero = out.iter().filter(|&&x| x <= 0.0).count();
+        let closed = t.iter().filter(|&&x| x < f64::from(CLOSED_LEVEL)).count();
+        assert!(zero.abs_diff(closed) <= 2, "{zero} vs {closed}");
+        assert!((std_dev(&out) as f32 - ts).abs() < 0.01);
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        assert!(crate::facegood::pearson(&f32s(&out), &f32s(&t)) > 0.99);
+        // A constant output cannot be scaled.
+        assert!(linear_map(&[0.3; 50], &t[..50], ts).is_none());
+        // Only the named channel is fitted; an unknown name is refused.
+        let model = TalkingHeadModel::random(ModelConfig::tiny(), 3).unwrap();
+        let style = model.config().styles.last().unwrap().clone();
+        let recs = [recording("a", 4.0, 0.0)];
+        let cfg = CalibrationConfig {
+            method: CalibrationMethod::Linear,
+            channels: vec!["jawOpen".into()],
+            min_truth_std: 0.0,
+            min_pred_std: 0.0,
+            ..CalibrationConfig::default()
+        };
+        let fit = fit_calibration(&model, &recs, &style, &cfg).unwrap();
+        assert_eq!(fit.channels.len(), 1);
+        assert!(
+            fit.calibration
+                .channels
+                .iter()
+                .all(|c| c.channel == "jawOpen")
+        );
+        let bad = CalibrationConfig {
+            channels: vec!["jawOpn".into()],
+            ..cfg
+        };
+        let e = fit_calibration(&model, &recs, &style, &bad).unwrap_err();
+        assert!(e.contains("jawOpn"), "{e}");
     }
 }
