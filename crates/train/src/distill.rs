@@ -79,6 +79,16 @@ pub struct DistillConfig {
     pub emotion_augment: Option<crate::dataset::EmotionAugment>,
     /// Relabel phonetic clips at load time (as in training; `null`: stored labels).
     pub relabel: Option<crate::phonetic::PhoneticLabelerConfig>,
+    /// On FACEGOOD animator windows, the share `m` in [0, 1] of the named
+    /// ARKit channels' target taken from the animator's label instead of the
+    /// teacher: `target = (1 − m) · teacher + m · label` (e.g.
+    /// `{"mouthFunnel": 1, "mouthPucker": 1}`). The student of the
+    /// `facegood` style then learns those channels from the real animation,
+    /// on the frozen encoder, while every other window keeps the teacher's
+    /// targets. Empty (the default): pure distillation. An unknown name or
+    /// a share outside [0, 1] is `ModelError::InvalidConfig`.
+    #[serde(default)]
+    pub animator_label_mix: BTreeMap<String, f32>,
 }
 
 impl Default for DistillConfig {
@@ -102,8 +112,32 @@ impl Default for DistillConfig {
             animator_fraction: 0.3,
             emotion_augment: Some(crate::dataset::EmotionAugment::default()),
             relabel: None,
+            animator_label_mix: BTreeMap::new(),
         }
     }
+}
+
+/// The 52 shares of [`DistillConfig::animator_label_mix`] (0 for the
+/// channels not named); `None` when the map is empty.
+fn label_mix(map: &BTreeMap<String, f32>) -> Result<Option<Vec<f32>>, ModelError> {
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; BLENDSHAPE_COUNT];
+    for (name, &v) in map {
+        let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
+            ModelError::InvalidConfig(format!(
+                "animator_label_mix: unknown ARKit blendshape `{name}`"
+            ))
+        })?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(ModelError::InvalidConfig(format!(
+                "animator_label_mix: share of `{name}` must be in [0, 1], got {v}"
+            )));
+        }
+        m[b.index()] = v;
+    }
+    Ok(Some(m))
 }
 
 /// Distils a loaded teacher checkpoint into a one-step student.
@@ -116,6 +150,8 @@ pub struct Distiller {
     /// `[1, 52]` normalised loss weight per channel
     /// ([`crate::dataset::loss_channel_weights`]), built once.
     loss_weights: Tensor,
+    /// `[52]` shares of [`DistillConfig::animator_label_mix`]; `None` when empty.
+    label_mix: Option<Vec<f32>>,
     /// Steps done.
     pub step: usize,
 }
@@ -146,8 +182,10 @@ impl Distiller {
             (1, BLENDSHAPE_COUNT),
             &Device::Cpu,
         )?;
+        let label_mix = label_mix(&cfg.animator_label_mix)?;
         Ok(Self {
             loss_weights,
+            label_mix,
             teacher,
             cfg,
             varmap,
@@ -283,9 +321,27 @@ impl Distiller {
             .ok_or(ModelError::MissingDenoiser("teacher"))?;
         let cond_t = teacher.condition(&enc_rows, &hist, &emo_c, &style)?;
         let uncond_t = teacher.condition(&enc_rows, &hist, &emo_u, &style)?;
-        let target = teacher
+        let mut target = teacher
             .sample_ddim(&z, &cond_t, Some(&uncond_t), steps, guidance)?
             .detach();
+        // Animator windows: some channels' targets from the animator's labels.
+        if let Some(mix) = self
+            .label_mix
+            .as_ref()
+            .filter(|_| wb.animator.iter().any(|&a| a))
+        {
+            let rows = b * n_out;
+            let m: Vec<f32> = (0..rows)
+                .flat_map(|r| {
+                    let on = wb.animator[r / n_out];
+                    mix.iter().map(move |&v| if on { v } else { 0.0 })
+                })
+                .collect();
+            let m = Tensor::from_vec(m, (rows, c), &dev)?;
+            let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();
+            let y = Tensor::from_vec(y, (rows, c), &dev)?;
+            target = (&target + (y - &target)?.mul(&m)?)?;
+        }
         let cond_s = self.student.condition(&enc_rows, &hist, &emo_c, &style)?;
         let n = b * n_out;
         let pred = self

@@ -16,7 +16,8 @@
 //! range** = std(predicted jawOpen) / std(map-jaw).
 //!
 //! Baselines: **loudness** (per-frame log-RMS, linearly fitted to map-jaw on
-//! the training recordings), the **phonetic labeler** (pocketsphinx allphone
+//! the training recordings and clipped to [0, 1]; unclipped, its r is the
+//! log-RMS's own, issue 10's "loudness"), the **phonetic labeler** (pocketsphinx allphone
 //! → [`crate::phonetic`]), and **ridge** regression ([`Ridge`]) from a
 //! causal 300 ms window of 40-bin log-mel frames to map-jaw, fitted on the
 //! training recordings only (closed-form solve with nalgebra's Cholesky).
@@ -269,6 +270,20 @@ impl LoudnessBaseline {
         }
         let (a, b) = crate::eval::fit_loudness(&xs, &ys);
         Self { a, b }
+    }
+
+    /// The fit without the clipping to [0, 1]: an affine map of the frame
+    /// log-RMS, so its Pearson r is that of the log-RMS itself, issue 10's
+    /// "loudness" (its targets are set against this r; the clipped fit of
+    /// [`Self::predict`] is the stronger baseline).
+    pub fn predict_unclipped(&self, audio: &[f32], fps: f64, n: usize) -> Prediction {
+        Prediction {
+            jaw: frame_log_rms(audio, fps, n)
+                .into_iter()
+                .map(|x| self.a * x + self.b)
+                .collect(),
+            rounding: None,
+        }
     }
 
     /// Prediction for `n` frames at `fps` (frame `k` at `k / fps`).

@@ -58,6 +58,10 @@ pub struct TruthEvalConfig {
 /// The built-in sentences of section 2 (Harvard sentences, public domain).
 const SENTENCES_EN: &str = include_str!("../../../assets/eval/sentences_en.txt");
 
+/// Section-1 row of the loudness fit without clipping: its Pearson r is the
+/// frame log-RMS's own, the "loudness" issue 10's targets are set against.
+pub const LOG_RMS_ROW: &str = "log-RMS (loudness fit, unclipped)";
+
 impl TruthEvalConfig {
     /// Defaults over `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
@@ -355,6 +359,11 @@ pub fn evaluate_truth(
             &mut methods,
         );
         add(
+            LOG_RMS_ROW,
+            loud.predict_unclipped(&c.audio, TRUTH_FPS, n),
+            &mut methods,
+        );
+        add(
             "ridge (log-mel, 300 ms)",
             ridge.predict(&c.audio, TRUTH_FPS, n),
             &mut methods,
@@ -646,6 +655,11 @@ impl TruthReport {
                 opt(m.rounding_r, false),
                 m.dynamic_range,
                 m.frames
+            ));
+        }
+        if self.truth.iter().any(|r| r.method == LOG_RMS_ROW) {
+            s.push_str(&format!(
+                "\n`{LOG_RMS_ROW}`: the loudness fit without the clipping to [0, 1]; its r is that of the frame log-RMS itself, the loudness issue 10's targets are measured against. The clipped fit above is the stronger baseline.\n"
             ));
         }
         // Reports written before `articulation_voices` existed used the

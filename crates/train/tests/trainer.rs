@@ -622,3 +622,50 @@ fn animator_channel_weights_scale_only_animator_windows() {
         }
     }
 }
+
+/// `animator_label_mix` replaces the teacher's target by the animator's
+/// label on animator windows only: the same (seeded) validation loss without
+/// animator clips, a different one with them; bad shares are refused.
+#[test]
+fn distill_label_mix_changes_only_animator_targets() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, train, _, _, _) = tiny_run(dir.path(), 3, 1, 1);
+    let mix = BTreeMap::from([
+        ("mouthFunnel".to_string(), 1.0),
+        ("jawOpen".to_string(), 0.5),
+    ]);
+    let loss = |clips: &[talking_head_train::dataset::ClipData], m: &BTreeMap<String, f32>| {
+        let dcfg = DistillConfig {
+            batch: 2,
+            window: 24,
+            animator_fraction: 0.5,
+            animator_label_mix: m.clone(),
+            ..DistillConfig::default()
+        };
+        Distiller::new(TalkingHeadModel::random(cfg.clone(), 5).unwrap(), dcfg)
+            .unwrap()
+            .validate(clips, 2)
+            .unwrap()
+    };
+    assert_eq!(loss(&train, &BTreeMap::new()), loss(&train, &mix));
+    let mut with_animator = train.clone();
+    with_animator[0].meta.labels = "animator".into();
+    let (plain, mixed) = (
+        loss(&with_animator, &BTreeMap::new()),
+        loss(&with_animator, &mix),
+    );
+    assert!(mixed.is_finite() && mixed != plain, "{plain} vs {mixed}");
+    for bad in [("mouthFunel", 1.0), ("jawOpen", 1.5), ("jawOpen", f32::NAN)] {
+        let dcfg = DistillConfig {
+            animator_label_mix: BTreeMap::from([(bad.0.to_string(), bad.1)]),
+            ..DistillConfig::default()
+        };
+        match Distiller::new(TalkingHeadModel::random(cfg.clone(), 5).unwrap(), dcfg) {
+            Err(talking_head_core::model::ModelError::InvalidConfig(m)) => {
+                assert!(m.contains("animator_label_mix"), "{m}")
+            }
+            other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+        }
+    }
+}
