@@ -167,6 +167,10 @@ pub struct TruthReport {
     /// Plot curves: (clip, method, map-jaw-comparable values at 30 fps).
     #[serde(skip)]
     pub curves: Vec<(String, String, Vec<f32>)>,
+    /// Plot curves of rounding: (clip, method, mouthFunnel + mouthPucker, or
+    /// the animator's rounding, at 30 fps).
+    #[serde(skip)]
+    pub rounding_curves: Vec<(String, String, Vec<f32>)>,
 }
 
 /// The FACS signature channels of each non-neutral emotion (ARKit names).
@@ -392,6 +396,11 @@ pub fn evaluate_truth(
             report
                 .curves
                 .push((c.id.clone(), name.clone(), p.jaw.clone()));
+            if let Some(r) = &p.rounding {
+                report
+                    .rounding_curves
+                    .push((c.id.clone(), name.clone(), r.clone()));
+            }
         }
         let cs: Vec<&TruthClip> = val_clips.iter().collect();
         let ps: Vec<&Prediction> = preds.iter().collect();
@@ -405,6 +414,9 @@ pub fn evaluate_truth(
         report
             .curves
             .push((c.id.clone(), "animator map-jaw".into(), c.map_jaw.clone()));
+        report
+            .rounding_curves
+            .push((c.id.clone(), "animator rounding".into(), c.rounding.clone()));
     }
     // ---- Section 2 ----
     progress("section 2: synthesising held-out voices");
@@ -737,43 +749,109 @@ impl TruthReport {
         s
     }
 
-    /// One PNG per section-1 clip: animator map-jaw and each method's jawOpen
-    /// over the first 12 s. Returns the files written.
+    /// Two PNGs per section-1 clip over the first 12 s: animator map-jaw
+    /// and each method's jawOpen (`truth_<clip>.png`), and the animator's
+    /// rounding and the students' mouthFunnel + mouthPucker
+    /// (`truth_rounding_<clip>.png`). Returns the files written.
     pub fn write_plots(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        let palette = crate::eval::PLOT_PALETTE;
-        let mut clips: Vec<&String> = self.curves.iter().map(|c| &c.0).collect();
-        clips.sort();
-        clips.dedup();
-        let mut out = Vec::new();
-        let max = (12.0 * TRUTH_FPS) as usize;
-        for clip in clips {
-            let mut cs: Vec<(&str, Vec<f32>)> = self
-                .curves
+        let jaw = |m: &str| {
+            ["animator", "student", "ridge", "loudness"]
                 .iter()
-                .filter(|c| &c.0 == clip)
-                .filter(|c| {
-                    c.1.starts_with("animator")
-                        || c.1.starts_with("student")
-                        || c.1.starts_with("ridge")
-                        || c.1.starts_with("loudness")
-                })
-                .map(|c| (c.1.as_str(), c.2.iter().take(max).copied().collect()))
-                .collect();
-            cs.sort_by_key(|c| !c.0.starts_with("animator"));
-            let curves: Vec<crate::eval::Curve<'_>> = cs
-                .iter()
-                .enumerate()
-                .map(|(i, (l, v))| (*l, v.as_slice(), palette[i % palette.len()]))
-                .collect();
-            let path = dir.join(format!("truth_{clip}.png"));
-            crate::eval::plot_curves(
-                &path,
-                &format!("{clip}: animator map-jaw vs predicted jawOpen"),
-                &curves,
-                TRUTH_FPS,
-            )?;
-            out.push(path);
-        }
+                .any(|p| m.starts_with(p))
+        };
+        let mut out = plot_clips(
+            &self.curves,
+            jaw,
+            dir,
+            "truth",
+            "animator map-jaw vs predicted jawOpen",
+        )?;
+        let rounding = |m: &str| m.starts_with("animator") || m.starts_with("student");
+        out.extend(plot_clips(
+            &self.rounding_curves,
+            rounding,
+            dir,
+            "truth_rounding",
+            "animator rounding (mean funnel + oo) vs predicted mouthFunnel + mouthPucker",
+        )?);
         Ok(out)
+    }
+}
+
+/// One PNG per clip of `curves` (the methods `keep` accepts, animator
+/// first), `<prefix>_<clip>.png` in `dir`, over the first 12 s.
+fn plot_clips(
+    curves: &[(String, String, Vec<f32>)],
+    keep: impl Fn(&str) -> bool,
+    dir: &Path,
+    prefix: &str,
+    title: &str,
+) -> Result<Vec<PathBuf>, String> {
+    let palette = crate::eval::PLOT_PALETTE;
+    let mut clips: Vec<&String> = curves.iter().map(|c| &c.0).collect();
+    clips.sort();
+    clips.dedup();
+    let mut out = Vec::new();
+    let max = (12.0 * TRUTH_FPS) as usize;
+    for clip in clips {
+        let mut cs: Vec<(&str, Vec<f32>)> = curves
+            .iter()
+            .filter(|c| &c.0 == clip && keep(&c.1))
+            .map(|c| (c.1.as_str(), c.2.iter().take(max).copied().collect()))
+            .collect();
+        cs.sort_by_key(|c| !c.0.starts_with("animator"));
+        let plotted: Vec<crate::eval::Curve<'_>> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, (l, v))| (*l, v.as_slice(), palette[i % palette.len()]))
+            .collect();
+        let path = dir.join(format!("{prefix}_{clip}.png"));
+        crate::eval::plot_curves(&path, &format!("{clip}: {title}"), &plotted, TRUTH_FPS)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each clip gets a jaw plot and a rounding plot; methods without
+    /// rounding (the baselines) are left out of the second.
+    #[test]
+    fn plots_jaw_and_rounding_per_clip() {
+        let wave: Vec<f32> = (0..90).map(|k| (k as f32 * 0.2).sin().abs()).collect();
+        let mut r = TruthReport::default();
+        for clip in ["a", "b"] {
+            for m in [
+                "animator map-jaw",
+                "student, style facegood",
+                "ridge (log-mel, 300 ms)",
+            ] {
+                r.curves.push((clip.into(), m.into(), wave.clone()));
+            }
+            for m in ["animator rounding", "student, style facegood"] {
+                r.rounding_curves
+                    .push((clip.into(), m.into(), wave.clone()));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let files = r.write_plots(dir.path()).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "truth_a.png",
+                "truth_b.png",
+                "truth_rounding_a.png",
+                "truth_rounding_b.png"
+            ]
+        );
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 1000, "{f:?}");
+        }
     }
 }
