@@ -681,6 +681,9 @@ pub struct WindowBatch {
     /// `[b]` whether the window's clip has a weak label kind
     /// ([`BatchOptions::weak_labels`]); its `phones` are then all unknown.
     pub weak: Vec<bool>,
+    /// `[b]` the label kind of each window's clip
+    /// ([`crate::manifest::ClipMeta::labels`]: `animator`, `phonetic-exact`, …).
+    pub label_kinds: Vec<String>,
 }
 
 /// Draws a [`WindowBatch`] under `opts`: the first
@@ -734,6 +737,7 @@ pub fn make_batch_with(
         styles: Vec::with_capacity(b),
         animator: Vec::with_capacity(b),
         weak: Vec::with_capacity(b),
+        label_kinds: Vec::with_capacity(b),
     };
     // A fixed share of weak windows (`weak_fraction`) when both kinds exist.
     let is_weak = |i: usize| opts.weak_labels.contains(&clips[i].meta.labels);
@@ -819,6 +823,7 @@ pub fn make_batch_with(
         wb.styles.push(clip.style);
         wb.animator.push(is_animator(clip));
         wb.weak.push(weak);
+        wb.label_kinds.push(clip.meta.labels.clone());
     }
     wb
 }

@@ -79,16 +79,17 @@ pub struct DistillConfig {
     pub emotion_augment: Option<crate::dataset::EmotionAugment>,
     /// Relabel phonetic clips at load time (as in training; `null`: stored labels).
     pub relabel: Option<crate::phonetic::PhoneticLabelerConfig>,
-    /// On FACEGOOD animator windows, the share `m` in [0, 1] of the named
-    /// ARKit channels' target taken from the animator's label instead of the
-    /// teacher: `target = (1 − m) · teacher + m · label` (e.g.
-    /// `{"mouthFunnel": 1, "mouthPucker": 1}`). The student of the
-    /// `facegood` style then learns those channels from the real animation,
-    /// on the frozen encoder, while every other window keeps the teacher's
-    /// targets. Empty (the default): pure distillation. An unknown name or
-    /// a share outside [0, 1] is `ModelError::InvalidConfig`.
+    /// Per label kind ([`LABEL_KINDS`]), the share `m` in [0, 1] of named
+    /// ARKit channels' target taken from the window's label instead of the
+    /// teacher: `target = (1 − m) · teacher + m · label`. E.g.
+    /// `{"animator": {"mouthFunnel": 1, "mouthPucker": 1}}`: the student of
+    /// the `facegood` style learns those channels from the real animation
+    /// (on the frozen encoder) while the other windows keep the teacher's
+    /// targets. Empty (the default): pure distillation. An unknown label
+    /// kind or channel name, or a share outside [0, 1], is
+    /// `ModelError::InvalidConfig`.
     #[serde(default)]
-    pub animator_label_mix: BTreeMap<String, f32>,
+    pub label_mix: BTreeMap<String, BTreeMap<String, f32>>,
 }
 
 impl Default for DistillConfig {
@@ -112,32 +113,46 @@ impl Default for DistillConfig {
             animator_fraction: 0.3,
             emotion_augment: Some(crate::dataset::EmotionAugment::default()),
             relabel: None,
-            animator_label_mix: BTreeMap::new(),
+            label_mix: BTreeMap::new(),
         }
     }
 }
 
-/// The 52 shares of [`DistillConfig::animator_label_mix`] (0 for the
-/// channels not named); `None` when the map is empty.
-fn label_mix(map: &BTreeMap<String, f32>) -> Result<Option<Vec<f32>>, ModelError> {
-    if map.is_empty() {
-        return Ok(None);
-    }
-    let mut m = vec![0f32; BLENDSHAPE_COUNT];
-    for (name, &v) in map {
-        let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
-            ModelError::InvalidConfig(format!(
-                "animator_label_mix: unknown ARKit blendshape `{name}`"
-            ))
-        })?;
-        if !(0.0..=1.0).contains(&v) {
+/// The label kinds a corpus clip can have ([`crate::manifest::ClipMeta::labels`]).
+pub const LABEL_KINDS: [&str; 4] = [
+    "animator",
+    "phonetic-exact",
+    "phonetic-aligned",
+    "phonetic-allphone",
+];
+
+/// The 52 shares per label kind of [`DistillConfig::label_mix`] (0 for the
+/// channels not named).
+fn label_mix(
+    map: &BTreeMap<String, BTreeMap<String, f32>>,
+) -> Result<BTreeMap<String, Vec<f32>>, ModelError> {
+    let mut out = BTreeMap::new();
+    for (kind, channels) in map {
+        if !LABEL_KINDS.contains(&kind.as_str()) {
             return Err(ModelError::InvalidConfig(format!(
-                "animator_label_mix: share of `{name}` must be in [0, 1], got {v}"
+                "label_mix: unknown label kind `{kind}` (expected one of {LABEL_KINDS:?})"
             )));
         }
-        m[b.index()] = v;
+        let mut m = vec![0f32; BLENDSHAPE_COUNT];
+        for (name, &v) in channels {
+            let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
+                ModelError::InvalidConfig(format!("label_mix: unknown ARKit blendshape `{name}`"))
+            })?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ModelError::InvalidConfig(format!(
+                    "label_mix: share of `{name}` must be in [0, 1], got {v}"
+                )));
+            }
+            m[b.index()] = v;
+        }
+        out.insert(kind.clone(), m);
     }
-    Ok(Some(m))
+    Ok(out)
 }
 
 /// Distils a loaded teacher checkpoint into a one-step student.
@@ -150,8 +165,8 @@ pub struct Distiller {
     /// `[1, 52]` normalised loss weight per channel
     /// ([`crate::dataset::loss_channel_weights`]), built once.
     loss_weights: Tensor,
-    /// `[52]` shares of [`DistillConfig::animator_label_mix`]; `None` when empty.
-    label_mix: Option<Vec<f32>>,
+    /// `[52]` shares of [`DistillConfig::label_mix`] per label kind.
+    label_mix: BTreeMap<String, Vec<f32>>,
     /// Steps done.
     pub step: usize,
 }
@@ -182,7 +197,7 @@ impl Distiller {
             (1, BLENDSHAPE_COUNT),
             &Device::Cpu,
         )?;
-        let label_mix = label_mix(&cfg.animator_label_mix)?;
+        let label_mix = label_mix(&cfg.label_mix)?;
         Ok(Self {
             loss_weights,
             label_mix,
@@ -324,17 +339,19 @@ impl Distiller {
         let mut target = teacher
             .sample_ddim(&z, &cond_t, Some(&uncond_t), steps, guidance)?
             .detach();
-        // Animator windows: some channels' targets from the animator's labels.
-        if let Some(mix) = self
-            .label_mix
-            .as_ref()
-            .filter(|_| wb.animator.iter().any(|&a| a))
-        {
+        // Windows of the label kinds of `label_mix`: some channels' targets
+        // from their labels.
+        let mixes: Vec<Option<&Vec<f32>>> = wb
+            .label_kinds
+            .iter()
+            .map(|k| self.label_mix.get(k))
+            .collect();
+        if mixes.iter().any(Option::is_some) {
             let rows = b * n_out;
             let m: Vec<f32> = (0..rows)
-                .flat_map(|r| {
-                    let on = wb.animator[r / n_out];
-                    mix.iter().map(move |&v| if on { v } else { 0.0 })
+                .flat_map(|r| match mixes[r / n_out] {
+                    Some(mix) => mix.clone(),
+                    None => vec![0.0; c],
                 })
                 .collect();
             let m = Tensor::from_vec(m, (rows, c), &dev)?;

@@ -623,24 +623,26 @@ fn animator_channel_weights_scale_only_animator_windows() {
     }
 }
 
-/// `animator_label_mix` replaces the teacher's target by the animator's
-/// label on animator windows only: the same (seeded) validation loss without
+/// `label_mix` replaces the teacher's target by the label on the windows
+/// of the named label kind only: the same (seeded) validation loss without
 /// animator clips, a different one with them; bad shares are refused.
 #[test]
 fn distill_label_mix_changes_only_animator_targets() {
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
     let (cfg, train, _, _, _) = tiny_run(dir.path(), 3, 1, 1);
-    let mix = BTreeMap::from([
+    let channels = BTreeMap::from([
         ("mouthFunnel".to_string(), 1.0),
         ("jawOpen".to_string(), 0.5),
     ]);
-    let loss = |clips: &[talking_head_train::dataset::ClipData], m: &BTreeMap<String, f32>| {
+    let mix = BTreeMap::from([("animator".to_string(), channels)]);
+    let loss = |clips: &[talking_head_train::dataset::ClipData],
+                m: &BTreeMap<String, BTreeMap<String, f32>>| {
         let dcfg = DistillConfig {
             batch: 2,
             window: 24,
             animator_fraction: 0.5,
-            animator_label_mix: m.clone(),
+            label_mix: m.clone(),
             ..DistillConfig::default()
         };
         Distiller::new(TalkingHeadModel::random(cfg.clone(), 5).unwrap(), dcfg)
@@ -656,14 +658,22 @@ fn distill_label_mix_changes_only_animator_targets() {
         loss(&with_animator, &mix),
     );
     assert!(mixed.is_finite() && mixed != plain, "{plain} vs {mixed}");
-    for bad in [("mouthFunel", 1.0), ("jawOpen", 1.5), ("jawOpen", f32::NAN)] {
+    for bad in [
+        ("animator", "mouthFunel", 1.0),
+        ("animator", "jawOpen", 1.5),
+        ("animator", "jawOpen", f32::NAN),
+        ("animatr", "jawOpen", 1.0),
+    ] {
         let dcfg = DistillConfig {
-            animator_label_mix: BTreeMap::from([(bad.0.to_string(), bad.1)]),
+            label_mix: BTreeMap::from([(
+                bad.0.to_string(),
+                BTreeMap::from([(bad.1.to_string(), bad.2)]),
+            )]),
             ..DistillConfig::default()
         };
         match Distiller::new(TalkingHeadModel::random(cfg.clone(), 5).unwrap(), dcfg) {
             Err(talking_head_core::model::ModelError::InvalidConfig(m)) => {
-                assert!(m.contains("animator_label_mix"), "{m}")
+                assert!(m.contains("label_mix"), "{m}")
             }
             other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
         }
