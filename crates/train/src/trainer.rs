@@ -119,10 +119,10 @@ pub struct TrainConfig {
     /// Extra loss-weight factors of named ARKit channels on FACEGOOD
     /// animator windows only (e.g. `{"mouthFunnel": 10, "mouthPucker": 10}`):
     /// the channel's x0, velocity and dynamic-range terms are multiplied by
-    /// the factor there, on top of `mouth_weight` / `channel_weights`. The
-    /// animator's lip rounding varies ~3× less than the phonetic labels'
-    /// (std 0.04 vs 0.13 with `docs/retarget-v51.json`), so in normalised
-    /// units it barely steers the `facegood` style. Empty (the default):
+    /// the factor there, on top of `mouth_weight` / `channel_weights`: two
+    /// lip channels on a third of the windows barely steer the `facegood`
+    /// style's lips otherwise (model card, session 15; the factors also pull
+    /// the phonetic style, whose weights it shares). Empty (the default):
     /// none. An unknown name or a factor that is negative or not finite is
     /// `ModelError::InvalidConfig`.
     #[serde(default)]
