@@ -19,8 +19,9 @@
 //! matches the animator's standard deviation above it: the two-moment
 //! "linear scaling" bias correction (Teutschbein & Seibert 2012, J.
 //! Hydrology 456) with its zero point set by the share of closed frames.
-//! The result is stored in the checkpoint ([`OutputCalibration`], applied to the frames a session
-//! emits, never to the motion history the decoder reads).
+//! The result is stored in the checkpoint ([`OutputCalibration`], applied
+//! to the frames a session emits, never to the motion history the decoder
+//! reads).
 
 use talking_head_core::model::{ChannelMap, OutputCalibration, Sampler, TalkingHeadModel};
 use talking_head_core::rig::arkit::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, MOUTH_CHANNELS};

@@ -30,7 +30,7 @@ pub fn loss_channel_weights(
     mouth_weight: f32,
     overrides: &std::collections::BTreeMap<String, f32>,
 ) -> Result<Vec<f32>, talking_head_core::model::ModelError> {
-    use talking_head_core::rig::{Blendshape, MOUTH_CHANNELS};
+    use talking_head_core::rig::MOUTH_CHANNELS;
     let bad = |w: f32| !w.is_finite() || w < 0.0;
     if bad(mouth_weight) {
         return Err(ModelError::InvalidConfig(format!(
@@ -41,19 +41,14 @@ pub fn loss_channel_weights(
     for &m in MOUTH_CHANNELS.iter() {
         cw[m] = mouth_weight;
     }
-    for (name, &w) in overrides {
-        let b = Blendshape::from_name(name).ok_or_else(|| {
-            ModelError::InvalidConfig(format!(
-                "channel_weights: unknown ARKit blendshape `{name}`"
-            ))
-        })?;
-        if bad(w) {
-            return Err(ModelError::InvalidConfig(format!(
-                "channel_weights: weight of `{name}` must be finite and >= 0, got {w}"
-            )));
-        }
-        cw[b.index()] = w;
-    }
+    set_named_channels(
+        &mut cw,
+        overrides,
+        "channel_weights",
+        "weight",
+        "finite and >= 0",
+        |w| !bad(w),
+    )?;
     let sum: f32 = cw.iter().sum();
     if sum <= 0.0 {
         return Err(ModelError::InvalidConfig(
@@ -61,6 +56,36 @@ pub fn loss_channel_weights(
         ));
     }
     Ok(cw.iter().map(|w| w / sum).collect())
+}
+
+/// Writes the value of each ARKit channel named in `map` into `out`
+/// (`[52]`, indexed by [`talking_head_core::rig::Blendshape::index`]): the
+/// per-channel settings of the training and distillation configs.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`], naming the config `field`, for an unknown
+/// channel name or a value that `valid` refuses (`"{field}: {what} of `name`
+/// must be {expected}"`).
+pub fn set_named_channels(
+    out: &mut [f32],
+    map: &std::collections::BTreeMap<String, f32>,
+    field: &str,
+    what: &str,
+    expected: &str,
+    valid: impl Fn(f32) -> bool,
+) -> Result<(), ModelError> {
+    for (name, &v) in map {
+        let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
+            ModelError::InvalidConfig(format!("{field}: unknown ARKit blendshape `{name}`"))
+        })?;
+        if !valid(v) {
+            return Err(ModelError::InvalidConfig(format!(
+                "{field}: {what} of `{name}` must be {expected}, got {v}"
+            )));
+        }
+        out[b.index()] = v;
+    }
+    Ok(())
 }
 
 /// The 39 ARPAbet phones of CMUdict plus `SIL`: the classes of the

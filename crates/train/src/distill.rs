@@ -27,6 +27,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::ClipData;
+use crate::manifest::LABEL_KINDS;
 use crate::trainer::learning_rate;
 use talking_head_core::model::denoiser::{Conditioning, Denoiser, style_input};
 use talking_head_core::model::{
@@ -79,7 +80,7 @@ pub struct DistillConfig {
     pub emotion_augment: Option<crate::dataset::EmotionAugment>,
     /// Relabel phonetic clips at load time (as in training; `null`: stored labels).
     pub relabel: Option<crate::phonetic::PhoneticLabelerConfig>,
-    /// Per label kind ([`LABEL_KINDS`]), the share `m` in [0, 1] of named
+    /// Per label kind ([`crate::manifest::LABEL_KINDS`]), the share `m` in [0, 1] of named
     /// ARKit channels' target taken from the window's label instead of the
     /// teacher: `target = (1 − m) · teacher + m · label`. E.g.
     /// `{"animator": {"mouthFunnel": 1, "mouthPucker": 1}}`: the student of
@@ -118,14 +119,6 @@ impl Default for DistillConfig {
     }
 }
 
-/// The label kinds a corpus clip can have ([`crate::manifest::ClipMeta::labels`]).
-pub const LABEL_KINDS: [&str; 4] = [
-    "animator",
-    "phonetic-exact",
-    "phonetic-aligned",
-    "phonetic-allphone",
-];
-
 /// The 52 shares per label kind of [`DistillConfig::label_mix`] (0 for the
 /// channels not named).
 fn label_mix(
@@ -139,17 +132,14 @@ fn label_mix(
             )));
         }
         let mut m = vec![0f32; BLENDSHAPE_COUNT];
-        for (name, &v) in channels {
-            let b = talking_head_core::rig::Blendshape::from_name(name).ok_or_else(|| {
-                ModelError::InvalidConfig(format!("label_mix: unknown ARKit blendshape `{name}`"))
-            })?;
-            if !(0.0..=1.0).contains(&v) {
-                return Err(ModelError::InvalidConfig(format!(
-                    "label_mix: share of `{name}` must be in [0, 1], got {v}"
-                )));
-            }
-            m[b.index()] = v;
-        }
+        crate::dataset::set_named_channels(
+            &mut m,
+            channels,
+            "label_mix",
+            "share",
+            "in [0, 1]",
+            |v| (0.0..=1.0).contains(&v),
+        )?;
         out.insert(kind.clone(), m);
     }
     Ok(out)
@@ -348,11 +338,10 @@ impl Distiller {
             .collect();
         if mixes.iter().any(Option::is_some) {
             let rows = b * n_out;
+            let zero = [0f32; BLENDSHAPE_COUNT];
             let m: Vec<f32> = (0..rows)
-                .flat_map(|r| match mixes[r / n_out] {
-                    Some(mix) => mix.clone(),
-                    None => vec![0.0; c],
-                })
+                .flat_map(|r| mixes[r / n_out].map_or(&zero[..], |mix| &mix[..]))
+                .copied()
                 .collect();
             let m = Tensor::from_vec(m, (rows, c), &dev)?;
             let y: Vec<f32> = wb.labels.iter().flatten().copied().collect();

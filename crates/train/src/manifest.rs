@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use talking_head_core::model::EMOTION_COUNT;
 
+/// The label kinds of a corpus clip ([`ClipMeta::labels`]): animator
+/// curves (FACEGOOD), or the phonetic labeler on flite's exact phones, on
+/// forced-aligned phones, or on pocketsphinx allphone phones.
+pub const LABEL_KINDS: [&str; 4] = [
+    "animator",
+    "phonetic-exact",
+    "phonetic-aligned",
+    "phonetic-allphone",
+];
+
 /// Corpus format version (in `corpus.json`).
 pub const CORPUS_VERSION: u32 = 1;
 
@@ -41,7 +51,7 @@ pub struct ClipMeta {
     pub duration_secs: f64,
     /// Split.
     pub split: Split,
-    /// How the lower-face labels were made: `animator`, `phonetic-allphone`, `phonetic-aligned`.
+    /// How the lower-face labels were made: one of [`LABEL_KINDS`].
     pub labels: String,
     /// Audio augmentation applied (`None` for original audio).
     pub augmentation: Option<String>,

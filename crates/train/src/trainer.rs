@@ -282,19 +282,14 @@ fn animator_factors(map: &BTreeMap<String, f32>) -> Result<Option<Vec<f32>>, Mod
         return Ok(None);
     }
     let mut f = vec![1f32; BLENDSHAPE_COUNT];
-    for (name, &w) in map {
-        let b = Blendshape::from_name(name).ok_or_else(|| {
-            ModelError::InvalidConfig(format!(
-                "animator_channel_weights: unknown ARKit blendshape `{name}`"
-            ))
-        })?;
-        if !w.is_finite() || w < 0.0 {
-            return Err(ModelError::InvalidConfig(format!(
-                "animator_channel_weights: factor of `{name}` must be finite and >= 0, got {w}"
-            )));
-        }
-        f[b.index()] = w;
-    }
+    crate::dataset::set_named_channels(
+        &mut f,
+        map,
+        "animator_channel_weights",
+        "factor",
+        "finite and >= 0",
+        |w| w.is_finite() && w >= 0.0,
+    )?;
     Ok(Some(f))
 }
 

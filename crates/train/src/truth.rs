@@ -17,8 +17,8 @@
 //!
 //! Baselines: **loudness** (per-frame log-RMS, linearly fitted to map-jaw on
 //! the training recordings and clipped to [0, 1]; unclipped, its r is the
-//! log-RMS's own, issue 10's "loudness"), the **phonetic labeler** (pocketsphinx allphone
-//! → [`crate::phonetic`]), and **ridge** regression ([`Ridge`]) from a
+//! log-RMS's own, issue 10's "loudness"), the **phonetic labeler**
+//! (pocketsphinx allphone → [`crate::phonetic`]), and **ridge** regression ([`Ridge`]) from a
 //! causal 300 ms window of 40-bin log-mel frames to map-jaw, fitted on the
 //! training recordings only (closed-form solve with nalgebra's Cholesky).
 //!
@@ -286,15 +286,12 @@ impl LoudnessBaseline {
         }
     }
 
-    /// Prediction for `n` frames at `fps` (frame `k` at `k / fps`).
+    /// Prediction for `n` frames at `fps` (frame `k` at `k / fps`), clipped
+    /// to [0, 1].
     pub fn predict(&self, audio: &[f32], fps: f64, n: usize) -> Prediction {
-        Prediction {
-            jaw: frame_log_rms(audio, fps, n)
-                .into_iter()
-                .map(|x| (self.a * x + self.b).clamp(0.0, 1.0))
-                .collect(),
-            rounding: None,
-        }
+        let mut p = self.predict_unclipped(audio, fps, n);
+        p.jaw.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        p
     }
 }
 
