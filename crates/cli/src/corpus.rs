@@ -12,6 +12,7 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
         conversion_f0_hz,
         conversion_shift_cents,
         facegood_retarget,
+        facegood_val,
         augment,
         limit,
         jobs,
@@ -29,6 +30,10 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
         bail!("--conversion-f0-hz and --conversion-shift-cents take two values: MIN,MAX");
     }
     cfg.facegood_retarget = facegood_retarget;
+    cfg.facegood_val = match &facegood_val[..] {
+        [one] if one.eq_ignore_ascii_case("none") => Vec::new(),
+        ids => ids.iter().map(|s| s.trim().to_string()).collect(),
+    };
     cfg.augment_per_clip = augment;
     cfg.limit_per_source = limit;
     if !data.join("facegood").exists() {

@@ -79,6 +79,11 @@ pub(crate) struct CorpusBuildArgs {
     /// default: the shipped map.
     #[arg(long)]
     pub(crate) facegood_retarget: Option<PathBuf>,
+    /// FACEGOOD recordings held out for validation, comma-separated
+    /// (`none`: every recording trains, for the shipped model once the
+    /// recipe is chosen; `eval` then marks section 1 as seen in training).
+    #[arg(long, value_delimiter = ',', default_value = "1114_2_05,1114_3_15")]
+    pub(crate) facegood_val: Vec<String>,
     /// Augmented copies per training clip (fractional allowed).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) augment: f64,

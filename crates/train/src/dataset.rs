@@ -442,6 +442,52 @@ pub fn is_animator(c: &ClipData) -> bool {
     c.meta.labels == "animator"
 }
 
+/// Provenance tag before the list of FACEGOOD recordings a checkpoint was
+/// trained on ([`facegood_recordings`], [`facegood_recordings_seen`]).
+pub const FACEGOOD_RECORDINGS_TAG: &str = "FACEGOOD recordings in training: [";
+
+/// The FACEGOOD recordings (`1114_2_01`, …) whose audio is among `clips`,
+/// with animator labels or pseudo-labels, augmented copies included;
+/// sorted, each once.
+pub fn facegood_recordings(clips: &[ClipData]) -> Vec<String> {
+    let mut ids: Vec<String> = clips
+        .iter()
+        .filter(|c| c.meta.source == "facegood")
+        .map(|c| {
+            let id = c.meta.augmented_from.as_deref().unwrap_or(&c.meta.id);
+            id.strip_prefix("facegood_audio_")
+                .or_else(|| id.strip_prefix("facegood_"))
+                .unwrap_or(id)
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// `FACEGOOD recordings in training: [a, b]` for a checkpoint's provenance.
+pub fn facegood_recordings_note(clips: &[ClipData]) -> String {
+    format!(
+        "{FACEGOOD_RECORDINGS_TAG}{}]",
+        facegood_recordings(clips).join(", ")
+    )
+}
+
+/// Every FACEGOOD recording a provenance description lists as trained on
+/// (a distilled student quotes its teacher's list as well as its own).
+/// Checkpoints written before the list existed give an empty set.
+pub fn facegood_recordings_seen(description: &str) -> std::collections::BTreeSet<String> {
+    description
+        .split(FACEGOOD_RECORDINGS_TAG)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']').map(|(list, _)| list))
+        .flat_map(|list| list.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Emotion augmentation of training windows: every window, real speech
 /// included, gets an emotion vector (single emotions, blends of two, and
 /// smooth changes within the window), and its labels get that emotion's

@@ -159,6 +159,9 @@ pub struct Distiller {
     label_mix: BTreeMap<String, Vec<f32>>,
     /// Steps done.
     pub step: usize,
+    /// [`crate::dataset::facegood_recordings_note`] of the clips distilled
+    /// on, for the provenance.
+    data_note: String,
 }
 
 impl Distiller {
@@ -197,6 +200,7 @@ impl Distiller {
             student,
             rng,
             step: 0,
+            data_note: String::new(),
         })
     }
 
@@ -376,6 +380,7 @@ impl Distiller {
         if clips.is_empty() {
             return Err(ModelError::BadInput("no training clips".into()));
         }
+        self.data_note = crate::dataset::facegood_recordings_note(clips);
         let sched = crate::trainer::TrainConfig {
             steps: self.cfg.steps,
             lr: self.cfg.lr,
@@ -441,9 +446,10 @@ impl Distiller {
         let provenance = Provenance {
             trained: true,
             description: format!(
-                "one-step student distilled by `talking-head distill` from [{}]; distill step={}; config {}",
+                "one-step student distilled by `talking-head distill` from [{}]; distill step={}; {}; config {}",
                 self.teacher.provenance().description,
                 self.step,
+                self.data_note,
                 serde_json::to_string(&self.cfg).unwrap_or_default()
             ),
         };

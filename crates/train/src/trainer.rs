@@ -264,6 +264,9 @@ pub struct Trainer {
     device: Device,
     /// Optimiser state to restore when training starts (resume).
     resume_optimizer: Option<PathBuf>,
+    /// [`crate::dataset::facegood_recordings_note`] of the clips trained
+    /// on, for the provenance.
+    data_note: String,
     /// `[1, 52]` normalised loss weight per channel
     /// ([`crate::dataset::loss_channel_weights`]), built once.
     loss_weights: Tensor,
@@ -524,6 +527,7 @@ impl Trainer {
             rng,
             device: Device::Cpu,
             resume_optimizer: None,
+            data_note: String::new(),
         })
     }
 
@@ -651,8 +655,9 @@ impl Trainer {
         let provenance = Provenance {
             trained: true,
             description: format!(
-                "teacher trained by `talking-head train`; step={}; {note}; train config {}",
+                "teacher trained by `talking-head train`; step={}; {note}; {}; train config {}",
                 self.step,
+                self.data_note,
                 serde_json::to_string(&self.cfg).unwrap_or_default()
             ),
         };
@@ -934,6 +939,7 @@ impl Trainer {
             clip_norm: (self.cfg.clip_norm > 0.0).then_some(self.cfg.clip_norm),
             ..Default::default()
         };
+        self.data_note = crate::dataset::facegood_recordings_note(train);
         let mut opt = NamedAdamW::new(&self.named_vars()?, params)?;
         if let Some(p) = self.resume_optimizer.take() {
             opt.load(&p)?;

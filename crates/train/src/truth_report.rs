@@ -162,6 +162,12 @@ pub struct TruthReport {
     /// ([`TruthEvalConfig::labeler_source`]).
     #[serde(default)]
     pub labeler_source: String,
+    /// Section 1's recordings that the model's or the teacher's provenance
+    /// lists as trained on ([`crate::dataset::facegood_recordings_seen`]):
+    /// empty for a held-out evaluation; otherwise section 1 is a fit to
+    /// training data, not a quality figure, and the markdown says so.
+    #[serde(default)]
+    pub seen_in_training: Vec<String>,
     /// Emotion section.
     pub emotion: Option<EmotionReport>,
     /// Plot curves: (clip, method, map-jaw-comparable values at 30 fps).
@@ -315,6 +321,18 @@ pub fn evaluate_truth(
             fg_dir.display()
         ));
     }
+    let mut seen = crate::dataset::facegood_recordings_seen(&model.provenance().description);
+    if let Some(t) = teacher {
+        seen.extend(crate::dataset::facegood_recordings_seen(
+            &t.provenance().description,
+        ));
+    }
+    let seen_in_training: Vec<String> = cfg
+        .val_recordings
+        .iter()
+        .filter(|id| seen.contains(*id))
+        .cloned()
+        .collect();
     let train_refs: Vec<&TruthClip> = train_clips.iter().collect();
     let loud = LoudnessBaseline::fit(&train_refs);
     let ridge = Ridge::fit(&train_refs, cfg.ridge_alpha)?;
@@ -384,6 +402,7 @@ pub fn evaluate_truth(
     let mut report = TruthReport {
         model: model_name.to_string(),
         labeler_source: cfg.labeler_source.clone(),
+        seen_in_training,
         ..Default::default()
     };
     for (name, preds) in &methods {
@@ -649,9 +668,19 @@ impl TruthReport {
     /// Markdown tables of every section.
     pub fn markdown(&self) -> String {
         let mut s = format!("# Truth-first evaluation of `{}`\n\n", self.model);
-        s.push_str(
-            "## Section 1: real animator truth (FACEGOOD recordings never trained on, 30 fps)\n\n",
-        );
+        if self.seen_in_training.is_empty() {
+            s.push_str(
+                "## Section 1: real animator truth (FACEGOOD recordings never trained on, 30 fps)\n\n",
+            );
+        } else {
+            s.push_str(&format!(
+                "## Section 1: real animator truth (FACEGOOD recordings, 30 fps)\n\n\
+                 **Not a held-out figure:** this model (or its teacher) was trained on {}. \
+                 Its section-1 rows measure the fit to training data; the recipe's held-out \
+                 figures come from the same recipe trained without them.\n\n",
+                self.seen_in_training.join(", ")
+            ));
+        }
         s.push_str("| method | clip | map-jaw r | full-opening r | in-speech closures | rounding r | dynamic range | frames |\n|---|---|---|---|---|---|---|---|\n");
         let mut rows = self.truth.clone();
         rows.sort_by_key(|r| (r.clip != "pooled", r.clip.clone()));
@@ -815,6 +844,21 @@ fn plot_clips(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Section 1 says when the model was trained on its recordings.
+    #[test]
+    fn markdown_flags_recordings_seen_in_training() {
+        let held_out = TruthReport::default().markdown();
+        assert!(held_out.contains("never trained on") && !held_out.contains("Not a held-out"));
+        let seen = TruthReport {
+            seen_in_training: vec!["1114_2_05".into(), "1114_3_15".into()],
+            ..Default::default()
+        }
+        .markdown();
+        assert!(seen.contains("**Not a held-out figure:**"), "{seen}");
+        assert!(seen.contains("trained on 1114_2_05, 1114_3_15"));
+        assert!(!seen.contains("never trained on"));
+    }
 
     /// Each clip gets a jaw plot and a rounding plot; methods without
     /// rounding (the baselines) are left out of the second.

@@ -161,3 +161,28 @@ fn facegood_retarget_file_is_loaded_or_refused() {
     }
     assert!(!dir.path().join("out").exists(), "nothing written");
 }
+
+/// `facegood_val` must name FACEGOOD recordings: a typo is
+/// `CorpusError::InvalidConfig` naming it, not a silent all-train split.
+#[test]
+fn facegood_val_names_known_recordings() {
+    use talking_head_train::corpus::CorpusError;
+    let dir = tempfile::tempdir().unwrap();
+    let fg = dir.path().join("data/facegood");
+    for (sub, ext) in [("wav", "wav"), ("labels", "csv")] {
+        std::fs::create_dir_all(fg.join(sub)).unwrap();
+        std::fs::write(fg.join(sub).join(format!("1114_2_05.{ext}")), b"").unwrap();
+    }
+    let mut cfg = CorpusConfig::new(
+        dir.path().join("data"),
+        dir.path().join("texts"),
+        dir.path().join("out"),
+    );
+    cfg.facegood_val = vec!["1114_2_5".into()];
+    let err = build(&cfg, 1, |_, _| {}).unwrap_err();
+    assert!(matches!(err, CorpusError::InvalidConfig(_)), "{err}");
+    assert!(
+        err.to_string().contains("`1114_2_5`") && err.to_string().contains("1114_2_05"),
+        "{err}"
+    );
+}

@@ -679,3 +679,56 @@ fn distill_label_mix_changes_only_animator_targets() {
         }
     }
 }
+
+/// Checkpoints list the FACEGOOD recordings they were trained on (the
+/// teacher's and the student's own), so `eval` can tell a held-out section 1
+/// from a fit to training data; other clips and old files list none.
+#[test]
+fn provenance_lists_the_facegood_recordings_trained_on() {
+    use talking_head_train::dataset::{facegood_recordings, facegood_recordings_seen};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut train, tcfg, fnorm, norm) = tiny_run(dir.path(), 4, 2, 1);
+    assert!(facegood_recordings(&train).is_empty());
+    for (c, (id, from)) in train.iter_mut().zip([
+        ("facegood_1114_2_01", None),
+        ("facegood_1114_2_01_aug0", Some("facegood_1114_2_01")),
+        ("facegood_audio_1114_2_05", None),
+    ]) {
+        c.meta.source = "facegood".into();
+        c.meta.id = id.into();
+        c.meta.augmented_from = from.map(str::to_string);
+    }
+    assert_eq!(facegood_recordings(&train), ["1114_2_01", "1114_2_05"]);
+    let teacher_path = dir.path().join("teacher.safetensors");
+    let mut t = Trainer::new(cfg, tcfg, fnorm, norm).unwrap();
+    t.train(&train, &teacher_path, |_, _, _| {}).unwrap();
+    let teacher = TalkingHeadModel::load(&teacher_path).unwrap();
+    let seen = facegood_recordings_seen(&teacher.provenance().description);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["1114_2_01", "1114_2_05"]
+    );
+    // The student distilled on the first clip alone still quotes its teacher.
+    let dcfg = DistillConfig {
+        steps: 1,
+        batch: 2,
+        window: 24,
+        checkpoint_every: 1,
+        ..DistillConfig::default()
+    };
+    let student_path = dir.path().join("student.safetensors");
+    let mut d = Distiller::new(teacher, dcfg).unwrap();
+    d.run(&train[..1], &student_path, |_, _, _| {}).unwrap();
+    let desc = TalkingHeadModel::load(&student_path)
+        .unwrap()
+        .provenance()
+        .description
+        .clone();
+    assert_eq!(facegood_recordings_seen(&desc).len(), 2, "{desc}");
+    assert!(
+        desc.matches("FACEGOOD recordings in training: [1114_2_01]")
+            .count()
+            == 1
+    );
+    assert!(facegood_recordings_seen("teacher trained by `talking-head train`; step=3").is_empty());
+}

@@ -64,7 +64,9 @@ pub struct CorpusConfig {
     /// Fraction of speakers held out for validation.
     pub val_fraction: f64,
     /// FACEGOOD clips held out for validation (one speaker only, so the
-    /// split is by recording there).
+    /// split is by recording there; default `1114_2_05`, `1114_3_15`;
+    /// empty: every recording trains). An id that is not a FACEGOOD
+    /// recording is [`CorpusError::InvalidConfig`].
     pub facegood_val: Vec<String>,
     /// Cut every source recording to at most this many seconds (quick test
     /// builds), if set.
@@ -213,6 +215,12 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
     let fg_dir = d.join("facegood");
     let fg = facegood::list_clips(&fg_dir)
         .map_err(|e| CorpusError::Missing(format!("FACEGOOD data: {e}")))?;
+    if let Some(bad) = cfg.facegood_val.iter().find(|v| !fg.contains(v)) {
+        return Err(CorpusError::InvalidConfig(format!(
+            "facegood_val names `{bad}`, which is not a FACEGOOD recording (have: {})",
+            fg.join(", ")
+        )));
+    }
     for id in fg.iter().take(limit) {
         jobs.push(Job::Facegood { id: id.clone() });
         jobs.push(Job::Real {
