@@ -21,12 +21,15 @@ pub(crate) struct CalibrateArgs {
     /// Style to calibrate: its output is matched to the animator's.
     #[arg(long, default_value = "facegood")]
     style: String,
-    /// Recordings kept out of the fit (the validation recordings of `eval`).
+    /// Recordings kept out of the fit (the validation recordings of `eval`;
+    /// `none`: fit on every recording, for a model trained on all of them).
     #[arg(long, value_delimiter = ',', default_value = "1114_2_05,1114_3_15")]
     exclude: Vec<String>,
     /// `quantile`: the animator's whole distribution (33 knots); `linear`:
     /// a dead zone at the animator's share of closed frames and the gain
-    /// that matches its standard deviation (keeps the Pearson r).
+    /// that matches its standard deviation (keeps the Pearson r);
+    /// `linear-anchored`: the same line, but through the animator's closed
+    /// level at that share instead of 0 (a smaller dead zone).
     #[arg(long, value_enum, default_value_t = Method::Quantile)]
     method: Method,
     /// ARKit channels to calibrate (e.g. `jawOpen`); default: every mouth
@@ -40,17 +43,30 @@ pub(crate) struct CalibrateArgs {
 pub(crate) enum Method {
     Quantile,
     Linear,
+    LinearAnchored,
 }
 
 pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     let (model, path) = load_model(args.model)?;
+    let known = talking_head_train::facegood::list_clips(&args.data.join("facegood"))
+        .with_context(|| format!("listing {}", args.data.join("facegood").display()))?;
+    if let Some(bad) = args
+        .exclude
+        .iter()
+        .find(|e| !e.eq_ignore_ascii_case("none") && !known.contains(e))
+    {
+        bail!(
+            "--exclude names `{bad}`, which is not a FACEGOOD recording (have: {})",
+            known.join(", ")
+        );
+    }
     let fg = args.data.join("facegood");
     let map = talking_head_train::facegood::default_retarget_map()?;
     let mut recordings = Vec::new();
     for id in talking_head_train::facegood::list_clips(&fg)
         .with_context(|| format!("listing {}", fg.display()))?
     {
-        if args.exclude.contains(&id) {
+        if args.exclude.iter().any(|e| e == &id) {
             continue;
         }
         recordings.push(
@@ -78,6 +94,7 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
             method: match args.method {
                 Method::Quantile => CalibrationMethod::Quantile,
                 Method::Linear => CalibrationMethod::Linear,
+                Method::LinearAnchored => CalibrationMethod::LinearAnchored,
             },
             channels: args.channels.clone(),
             ..CalibrationConfig::default()

@@ -45,6 +45,13 @@ pub enum CalibrationMethod {
     /// Dead zone at the animator's share of closed frames, then the gain
     /// that matches the animator's standard deviation (two knots).
     Linear,
+    /// As [`CalibrationMethod::Linear`], but the line passes through the
+    /// model's quantile at the animator's closed share mapped onto the
+    /// animator's own quantile there (just under [`CLOSED_LEVEL`]) instead
+    /// of 0: the two-knot version of the quantile map's lower end. Its dead
+    /// zone is smaller, so it shuts fewer frames than `Linear` and keeps
+    /// more of the Pearson r (model card, session 16).
+    LinearAnchored,
 }
 
 /// Settings of the fit.
@@ -175,8 +182,13 @@ pub fn fit_calibration(
         let (ps, ts) = (std_dev(&p) as f32, std_dev(&t) as f32);
         let q3 = |v: &[f64]| [0.1, 0.5, 0.9].map(|q| quantile(v, q) as f32);
         let calibrated = ts >= cfg.min_truth_std && ps >= cfg.min_pred_std;
-        if calibrated && cfg.method == CalibrationMethod::Linear {
-            if let Some((from, to)) = linear_map(&p, &t, ts) {
+        if calibrated && cfg.method != CalibrationMethod::Quantile {
+            let knots = if cfg.method == CalibrationMethod::Linear {
+                linear_map(&p, &t, ts)
+            } else {
+                anchored_map(&p, &t, ts)
+            };
+            if let Some((from, to)) = knots {
                 cal.channels.push(ChannelMap {
                     channel: ARKIT_BLENDSHAPES[c].to_string(),
                     from: from.to_vec(),
@@ -251,6 +263,48 @@ fn linear_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
     } else {
         ([c, 1.0], [0.0, a * (1.0 - c)])
     })
+}
+
+/// The two knots of [`CalibrationMethod::LinearAnchored`]: the line
+/// `w ↦ y + a · (w − c)` through the model's quantile `c` at the truth's
+/// closed share `s` and the truth's quantile `y` at `s`, clamped to
+/// `[0, 1]`, with the slope `a` (found by bisection) that gives the clamped
+/// output the truth's standard deviation `ts`; its knots are where it
+/// leaves 0 and where it reaches 1 (or the ends of `[0, 1]`). `None` when
+/// the output is (nearly) constant or no slope up to 50 reaches `ts`.
+fn anchored_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
+    let closed = t.iter().filter(|&&v| v < f64::from(CLOSED_LEVEL)).count() as f64;
+    let share = closed / t.len().max(1) as f64;
+    let c = quantile(p, share).clamp(0.0, 1.0);
+    let y = quantile(t, share).clamp(0.0, f64::from(CLOSED_LEVEL));
+    let line = |a: f64, w: f64| (y + a * (w - c)).clamp(0.0, 1.0);
+    let sd = |a: f64| std_dev(&p.iter().map(|&w| line(a, w)).collect::<Vec<_>>());
+    let target = f64::from(ts);
+    let (mut lo, mut hi) = (0.0f64, 50.0f64);
+    if target.is_nan() || target <= 0.0 || sd(hi) < target {
+        return None;
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if sd(mid) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let a = 0.5 * (lo + hi);
+    if a <= 1e-6 {
+        return None;
+    }
+    let x0 = (c - y / a).clamp(0.0, 1.0);
+    let x1 = (c + (1.0 - y) / a).clamp(0.0, 1.0);
+    if x1 - x0 < 1e-4 {
+        return None;
+    }
+    Some((
+        [x0 as f32, x1 as f32],
+        [line(a, x0) as f32, line(a, x1) as f32],
+    ))
 }
 
 #[cfg(test)]
@@ -356,6 +410,51 @@ mod tests {
         let recs = [recording("a", 1.0, 0.0)];
         let e = fit_calibration(&model, &recs, "nope", &CalibrationConfig::default());
         assert!(e.unwrap_err().contains("nope"));
+    }
+
+    /// The anchored map sends the model's quantile at the truth's closed
+    /// share to the truth's quantile there (not to 0), matches the truth's
+    /// std, keeps the order, and shuts fewer frames than the linear map.
+    #[test]
+    fn anchored_map_passes_through_the_closed_level() {
+        let t: Vec<f64> = (0..400)
+            .map(|k| (0.6 * (k as f64 * 0.05).sin()).max(0.0) + 0.02)
+            .collect();
+        let p: Vec<f64> = t.iter().map(|v| 0.1 + 0.5 * v).collect();
+        let ts = std_dev(&t) as f32;
+        let (from, to) = anchored_map(&p, &t, ts).unwrap();
+        let m = ChannelMap {
+            channel: "jawOpen".into(),
+            from: from.to_vec(),
+            to: to.to_vec(),
+        };
+        let out: Vec<f64> = p.iter().map(|&v| f64::from(m.map(v as f32))).collect();
+        assert!((std_dev(&out) as f32 - ts).abs() < 0.005, "{out:?}");
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        assert!(crate::facegood::pearson(&f32s(&out), &f32s(&t)) > 0.99);
+        let share = t.iter().filter(|&&x| x < f64::from(CLOSED_LEVEL)).count() as f64 / 400.0;
+        let c = quantile(&p, share);
+        let y = quantile(&t, share);
+        assert!(
+            (f64::from(m.map(c as f32)) - y).abs() < 0.01,
+            "{c} -> {}",
+            m.map(c as f32)
+        );
+        let zero = |o: &[f64]| o.iter().filter(|&&x| x <= 0.0).count();
+        let (lf, lt) = linear_map(&p, &t, ts).unwrap();
+        let lin = ChannelMap {
+            channel: "jawOpen".into(),
+            from: lf.to_vec(),
+            to: lt.to_vec(),
+        };
+        let lin_out: Vec<f64> = p.iter().map(|&v| f64::from(lin.map(v as f32))).collect();
+        assert!(
+            zero(&out) < zero(&lin_out),
+            "{} vs {}",
+            zero(&out),
+            zero(&lin_out)
+        );
+        assert!(anchored_map(&[0.3; 50], &t[..50], ts).is_none());
     }
 
     /// The linear map zeroes the model's output below its quantile at the
