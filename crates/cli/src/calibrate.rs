@@ -36,6 +36,12 @@ pub(crate) struct CalibrateArgs {
     /// channel the animator uses.
     #[arg(long, value_delimiter = ',')]
     channels: Vec<String>,
+    /// FACEGOOD → ARKit retarget map (JSON) that makes the animator's ARKit
+    /// curves the fit aims at (as `corpus build --facegood-retarget`; e.g.
+    /// `docs/retarget-v51.json`, whose mouthFunnel/mouthPucker are issue
+    /// 10's rounding); default: the shipped map.
+    #[arg(long)]
+    facegood_retarget: Option<PathBuf>,
 }
 
 /// `--method` of `calibrate`.
@@ -61,7 +67,11 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         );
     }
     let fg = args.data.join("facegood");
-    let map = talking_head_train::facegood::default_retarget_map()?;
+    let map = match &args.facegood_retarget {
+        None => talking_head_train::facegood::default_retarget_map()?,
+        Some(p) => talking_head_core::rig::retarget::RetargetMap::load_json(p)
+            .with_context(|| format!("--facegood-retarget {}", p.display()))?,
+    };
     let mut recordings = Vec::new();
     for id in talking_head_train::facegood::list_clips(&fg)
         .with_context(|| format!("listing {}", fg.display()))?

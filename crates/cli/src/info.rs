@@ -67,6 +67,26 @@ pub(crate) fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
     );
     println!("styles:           {}", c.styles.join(", "));
     println!("emotions:         {}", EMOTIONS.join(", "));
+    for cal in c.calibration.iter().filter(|cal| !cal.channels.is_empty()) {
+        let maps: Vec<String> = cal
+            .channels
+            .iter()
+            .map(|m| {
+                let knots: Vec<String> = m
+                    .from
+                    .iter()
+                    .zip(&m.to)
+                    .map(|(a, b)| format!("{a:.3}->{b:.3}"))
+                    .collect();
+                if knots.len() <= 4 {
+                    format!("{} [{}]", m.channel, knots.join(", "))
+                } else {
+                    format!("{} ({} knots)", m.channel, knots.len())
+                }
+            })
+            .collect();
+        println!("calibration:      style {}: {}", cal.style, maps.join("; "));
+    }
     Ok(())
 }
 

@@ -885,4 +885,36 @@ fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
         "{}",
         stderr(&o)
     );
+    // A typo in --exclude is named, not silently fitted on.
+    let o = calibrate(&["--exclude", "1114_2_5"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`1114_2_5`"), "{}", stderr(&o));
+    // The anchored line on every recording and another retarget map; `info`
+    // shows the two knots.
+    let retarget = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/retarget-v51.json");
+    let o = calibrate(&[
+        "--method",
+        "linear-anchored",
+        "--channels",
+        "jawOpen",
+        "--exclude",
+        "none",
+        "--facegood-retarget",
+        p(&retarget),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1114_2_05"), "{}", stderr(&o));
+    let m = TalkingHeadModel::load(&out).unwrap();
+    let cal = &m.config().calibration[0];
+    assert_eq!(cal.channels.len(), 1);
+    assert_eq!(cal.channels[0].from.len(), 2);
+    let o = run(&["info", p(&out)]);
+    assert!(
+        stdout(&o).contains("calibration:      style facegood: jawOpen ["),
+        "{}",
+        stdout(&o)
+    );
+    let o = calibrate(&["--facegood-retarget", "missing.json"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
 }
