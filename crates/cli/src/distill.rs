@@ -28,6 +28,11 @@ pub(crate) fn distill_cmd(
     if !model.has_teacher() {
         bail!("{} has no teacher denoiser to distil", teacher.display());
     }
+    if let Some(note) =
+        talking_head_train::dataset::animator_fraction_check(cfg.batch, cfg.animator_fraction)?
+    {
+        eprintln!("note: {note}");
+    }
     let (train, val) = load_train_val(
         &corpus,
         model.config(),

@@ -81,6 +81,11 @@ pub(crate) fn train_cmd(
     if let Some(s) = seed {
         tcfg.seed = s;
     }
+    if let Some(note) =
+        talking_head_train::dataset::animator_fraction_check(tcfg.batch, tcfg.animator_fraction)?
+    {
+        eprintln!("note: {note}");
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())

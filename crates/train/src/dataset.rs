@@ -637,6 +637,40 @@ pub fn apply_emotion_frame(f: &mut [f32; BLENDSHAPE_COUNT], emotion: &[f32; EMOT
     }
 }
 
+/// Animator windows in a batch of `batch` at share `fraction`: the nearest
+/// whole number, so `0.2` and `0.3` of 8 are both 2 windows
+/// ([`animator_fraction_check`] says so up front).
+pub fn animator_windows(batch: usize, fraction: f64) -> usize {
+    if fraction > 0.0 {
+        ((batch as f64 * fraction).round() as usize).min(batch)
+    } else {
+        0
+    }
+}
+
+/// Checks a config's `animator_fraction` against its `batch`.
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] unless the share is finite and in
+/// `[0, 1]`. `Ok(Some(note))` when `batch × fraction` is not a whole number
+/// of windows: the note says what it rounds to, for the tools to print.
+pub fn animator_fraction_check(batch: usize, fraction: f64) -> Result<Option<String>, ModelError> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(ModelError::InvalidConfig(format!(
+            "animator_fraction must be in [0, 1], got {fraction}"
+        )));
+    }
+    let exact = batch as f64 * fraction;
+    let n = animator_windows(batch, fraction);
+    Ok(((exact - n as f64).abs() > 1e-9).then(|| {
+        format!(
+            "animator_fraction {fraction} of batch {batch} is {exact:.2} windows; \
+             every batch draws {n} (share {:.3})",
+            n as f64 / batch.max(1) as f64
+        )
+    }))
+}
+
 /// How batches are drawn beyond their size.
 #[derive(Clone, Debug, Default)]
 pub struct BatchOptions {
@@ -788,10 +822,10 @@ pub fn make_batch_with(
         .copied()
         .filter(|&i| !is_animator(&clips[i]))
         .collect();
-    let n_anim = if opts.animator_fraction > 0.0 && !animator.is_empty() {
-        ((b as f64 * opts.animator_fraction).round() as usize).min(b)
-    } else {
+    let n_anim = if animator.is_empty() {
         0
+    } else {
+        animator_windows(b, opts.animator_fraction)
     };
     let mut wb = WindowBatch {
         b,

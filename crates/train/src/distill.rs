@@ -170,6 +170,7 @@ impl Distiller {
         if teacher.teacher_net().is_none() {
             return Err(ModelError::MissingDenoiser("teacher"));
         }
+        crate::dataset::animator_fraction_check(cfg.batch, cfg.animator_fraction)?;
         let varmap = VarMap::new();
         {
             let mut data = varmap

@@ -500,6 +500,7 @@ impl Trainer {
         motion_norm: MotionNorm,
         step: usize,
     ) -> Result<Self, ModelError> {
+        crate::dataset::animator_fraction_check(cfg.batch, cfg.animator_fraction)?;
         let varmap = VarMap::new();
         insert_vars(&varmap, &tensors)?;
         let (encoder, teacher, phone_head) = build(&varmap, &model_cfg)?;

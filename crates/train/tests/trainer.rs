@@ -732,3 +732,50 @@ fn provenance_lists_the_facegood_recordings_trained_on() {
     );
     assert!(facegood_recordings_seen("teacher trained by `talking-head train`; step=3").is_empty());
 }
+
+/// `animator_fraction` rounds to whole windows per batch: the check says
+/// what a batch draws when the product is fractional and refuses shares
+/// outside [0, 1]; the trainer and the distiller refuse them too.
+#[test]
+fn animator_fraction_rounds_to_whole_windows_and_is_checked() {
+    use talking_head_train::dataset::{animator_fraction_check, animator_windows};
+    assert_eq!(animator_windows(8, 0.2), 2);
+    assert_eq!(animator_windows(8, 0.3), 2);
+    assert_eq!(animator_windows(8, 0.5), 4);
+    assert_eq!(animator_windows(8, 0.0), 0);
+    assert_eq!(animator_fraction_check(8, 0.5).unwrap(), None);
+    let note = animator_fraction_check(8, 0.2).unwrap().unwrap();
+    assert!(
+        note.contains("1.60 windows") && note.contains("draws 2"),
+        "{note}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _, tcfg, fnorm, norm) = tiny_run(dir.path(), 3, 1, 1);
+    for bad in [-0.1, 1.5, f64::NAN] {
+        assert!(animator_fraction_check(8, bad).is_err());
+        let t = Trainer::new(
+            cfg.clone(),
+            TrainConfig {
+                animator_fraction: bad,
+                ..tcfg.clone()
+            },
+            fnorm.clone(),
+            norm.clone(),
+        );
+        assert!(
+            matches!(t, Err(talking_head_core::model::ModelError::InvalidConfig(ref m)) if m.contains("animator_fraction")),
+            "{bad}"
+        );
+        let d = Distiller::new(
+            TalkingHeadModel::random(cfg.clone(), 1).unwrap(),
+            DistillConfig {
+                animator_fraction: bad,
+                ..DistillConfig::default()
+            },
+        );
+        assert!(
+            matches!(d, Err(talking_head_core::model::ModelError::InvalidConfig(ref m)) if m.contains("animator_fraction")),
+            "{bad}"
+        );
+    }
+}
