@@ -97,6 +97,12 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         eprintln!("eval: {msg}")
     })
     .map_err(|e| anyhow::anyhow!("truth-first evaluation: {e}"))?;
+    if !truth.seen_in_training.is_empty() {
+        eprintln!(
+            "eval: note: the model or its teacher was trained on {}; section 1 is a fit, not a held-out figure",
+            truth.seen_in_training.join(", ")
+        );
+    }
     let md = truth.markdown();
     std::fs::write(dir.join("truth.md"), &md)?;
     std::fs::write(
