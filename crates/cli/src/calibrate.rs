@@ -54,8 +54,9 @@ pub(crate) enum Method {
 
 pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     let (model, path) = load_model(args.model)?;
-    let known = talking_head_train::facegood::list_clips(&args.data.join("facegood"))
-        .with_context(|| format!("listing {}", args.data.join("facegood").display()))?;
+    let fg = args.data.join("facegood");
+    let known = talking_head_train::facegood::list_clips(&fg)
+        .with_context(|| format!("listing {}", fg.display()))?;
     if let Some(bad) = args
         .exclude
         .iter()
@@ -66,17 +67,14 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
             known.join(", ")
         );
     }
-    let fg = args.data.join("facegood");
     let map = match &args.facegood_retarget {
         None => talking_head_train::facegood::default_retarget_map()?,
         Some(p) => talking_head_core::rig::retarget::RetargetMap::load_json(p)
             .with_context(|| format!("--facegood-retarget {}", p.display()))?,
     };
     let mut recordings = Vec::new();
-    for id in talking_head_train::facegood::list_clips(&fg)
-        .with_context(|| format!("listing {}", fg.display()))?
-    {
-        if args.exclude.iter().any(|e| e == &id) {
+    for id in known {
+        if args.exclude.contains(&id) {
             continue;
         }
         recordings.push(

@@ -243,13 +243,18 @@ pub fn fit_calibration(
     })
 }
 
+/// The share of truth frames below [`CLOSED_LEVEL`] (0 for no frames).
+fn closed_share(t: &[f64]) -> f64 {
+    let closed = t.iter().filter(|&&v| v < f64::from(CLOSED_LEVEL)).count();
+    closed as f64 / t.len().max(1) as f64
+}
+
 /// The two knots of [`CalibrationMethod::Linear`] for predictions `p` and
 /// truth `t` (std `ts`): `c ↦ 0` and the line of slope `a` from there
 /// (its second knot where it reaches 1, else at `1 ↦ a · (1 − c)`); `None`
 /// when the model's output above the dead zone is (nearly) constant.
 fn linear_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
-    let closed = t.iter().filter(|&&v| v < f64::from(CLOSED_LEVEL)).count() as f64;
-    let c = (quantile(p, closed / t.len().max(1) as f64) as f32).clamp(0.0, 0.99);
+    let c = (quantile(p, closed_share(t)) as f32).clamp(0.0, 0.99);
     let above: Vec<f64> = p.iter().map(|&v| (v - f64::from(c)).max(0.0)).collect();
     let sd = std_dev(&above) as f32;
     if sd.is_nan() || sd <= 1e-4 {
@@ -273,8 +278,7 @@ fn linear_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
 /// leaves 0 and where it reaches 1 (or the ends of `[0, 1]`). `None` when
 /// the output is (nearly) constant or no slope up to 50 reaches `ts`.
 fn anchored_map(p: &[f64], t: &[f64], ts: f32) -> Option<([f32; 2], [f32; 2])> {
-    let closed = t.iter().filter(|&&v| v < f64::from(CLOSED_LEVEL)).count() as f64;
-    let share = closed / t.len().max(1) as f64;
+    let share = closed_share(t);
     let c = quantile(p, share).clamp(0.0, 1.0);
     let y = quantile(t, share).clamp(0.0, f64::from(CLOSED_LEVEL));
     let line = |a: f64, w: f64| (y + a * (w - c)).clamp(0.0, 1.0);
