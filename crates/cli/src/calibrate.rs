@@ -148,8 +148,19 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         fit.frames
     );
     let out = model.with_calibration(fit.calibration)?;
-    out.save(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
+    // Keep the input's storage: an f16 checkpoint stays f16 (exactly; the
+    // calibration knots are metadata), anything else is written in f32.
+    let f16 = model.matrices_in_f16();
+    if f16 {
+        out.save_f16(&args.out)
+    } else {
+        out.save(&args.out)
+    }
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {} (weight matrices in {})",
+        args.out.display(),
+        if f16 { "f16, as the input" } else { "f32" }
+    );
     Ok(())
 }

@@ -40,6 +40,13 @@ pub(crate) struct EvalArgs {
     /// diagnostic of fitting against generalisation, marked as such.
     #[arg(long, value_delimiter = ',')]
     voices: Option<Vec<String>>,
+    /// FACEGOOD recordings of section 1 (comma-separated ids); the loudness
+    /// and ridge baselines are fitted on the others (at least one must be
+    /// left). An unknown id is an error.
+    /// Another pair than the default gives a second fold of a recipe
+    /// trained with `corpus build --facegood-val` on the same ids.
+    #[arg(long, value_delimiter = ',', default_value = "1114_2_05,1114_3_15")]
+    facegood_val: Vec<String>,
 }
 
 pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
@@ -56,6 +63,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         labeler,
         baselines_only,
         voices,
+        facegood_val,
     } = args;
     let (m, path) = load_model(model)?;
     let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
@@ -65,6 +73,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
     let mut cfg = TruthEvalConfig::new(data);
     cfg.sentences = sentences;
     cfg.baselines_only = baselines_only;
+    cfg.val_recordings = facegood_val;
     if let Some(v) = voices {
         if v.is_empty() {
             bail!("--voices needs at least one flite voice");

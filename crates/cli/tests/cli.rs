@@ -917,4 +917,40 @@ fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
     let o = calibrate(&["--facegood-retarget", "missing.json"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
+    // The input's storage is kept: f32 stays f32, an f16 checkpoint stays
+    // f16 with exactly its weights (no second `convert` needed).
+    assert!(!TalkingHeadModel::load(&out).unwrap().matrices_in_f16());
+    let half = dir.path().join("half.safetensors");
+    let o = run(&["convert", p(&model), p(&half), "--f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let half_cal = dir.path().join("half_cal.safetensors");
+    let o = run(&[
+        "calibrate",
+        "--model",
+        p(&half),
+        "--data",
+        p(&data),
+        "--out",
+        p(&half_cal),
+        "--method",
+        "linear-anchored",
+        "--channels",
+        "jawOpen",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("f16, as the input"), "{}", stdout(&o));
+    let (a, b) = (
+        TalkingHeadModel::load(&half).unwrap(),
+        TalkingHeadModel::load(&half_cal).unwrap(),
+    );
+    assert!(b.matrices_in_f16() && b.config().calibration.len() == 1);
+    for (k, t) in a.tensors() {
+        let u = &b.tensors()[k];
+        let d = (t - u).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{k}");
+    }
+    assert!(
+        std::fs::metadata(&half_cal).unwrap().len()
+            < std::fs::metadata(&out).unwrap().len() * 3 / 4
+    );
 }

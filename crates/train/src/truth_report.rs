@@ -303,6 +303,20 @@ pub fn evaluate_truth(
     let fg_dir = cfg.data_dir.join("facegood");
     let map = crate::facegood::default_retarget_map().map_err(|e| e.to_string())?;
     let ids = crate::facegood::list_clips(&fg_dir).map_err(|e| e.to_string())?;
+    if let Some(bad) = cfg.val_recordings.iter().find(|v| !ids.contains(*v)) {
+        return Err(format!(
+            "validation recording {bad:?} is not in {} (recordings: {})",
+            fg_dir.display(),
+            ids.join(", ")
+        ));
+    }
+    if ids.iter().all(|id| cfg.val_recordings.contains(id)) {
+        return Err(format!(
+            "every FACEGOOD recording is a validation recording ({}): the loudness and \
+             ridge baselines need at least one recording to be fitted on",
+            ids.join(", ")
+        ));
+    }
     let mut train_clips = Vec::new();
     let mut val_clips = Vec::new();
     for id in &ids {
@@ -844,6 +858,32 @@ fn plot_clips(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Section 1's recordings must exist and leave one to fit the baselines on.
+    #[test]
+    fn validation_recordings_are_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let fg = dir.path().join("facegood");
+        for sub in ["wav", "labels"] {
+            std::fs::create_dir_all(fg.join(sub)).unwrap();
+        }
+        for id in ["rec_a", "rec_b"] {
+            std::fs::write(fg.join("wav").join(format!("{id}.wav")), b"").unwrap();
+            std::fs::write(fg.join("labels").join(format!("{id}.csv")), b"").unwrap();
+        }
+        let model =
+            TalkingHeadModel::random(talking_head_core::model::ModelConfig::tiny(), 3).unwrap();
+        let mut cfg = TruthEvalConfig::new(dir.path().to_path_buf());
+        cfg.val_recordings = vec!["rec_a".into(), "rec_c".into()];
+        let err = evaluate_truth(&model, "m", None, &cfg, |_| {}).unwrap_err();
+        assert!(
+            err.contains("\"rec_c\" is not in") && err.contains("rec_a, rec_b"),
+            "{err}"
+        );
+        cfg.val_recordings = vec!["rec_a".into(), "rec_b".into()];
+        let err = evaluate_truth(&model, "m", None, &cfg, |_| {}).unwrap_err();
+        assert!(err.contains("at least one recording"), "{err}");
+    }
 
     /// Section 1 says when the model was trained on its recordings.
     #[test]

@@ -104,6 +104,27 @@ impl TalkingHeadModel {
         self.write(path, true)
     }
 
+    /// Whether every weight matrix (each 2-D tensor) holds only values that
+    /// f16 represents exactly: true for a checkpoint written by
+    /// [`TalkingHeadModel::save_f16`] (or `talking-head convert --f16`), so
+    /// that re-saving it with `save_f16` loses nothing. A model without
+    /// weight matrices returns false.
+    pub fn matrices_in_f16(&self) -> bool {
+        let mut any = false;
+        for t in self.tensors.values().filter(|t| t.rank() == 2) {
+            any = true;
+            let Ok(v) = t.flatten_all().and_then(|t| t.to_vec1::<f32>()) else {
+                return false;
+            };
+            if v.iter()
+                .any(|&w| half::f16::from_f32(w).to_f32().to_bits() != w.to_bits())
+            {
+                return false;
+            }
+        }
+        any
+    }
+
     /// Loads a checkpoint written by [`TalkingHeadModel::save`] (or the
     /// trainer). Every problem is an error naming the file and the tensor or
     /// metadata key: unreadable file, truncated or non-safetensors data,
