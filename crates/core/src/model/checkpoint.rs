@@ -116,9 +116,7 @@ impl TalkingHeadModel {
             let Ok(v) = t.flatten_all().and_then(|t| t.to_vec1::<f32>()) else {
                 return false;
             };
-            if v.iter()
-                .any(|&w| half::f16::from_f32(w).to_f32().to_bits() != w.to_bits())
-            {
+            if v.iter().any(|&w| super::fast::exact_f16_bits(w).is_none()) {
                 return false;
             }
         }

@@ -59,6 +59,13 @@ fn cpu_has(f16c: bool) -> bool {
     }
 }
 
+/// `w` as f16 bits when f16 holds it exactly (a weight stored by
+/// `TalkingHeadModel::save_f16`), else `None`.
+pub(crate) fn exact_f16_bits(w: f32) -> Option<u16> {
+    let h = half::f16::from_f32(w);
+    (h.to_f32().to_bits() == w.to_bits()).then_some(h.to_bits())
+}
+
 /// Batches of at most this many rows run a dense layer with f16 weights
 /// through [`small_batch_f16`]: at these sizes the product streams the
 /// weights once per step and is bound by their bytes, not by arithmetic.
@@ -83,13 +90,7 @@ impl Dense {
             Some(b) => b.to_vec1::<f32>()?,
             None => vec![0.0; n_out],
         };
-        let wt16 = wt
-            .iter()
-            .map(|&w| {
-                let h = half::f16::from_f32(w);
-                (h.to_f32().to_bits() == w.to_bits()).then_some(h.to_bits())
-            })
-            .collect();
+        let wt16 = wt.iter().map(|&w| exact_f16_bits(w)).collect();
         Ok(Self {
             wt,
             wt16,
