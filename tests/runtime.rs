@@ -128,6 +128,44 @@ fn frames_are_stamped_with_their_audio_time() {
 }
 
 #[test]
+fn frames_carry_speech_activity_above_the_noise_floor() {
+    let model = TalkingHeadModel::random(small(), 1).unwrap();
+    let fmt = AudioFormat {
+        sample_rate: 16_000,
+        channels: 1,
+    };
+    // 2 s of −50 dBFS white noise, then 1 s of speech over it.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let amp = 10f32.powf(-50.0 / 20.0) * 3f32.sqrt();
+    let noise: Vec<f32> = (0..48_000)
+        .map(|_| amp * rng.random_range(-1.0f32..1.0))
+        .collect();
+    let mut pcm = noise.clone();
+    for (x, s) in pcm[32_000..].iter_mut().zip(speechy(16_000, 1.0, 1)) {
+        *x += s;
+    }
+    // Chunking changes nothing.
+    let frames = frames_for(&model, fmt, &pcm, &[777]);
+    assert_eq!(frames, frames_for(&model, fmt, &pcm, &[4096, 160]));
+    assert_eq!(frames.len(), 150);
+    let mut tracker = bevy_talking_head::upper_face::SpeechActivity::new(50.0);
+    for f in &frames {
+        assert!(
+            (-53.0..-47.0).contains(&f.level_dbfs) || f.index >= 100,
+            "{f:?}"
+        );
+        assert_eq!(f.speech_activity, tracker.update(f.level_dbfs));
+    }
+    // The noise floor is not speech; speech over it is.
+    assert!(frames[..100].iter().all(|f| f.speech_activity == 0.0));
+    let loud = frames[100..]
+        .iter()
+        .filter(|f| f.speech_activity > 0.2)
+        .count();
+    assert!(loud > 20, "{loud} active frames of speech over noise");
+}
+
+#[test]
 fn silence_gives_a_closed_mouth() {
     let model = TalkingHeadModel::random(small(), 1).unwrap();
     let fmt = AudioFormat {

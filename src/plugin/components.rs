@@ -448,10 +448,10 @@ impl TalkingHeadState {
     }
 
     /// Speech activity in `[0, 1]` of the audio under the face being shown
-    /// (the frame sampled at playhead − output delay; −60 dBFS .. 0 dBFS
-    /// RMS, [`crate::upper_face::speech_activity_from_db`] of the frames'
-    /// [`level_dbfs`](crate::runtime::ExpressionFrame::level_dbfs)); 0 while
-    /// no frame is shown.
+    /// (the frame sampled at playhead − output delay; the frames'
+    /// [`speech_activity`](crate::runtime::ExpressionFrame::speech_activity):
+    /// level above the stream's noise floor,
+    /// [`crate::upper_face::SpeechActivity`]); 0 while no frame is shown.
     pub fn level(&self) -> f32 {
         self.playback.level
     }

@@ -377,9 +377,7 @@ fn interpolate(
         let mut have = false;
         let mut level = 0.0;
         if let Some(p) = state.playback.playhead_16k {
-            let activity = |f: &crate::runtime::ExpressionFrame| {
-                crate::upper_face::speech_activity_from_db(f.level_dbfs)
-            };
+            let activity = |f: &crate::runtime::ExpressionFrame| f.speech_activity;
             let t = p - state.link.base_16k - settings.output_delay_secs as f64 * sr;
             let frames = &state.link.frames;
             let n = frames.len();

@@ -15,10 +15,7 @@ pub(crate) fn distill_cmd(
     use talking_head_train::distill::{DistillConfig, Distiller};
 
     let mut cfg: DistillConfig = match &config {
-        Some(p) => serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => crate::read_json_config(p)?,
         None => DistillConfig::default(),
     };
     if let Some(s) = steps {

@@ -89,10 +89,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         .or_else(|| talking_head_train::trainer::TrainConfig::from_provenance(m.provenance()))
         .and_then(|c| c.relabel);
     if let Some(p) = &labeler {
-        cfg.labeler = serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?;
+        cfg.labeler = crate::read_json_config(p)?;
         cfg.labeler_source = format!("the settings in `{}`", p.display());
     } else if let Some(l) = trained_with {
         cfg.labeler = l;

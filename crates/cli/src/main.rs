@@ -36,6 +36,53 @@ use info::{average, convert, info};
 use label::label_cmd;
 use train::train_cmd;
 
+/// Reads a JSON config file (`train --config`, `distill --config`,
+/// `eval --labeler`) into `T`. Keys that `T` does not have are an error
+/// naming them, not silently ignored: a misspelt key would otherwise keep
+/// its default and the run would not be the one the file describes.
+pub(crate) fn read_json_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let value: T = serde_ignored::deserialize(&mut de, |p| unknown.push(key_path(&p)))
+        .and_then(|v| de.end().map(|()| v))
+        .with_context(|| format!("parsing {}", path.display()))?;
+    if !unknown.is_empty() {
+        bail!(
+            "{}: unknown key{} {} (not a setting of this command's config; misspelt?)",
+            path.display(),
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(value)
+}
+
+/// A JSON key path as a user writes it (`train.phone_weight`, `lips.0`):
+/// `Option` and newtype layers, which `serde_ignored` shows as `?`, left out.
+fn key_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    let join = |parent: &Path, last: String| match key_path(parent) {
+        s if s.is_empty() => last,
+        s => format!("{s}.{last}"),
+    };
+    match p {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => join(parent, index.to_string()),
+        Path::Map { parent, key } => join(parent, key.clone()),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "talking-head",

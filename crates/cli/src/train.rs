@@ -55,10 +55,7 @@ pub(crate) fn train_cmd(
     use talking_head_train::trainer::Trainer;
 
     let file: TrainFile = match &config {
-        Some(p) => serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => crate::read_json_config(p)?,
         None => TrainFile::default(),
     };
     let resuming = resume && out.exists();
@@ -201,4 +198,60 @@ pub(crate) fn train_cmd(
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainFile;
+    use talking_head_train::distill::DistillConfig;
+
+    fn docs() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+    }
+
+    /// Every training and distillation config in `docs/` (the recipes of
+    /// the model card) parses with no unknown key.
+    #[test]
+    fn every_recipe_config_parses_strictly() {
+        let mut n = 0;
+        for e in std::fs::read_dir(docs()).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("train-") && name.ends_with(".json") {
+                crate::read_json_config::<TrainFile>(&p).unwrap();
+                n += 1;
+            } else if name.starts_with("distill-") && name.ends_with(".json") {
+                crate::read_json_config::<DistillConfig>(&p).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n > 50, "{n} configs");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        std::fs::write(
+            &p,
+            r#"{"train": {"steps": 5, "phone_wieght": 1.0}, "modle": {}}"#,
+        )
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            crate::read_json_config::<TrainFile>(&p).err().unwrap()
+        );
+        assert!(
+            e.contains("`train.phone_wieght`") && e.contains("`modle`"),
+            "{e}"
+        );
+        std::fs::write(&p, r#"{"steps": 5, "batch": 4}"#).unwrap();
+        let d: DistillConfig = crate::read_json_config(&p).unwrap();
+        assert_eq!((d.steps, d.batch), (5, 4));
+        std::fs::write(&p, r#"{"steps": 5} trailing"#).unwrap();
+        assert!(crate::read_json_config::<DistillConfig>(&p).is_err());
+        std::fs::write(&p, "").unwrap();
+        assert!(crate::read_json_config::<DistillConfig>(&p).is_err());
+        assert!(crate::read_json_config::<DistillConfig>(&dir.path().join("none.json")).is_err());
+    }
 }

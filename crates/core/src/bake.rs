@@ -185,14 +185,12 @@ pub fn resample_frames(
 /// neutral at rest), seeded, laid over frames at the model's `fps` the way
 /// the plugin shows them ([`crate::upper_face::overlay_upper_face`]).
 pub fn add_upper_face_layer(frames: &mut [ExpressionFrame], fps: u32, seed: u64) {
-    use crate::upper_face::{
-        UpperFaceGenerator, UpperFaceStats, overlay_upper_face, speech_activity_from_db,
-    };
+    use crate::upper_face::{UpperFaceGenerator, UpperFaceStats, overlay_upper_face};
     let mut g = UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true);
     let dt = 1.0 / fps.max(1) as f32;
     for f in frames.iter_mut() {
         let mut layer = f.weights;
-        g.step(dt, speech_activity_from_db(f.level_dbfs), &mut layer);
+        g.step(dt, f.speech_activity, &mut layer);
         overlay_upper_face(&mut f.weights, &layer);
     }
 }

@@ -10,6 +10,7 @@ use crate::model::{
     StepScratch, StreamState, TalkingHeadModel,
 };
 use crate::rig::BLENDSHAPE_COUNT;
+use crate::upper_face::SpeechActivity;
 
 /// PCM samples in one of the two accepted sample formats, interleaved when
 /// multichannel.
@@ -37,6 +38,11 @@ pub struct ExpressionFrame {
     /// consumers (the upper-face layer, level meters) need not recompute
     /// it from the PCM.
     pub level_dbfs: f32,
+    /// Speech activity in `[0, 1]` of the frame: its level above the
+    /// stream's tracked noise floor
+    /// ([`crate::upper_face::SpeechActivity`]; 0 on silence and on steady
+    /// background noise). Drives the upper-face layer's brow raises.
+    pub speech_activity: f32,
 }
 
 impl ExpressionFrame {
@@ -51,6 +57,7 @@ impl ExpressionFrame {
 struct ReadyFrame {
     log_mel: Vec<f32>,
     rms_dbfs: f32,
+    activity: f32,
 }
 
 /// One speaker's streaming state: audio front-end, pending frames, model
@@ -78,9 +85,11 @@ pub struct Session {
     finished: bool,
     frames_assembled: u64,
     frame_base: u64,
-    /// Levels (dBFS) of the last `lookahead + 1` consumed frames: an output
-    /// frame lags its input by the look-ahead.
-    recent_levels: VecDeque<f32>,
+    /// Levels (dBFS) and speech activities of the last `lookahead + 1`
+    /// consumed frames: an output frame lags its input by the look-ahead.
+    recent_levels: VecDeque<(f32, f32)>,
+    /// Noise-floor tracker giving each assembled frame its speech activity.
+    activity: SpeechActivity,
     /// Frames consumed by the model since the last reset.
     consumed: u64,
     /// Real (not padding) samples of the partial frame that `finish`
@@ -137,6 +146,7 @@ impl Session {
             frames_assembled: 0,
             frame_base: 0,
             recent_levels: VecDeque::with_capacity(cfg.lookahead_frames + 2),
+            activity: SpeechActivity::new(cfg.fps as f32),
             consumed: 0,
             real_in_frame: None,
         })
@@ -275,12 +285,15 @@ impl Session {
                 let mut log_mel = self.spare.pop().unwrap_or_default();
                 log_mel.clear();
                 log_mel.extend(self.mel_buf.drain(..need.min(self.mel_buf.len())));
+                let rms_dbfs = {
+                    let real = self.real_in_frame.take().unwrap_or(self.frame_pcm.len());
+                    crate::audio::rms_dbfs(&self.frame_pcm[..real.min(self.frame_pcm.len())])
+                };
+                let activity = self.activity.update(rms_dbfs);
                 self.ready.push_back(ReadyFrame {
                     log_mel,
-                    rms_dbfs: {
-                        let real = self.real_in_frame.take().unwrap_or(self.frame_pcm.len());
-                        crate::audio::rms_dbfs(&self.frame_pcm[..real.min(self.frame_pcm.len())])
-                    },
+                    rms_dbfs,
+                    activity,
                 });
                 self.frame_pcm.clear();
                 self.frames_assembled += 1;
@@ -327,6 +340,7 @@ impl Session {
         self.frames_assembled = 0;
         self.frame_base = 0;
         self.recent_levels.clear();
+        self.activity.reset();
         self.consumed = 0;
         self.real_in_frame = None;
         Ok(())
@@ -357,30 +371,37 @@ impl Session {
             if self.recent_levels.len() > self.lookahead {
                 self.recent_levels.pop_front();
             }
-            self.recent_levels.push_back(f.rms_dbfs);
+            self.recent_levels.push_back((f.rms_dbfs, f.activity));
             self.consumed += 1;
         }
     }
 
-    /// Level (dBFS) of model frame `k` (counted since the last reset): the
-    /// frame being stepped, or one of the last `lookahead` consumed ones.
-    fn level_of(&self, k: u64) -> f32 {
+    /// Level (dBFS) and speech activity of model frame `k` (counted since
+    /// the last reset): the frame being stepped, or one of the last
+    /// `lookahead` consumed ones.
+    fn level_of(&self, k: u64) -> (f32, f32) {
+        const SILENT: (f32, f32) = (f32::NEG_INFINITY, 0.0);
         if k == self.consumed {
-            return self.ready.front().map_or(f32::NEG_INFINITY, |f| f.rms_dbfs);
+            return self
+                .ready
+                .front()
+                .map_or(SILENT, |f| (f.rms_dbfs, f.activity));
         }
         let first = self.consumed - self.recent_levels.len() as u64;
         k.checked_sub(first)
             .and_then(|i| self.recent_levels.get(i as usize).copied())
-            .unwrap_or(f32::NEG_INFINITY)
+            .unwrap_or(SILENT)
     }
 
     fn stamp(&self, f: &OutputFrame, spf: u64) -> ExpressionFrame {
         let index = self.frame_base + f.index;
+        let (level_dbfs, speech_activity) = self.level_of(f.index);
         ExpressionFrame {
             index,
             sample: index * spf,
             weights: f.weights,
-            level_dbfs: self.level_of(f.index),
+            level_dbfs,
+            speech_activity,
         }
     }
 }

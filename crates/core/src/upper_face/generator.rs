@@ -340,13 +340,109 @@ impl GenRaise {
 }
 
 /// Speech activity in `[0, 1]` for [`UpperFaceGenerator::step`] from a
-/// frame's audio level in dBFS: −60 dBFS → 0, 0 dBFS → 1 (linear between;
-/// NaN → 0). One definition for the plugin and `bake`.
+/// frame's audio level in dBFS against a fixed floor: −60 dBFS → 0,
+/// 0 dBFS → 1 (linear between; NaN → 0). This is what
+/// [`SpeechActivity`] gives when the background is quieter than
+/// −60 dBFS − [`SpeechActivity::MARGIN_DB`]; prefer [`SpeechActivity`]
+/// for live audio, where a microphone's noise floor would otherwise count
+/// as speech (a −50 dBFS floor reads as 1/6 speech here).
 pub fn speech_activity_from_db(db: f32) -> f32 {
     if db.is_nan() {
         return 0.0;
     }
     ((db + 60.0) / 60.0).clamp(0.0, 1.0)
+}
+
+/// Speech activity relative to the background noise floor, one frame
+/// level (dBFS) at a time: the input of [`UpperFaceGenerator::step`] in the
+/// plugin and `bake`.
+///
+/// The floor is the minimum frame level over the last
+/// [`WINDOW_S`](Self::WINDOW_S) seconds (the minimum-statistics idea of
+/// Martin, *Noise power spectral density estimation based on optimal
+/// smoothing and minimum statistics*, IEEE TSAP 2001, on the broadband
+/// level and without the bias correction, which the margin stands in for).
+/// A frame's activity is `(level − max(floor + MARGIN_DB, −60)) / 60`,
+/// clamped to `[0, 1]`: on clean speech (floor below −66 dBFS, digital
+/// silence included) it equals [`speech_activity_from_db`]; steady noise
+/// at any level gives 0, so the rest face stays neutral on a live
+/// microphone. NaN levels count as silence (`-inf`).
+///
+/// Memory is bounded: at most `WINDOW_S × fps` levels are kept.
+#[derive(Debug, Clone)]
+pub struct SpeechActivity {
+    window: usize,
+    /// Frames seen since the last reset.
+    n: u64,
+    /// Sliding-window minimum: (frame number, level), levels increasing.
+    pub(super) mins: std::collections::VecDeque<(u64, f32)>,
+}
+
+impl SpeechActivity {
+    /// Length of the noise-floor window in seconds (longer than the pauses
+    /// between words, so a floor is always inside it while someone talks).
+    pub const WINDOW_S: f32 = 4.0;
+    /// Level above the floor (dB) below which a frame counts as
+    /// background: frame-to-frame noise fluctuation.
+    pub const MARGIN_DB: f32 = 9.0;
+    /// The lowest floor used (dBFS), that of [`speech_activity_from_db`].
+    pub const MIN_FLOOR_DB: f32 = -60.0;
+
+    /// A tracker for frame levels at `fps` frames per second (a
+    /// non-finite or non-positive `fps` counts as 50, the model's rate).
+    pub fn new(fps: f32) -> Self {
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            50.0
+        };
+        let window = ((Self::WINDOW_S * fps).round() as usize).clamp(1, 100_000);
+        Self {
+            window,
+            n: 0,
+            mins: std::collections::VecDeque::with_capacity(window.min(1024)),
+        }
+    }
+
+    /// Forgets the floor (a new stream).
+    pub fn reset(&mut self) {
+        self.n = 0;
+        self.mins.clear();
+    }
+
+    /// The current noise-floor estimate in dBFS (`-inf` before any frame
+    /// or on digital silence).
+    pub fn floor_db(&self) -> f32 {
+        self.mins.front().map_or(f32::NEG_INFINITY, |m| m.1)
+    }
+
+    /// Feeds the next frame's level (dBFS) and returns its activity in
+    /// `[0, 1]`.
+    pub fn update(&mut self, level_db: f32) -> f32 {
+        let db = if level_db.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            level_db
+        };
+        while self.mins.back().is_some_and(|m| m.1 >= db) {
+            self.mins.pop_back();
+        }
+        self.mins.push_back((self.n, db));
+        while self
+            .mins
+            .front()
+            .is_some_and(|m| m.0 + self.window as u64 <= self.n)
+        {
+            self.mins.pop_front();
+        }
+        self.n += 1;
+        let gate = (self.floor_db() + Self::MARGIN_DB).max(Self::MIN_FLOOR_DB);
+        if db.is_finite() {
+            ((db - gate) / 60.0).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Lays the generated upper face over a model frame as the plugin shows

@@ -92,8 +92,8 @@ use crate::rig::{ArkitWeights, BLENDSHAPE_COUNT, Blendshape, LiveLinkFaceError};
 
 mod generator;
 pub use generator::{
-    MAX_STEP_S, MIN_SPEECH_BROW_GAIN, UpperFaceGenerator, overlay_upper_face, pulse,
-    speech_activity_from_db,
+    MAX_STEP_S, MIN_SPEECH_BROW_GAIN, SpeechActivity, UpperFaceGenerator, overlay_upper_face,
+    pulse, speech_activity_from_db,
 };
 
 use crate::stats::{mean, quantile, std_dev};
@@ -803,6 +803,102 @@ impl UpperFaceStats {
 mod tests {
     use super::*;
     use crate::stats::pearson;
+
+    /// Frame levels (dBFS, 20 ms frames at 16 kHz) of seeded white noise
+    /// at `rms_db` dBFS.
+    fn noise_levels(rms_db: f32, frames: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let amp = 10f32.powf(rms_db / 20.0);
+        (0..frames)
+            .map(|_| {
+                let x: Vec<f32> = (0..320)
+                    .map(|_| amp * rng.sample::<f32, _>(StandardNormal))
+                    .collect();
+                crate::audio::rms_dbfs(&x)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn speech_activity_matches_the_fixed_floor_on_clean_audio() {
+        let mut a = SpeechActivity::new(50.0);
+        // Digital silence, then levels from −70 to 0 dBFS and back.
+        let mut levels = vec![f32::NEG_INFINITY; 10];
+        levels.extend((0..=70).map(|i| -70.0 + i as f32));
+        levels.extend((0..=70).rev().map(|i| -70.0 + i as f32));
+        for &db in &levels {
+            let got = a.update(db);
+            assert!(
+                (got - speech_activity_from_db(db)).abs() < 1e-6,
+                "{db}: {got}"
+            );
+        }
+        assert_eq!(a.update(f32::NAN), 0.0);
+        assert_eq!(a.update(f32::INFINITY), 0.0);
+        assert!(a.floor_db() == f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn speech_activity_ignores_a_noise_floor_and_keeps_speech_above_it() {
+        for floor in [-65.0f32, -50.0, -35.0] {
+            let mut a = SpeechActivity::new(50.0);
+            let noise = noise_levels(floor, 500, 7);
+            let on_noise: Vec<f32> = noise.iter().map(|&db| a.update(db)).collect();
+            let worst = on_noise.iter().copied().fold(0.0, f32::max);
+            assert!(
+                worst < 0.02,
+                "noise at {floor} dBFS: activity up to {worst}"
+            );
+            // The fixed floor counts a −50 dBFS noise floor as 1/6 speech.
+            if floor == -50.0 {
+                let old = noise.iter().map(|&db| speech_activity_from_db(db));
+                assert!(old.sum::<f32>() / 500.0 > 0.15);
+            }
+            // Speech 30 dB above the noise still reads as active.
+            let speech = a.update(floor + 30.0);
+            assert!(speech > 0.25, "speech over {floor} dBFS noise: {speech}");
+            assert!(a.mins.len() <= 200);
+        }
+    }
+
+    #[test]
+    fn speech_activity_forgets_noise_that_stopped() {
+        let mut a = SpeechActivity::new(50.0);
+        for db in noise_levels(-40.0, 300, 3) {
+            a.update(db);
+        }
+        assert!(a.floor_db() > -45.0);
+        // 4 s of a quiet room later, the old floor is gone.
+        for _ in 0..200 {
+            a.update(-80.0);
+        }
+        assert_eq!(a.floor_db(), -80.0);
+        assert!((a.update(-30.0) - speech_activity_from_db(-30.0)).abs() < 1e-6);
+        a.reset();
+        assert_eq!(a.floor_db(), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn the_rest_face_stays_neutral_on_a_microphone_noise_floor() {
+        // 60 s of −50 dBFS noise through the plugin's path: levels →
+        // activity → the neutral-rest generator. No brow raise, no widening.
+        let levels = noise_levels(-50.0, 3000, 11);
+        let mut a = SpeechActivity::new(50.0);
+        let speech: Vec<f32> = levels.iter().map(|&db| a.update(db)).collect();
+        let mut g = UpperFaceGenerator::new(UpperFaceStats::default(), 5).with_neutral_rest(true);
+        let frames = g.generate(levels.len(), 50.0, &speech);
+        let brows = [
+            Blendshape::BrowInnerUp,
+            Blendshape::BrowOuterUpLeft,
+            Blendshape::BrowOuterUpRight,
+            Blendshape::EyeWideLeft,
+            Blendshape::EyeWideRight,
+        ];
+        for b in brows {
+            let m = frames.iter().map(|f| f[ix(b)]).fold(0.0, f32::max);
+            assert!(m < 0.1, "{} reaches {m} on a noise floor", b.name());
+        }
+    }
 
     #[test]
     fn gaze_round_trip_and_consistency() {
