@@ -230,14 +230,24 @@ pub fn run_model(
     emotion: [f32; EMOTION_COUNT],
     style: &str,
 ) -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
-    let mut s = Session::new(model, AudioFormat::MODEL, 0).map_err(|e| e.to_string())?;
-    s.set_emotion(emotion);
-    s.set_style(model.config().style_id(style).unwrap_or(0));
-    Ok(run_to_end(model, &mut s, Pcm::F32(audio), sampler, |_| {})
-        .map_err(|e| e.to_string())?
+    Ok(run_frames(model, sampler, audio, emotion, style)?
         .into_iter()
         .map(|f| f.weights)
         .collect())
+}
+
+/// [`run_model`] with the whole stamped frames (level, speech activity).
+fn run_frames(
+    model: &TalkingHeadModel,
+    sampler: Sampler,
+    audio: &[f32],
+    emotion: [f32; EMOTION_COUNT],
+    style: &str,
+) -> Result<Vec<talking_head_core::runtime::ExpressionFrame>, String> {
+    let mut s = Session::new(model, AudioFormat::MODEL, 0).map_err(|e| e.to_string())?;
+    s.set_emotion(emotion);
+    s.set_style(model.config().style_id(style).unwrap_or(0));
+    run_to_end(model, &mut s, Pcm::F32(audio), sampler, |_| {}).map_err(|e| e.to_string())
 }
 
 fn one_hot(k: usize, w: f32) -> [f32; EMOTION_COUNT] {
@@ -677,13 +687,7 @@ fn emotion_section(
             .map(|_| amp * rng.sample::<f32, _>(rand_distr::StandardNormal))
             .collect::<Vec<f32>>()
     };
-    let noise_frames = {
-        let mut s = Session::new(model, AudioFormat::MODEL, 0).map_err(|e| e.to_string())?;
-        s.set_emotion(one_hot(0, 1.0));
-        s.set_style(model.config().style_id(style).unwrap_or(0));
-        run_to_end(model, &mut s, Pcm::F32(&noise), Sampler::Student, |_| {})
-            .map_err(|e| e.to_string())?
-    };
+    let noise_frames = run_frames(model, Sampler::Student, &noise, one_hot(0, 1.0), style)?;
     let noise_model: Vec<[f32; BLENDSHAPE_COUNT]> =
         noise_frames.iter().map(|f| f.weights).collect();
     let noise_speech: Vec<f32> = noise_frames.iter().map(|f| f.speech_activity).collect();
