@@ -692,6 +692,13 @@ pub struct BatchOptions {
     /// animator windows; the rest from the other clips); `None`: weak clips
     /// are drawn with the others, by length.
     pub weak_fraction: Option<f64>,
+    /// Probability that a window is a noise floor instead of its clip's
+    /// audio ([`crate::noise::noise_floor_audio`]: stationary noise, no
+    /// speech) with the neutral face (plus the window's emotion) as its
+    /// label and `SIL` as its phones; the window keeps its clip's style and
+    /// emotion. `0` disables it and draws nothing, so batches are those of
+    /// a run without the option.
+    pub noise_windows: f64,
 }
 
 /// Upper boundary frequency of the VTLP warp's linear part, in Hz (Jaitly
@@ -789,6 +796,8 @@ pub struct WindowBatch {
     /// `[b]` the label kind of each window's clip
     /// ([`crate::manifest::ClipMeta::labels`]: `animator`, `phonetic-exact`, …).
     pub label_kinds: Vec<String>,
+    /// `[b]` whether the window is a noise floor ([`BatchOptions::noise_windows`]).
+    pub noise: Vec<bool>,
 }
 
 /// Draws a [`WindowBatch`] under `opts`: the first
@@ -843,6 +852,7 @@ pub fn make_batch_with(
         animator: Vec::with_capacity(b),
         weak: Vec::with_capacity(b),
         label_kinds: Vec::with_capacity(b),
+        noise: Vec::with_capacity(b),
     };
     // A fixed share of weak windows (`weak_fraction`) when both kinds exist.
     let is_weak = |i: usize| opts.weak_labels.contains(&clips[i].meta.labels);
@@ -874,8 +884,28 @@ pub fn make_batch_with(
             let r = opts.vtlp_range.min(0.5);
             vtlp_source_bins(&cfg.mel, rng.random_range(1.0 - r..=1.0 + r))
         });
+        // A noise floor replaces the window's audio: `t` frames of its
+        // log-mel stacks (the hops a clip's own features have).
+        let noise_floor = (opts.noise_windows > 0.0
+            && rng.random_bool(opts.noise_windows.clamp(0.0, 1.0)))
+        .then(|| {
+            let spf = cfg.samples_per_frame();
+            let (audio, _) = crate::noise::noise_floor_audio(t * spf, cfg.mel.sample_rate, rng);
+            let mut mel = log_mel(&cfg.mel, &audio).unwrap_or_default();
+            mel.resize(t * dim, -10.0);
+            mel
+        });
+        if let Some(mel) = &noise_floor {
+            for frame in mel.chunks_exact(dim) {
+                let s = wb.features.len();
+                wb.features.extend_from_slice(frame);
+                feature_norm.apply(&mut wb.features[s..]);
+            }
+        }
         for f in start..start + t {
-            if f < nf {
+            if noise_floor.is_some() {
+                break;
+            } else if f < nf {
                 let s = wb.features.len();
                 wb.features
                     .extend_from_slice(&clip.features[f * dim..(f + 1) * dim]);
@@ -898,8 +928,9 @@ pub fn make_batch_with(
             }
             _ => emo.clone(),
         };
+        let noise = noise_floor.is_some();
         let label = |f: isize, e: &[f32; EMOTION_COUNT]| {
-            let mut raw = if f < 0 || f as usize >= nf {
+            let mut raw = if noise || f < 0 || f as usize >= nf {
                 [0.0; BLENDSHAPE_COUNT]
             } else {
                 clip.labels[f as usize]
@@ -916,8 +947,10 @@ pub fn make_batch_with(
         for (j, f) in (start..start + n_out).enumerate() {
             wb.labels.push(label(f as isize, &emo[j]));
             wb.history_labels.push(label(f as isize, &hist_emo[j]));
-            wb.mask.push(if f < nf { 1.0 } else { 0.0 });
-            wb.phones.push(if f < nf && !weak {
+            wb.mask.push(if noise || f < nf { 1.0 } else { 0.0 });
+            wb.phones.push(if noise && !weak {
+                0 // SIL
+            } else if f < nf && !weak {
                 clip.phones[f]
             } else {
                 u32::MAX
@@ -929,6 +962,7 @@ pub fn make_batch_with(
         wb.animator.push(is_animator(clip));
         wb.weak.push(weak);
         wb.label_kinds.push(clip.meta.labels.clone());
+        wb.noise.push(noise);
     }
     wb
 }

@@ -91,6 +91,11 @@ pub struct DistillConfig {
     /// `ModelError::InvalidConfig`.
     #[serde(default)]
     pub label_mix: BTreeMap<String, BTreeMap<String, f32>>,
+    /// Probability that a window is a noise floor with no speech (as
+    /// [`crate::trainer::TrainConfig::noise_windows`]); the student learns
+    /// the teacher's output on it. `0` (the default) disables it.
+    #[serde(default)]
+    pub noise_windows: f64,
 }
 
 impl Default for DistillConfig {
@@ -115,6 +120,7 @@ impl Default for DistillConfig {
             emotion_augment: Some(crate::dataset::EmotionAugment::default()),
             relabel: None,
             label_mix: BTreeMap::new(),
+            noise_windows: 0.0,
         }
     }
 }
@@ -225,6 +231,7 @@ impl Distiller {
             // No labels are learned here: nothing to mask.
             weak_labels: Vec::new(),
             weak_fraction: None,
+            noise_windows: self.cfg.noise_windows,
         };
         let wb = crate::dataset::make_batch_with(
             clips,

@@ -17,6 +17,7 @@ pub mod emotion;
 pub mod eval;
 pub mod facegood;
 pub mod manifest;
+pub mod noise;
 pub mod optim;
 pub mod phonetic;
 pub mod soup;

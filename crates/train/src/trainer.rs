@@ -154,6 +154,14 @@ pub struct TrainConfig {
     /// (the default): they are drawn with the other clips, by length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weak_fraction: Option<f64>,
+    /// Probability that a training window is a noise floor (stationary
+    /// noise with no speech, white to brown at −75…−35 dBFS, sometimes mains
+    /// hum; [`crate::noise::noise_floor_audio`]) labelled with the neutral
+    /// face and the `SIL` phone, so the model keeps a rest face on a
+    /// microphone's noise floor. `0` (the default) disables it. Validation
+    /// batches never have them.
+    #[serde(default)]
+    pub noise_windows: f64,
     /// Clip the global gradient norm to this value (0: no clipping).
     pub clip_norm: f64,
     /// Relabel phonetic clips at load time with these labeler settings
@@ -190,6 +198,7 @@ impl Default for TrainConfig {
             train_labels: Vec::new(),
             weak_labels: Vec::new(),
             weak_fraction: None,
+            noise_windows: 0.0,
             clip_norm: 1.0,
             relabel: None,
         }
@@ -697,6 +706,7 @@ impl Trainer {
                 Vec::new()
             },
             weak_fraction: if train { self.cfg.weak_fraction } else { None },
+            noise_windows: if train { self.cfg.noise_windows } else { 0.0 },
         };
         let wb = make_batch_with(
             clips,

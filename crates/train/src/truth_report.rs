@@ -145,6 +145,14 @@ pub struct EmotionReport {
     /// as the plugin shows it: the largest non-blink, non-gaze channel.
     #[serde(default)]
     pub rest_noise_with_layer: (String, f32),
+    /// Rest face of the model alone on a panel of 4 s noise floors
+    /// ([`REST_NOISE_PANEL`]: white, pink and brown noise from −65 to
+    /// −40 dBFS, one with 50 Hz hum): per floor, its name, the largest
+    /// non-blink, non-gaze channel and its value. Drawn by
+    /// [`crate::noise::coloured_noise`], the generator of the training's
+    /// noise windows (`noise_windows`), at fixed levels and seeds.
+    #[serde(default)]
+    pub rest_noise_panel: Vec<(String, String, f32)>,
     /// Held-out clips used.
     pub clips: usize,
 }
@@ -559,6 +567,42 @@ fn signature_change(d: &[f32; BLENDSHAPE_COUNT], e: usize) -> f32 {
     s.iter().map(|c| d[c.index()]).sum::<f32>() / s.len().max(1) as f32
 }
 
+/// The rest-face noise floors of `eval`'s emotion section: name, spectral
+/// exponent of the power spectrum (0 white, 1 pink, 2 brown), RMS level in
+/// dBFS, and whether 50 Hz mains hum (and three harmonics) at the noise's
+/// level is added.
+pub const REST_NOISE_PANEL: [(&str, f32, f32, bool); 5] = [
+    ("white −65 dBFS", 0.0, -65.0, false),
+    ("white −40 dBFS", 0.0, -40.0, false),
+    ("pink −55 dBFS", 1.0, -55.0, false),
+    ("brown −45 dBFS", 2.0, -45.0, false),
+    ("pink −50 dBFS + 50 Hz hum", 1.0, -50.0, true),
+];
+
+/// 4 s at 16 kHz of a [`REST_NOISE_PANEL`] floor, seeded.
+fn panel_noise(exponent: f32, dbfs: f32, hum: bool, seed: u64) -> Vec<f32> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rms = 10f32.powf(dbfs / 20.0);
+    let mut x = crate::noise::coloured_noise(64_000, exponent, &mut rng);
+    let amps = [1.0f32, 0.5, 0.35, 0.25];
+    // The harmonics' RMS: sqrt(Σ a² / 2).
+    let hum_rms = (amps.iter().map(|a| a * a / 2.0).sum::<f32>()).sqrt();
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= rms;
+        if hum {
+            let t = i as f32 / 16_000.0;
+            let h: f32 = amps
+                .iter()
+                .enumerate()
+                .map(|(k, a)| a * (std::f32::consts::TAU * 50.0 * (k + 1) as f32 * t).sin())
+                .sum();
+            *v += h / hum_rms * rms;
+        }
+    }
+    x
+}
+
 fn emotion_section(
     model: &TalkingHeadModel,
     teacher: Option<&TalkingHeadModel>,
@@ -697,6 +741,18 @@ fn emotion_section(
     )
     .with_neutral_rest(true);
     let noise_layer = noise_gen.generate(noise_model.len(), fps, &noise_speech);
+    let mut panel = Vec::new();
+    for (k, &(name, a, db, hum)) in REST_NOISE_PANEL.iter().enumerate() {
+        let x = panel_noise(a, db, hum, cfg.seed.wrapping_add(101 + k as u64));
+        let (ch, v) = max_of(&run_model(
+            model,
+            Sampler::Student,
+            &x,
+            one_hot(0, 1.0),
+            style,
+        )?);
+        panel.push((name.to_string(), ch, v));
+    }
     Ok(EmotionReport {
         rows,
         mean_signature,
@@ -705,6 +761,7 @@ fn emotion_section(
         rest_model: max_of(&rest),
         rest_with_layer: max_of(&combined),
         rest_noise_with_layer: max_of(&overlay(&noise_model, &noise_layer)),
+        rest_noise_panel: panel,
         clips: clips.len(),
     })
 }
@@ -832,6 +889,12 @@ impl TruthReport {
                 e.rest_noise_with_layer.1,
                 e.rest_noise_with_layer.0
             ));
+            if !e.rest_noise_panel.is_empty() {
+                s.push_str("\n| noise floor (4 s, model alone) | largest channel | value |\n|---|---|---|\n");
+                for (name, ch, v) in &e.rest_noise_panel {
+                    s.push_str(&format!("| {name} | {ch} | {v:.3} |\n"));
+                }
+            }
         }
         s
     }
@@ -927,6 +990,29 @@ mod tests {
         cfg.val_recordings = vec!["rec_a".into(), "rec_b".into()];
         let err = evaluate_truth(&model, "m", None, &cfg, |_| {}).unwrap_err();
         assert!(err.contains("at least one recording"), "{err}");
+    }
+
+    /// The rest-face noise floors have their stated levels (hum adds its
+    /// own power, equal to the noise's), and the report lists each.
+    #[test]
+    fn rest_noise_panel_floors_have_their_levels_and_are_reported() {
+        let db = |x: &[f32]| 10.0 * (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).log10();
+        for (k, &(name, a, level, hum)) in REST_NOISE_PANEL.iter().enumerate() {
+            let x = panel_noise(a, level, hum, k as u64);
+            assert_eq!(x.len(), 64_000);
+            let want = level + if hum { 3.01 } else { 0.0 };
+            assert!((db(&x) - want).abs() < 0.1, "{name}: {:.2} dBFS", db(&x));
+        }
+        let mut r = TruthReport::default();
+        r.emotion = Some(EmotionReport {
+            rest_noise_panel: vec![("pink −55 dBFS".into(), "mouthPucker".into(), 0.042)],
+            ..Default::default()
+        });
+        let md = r.markdown();
+        assert!(
+            md.contains("| pink −55 dBFS | mouthPucker | 0.042 |"),
+            "{md}"
+        );
     }
 
     /// Section 1 says when the model was trained on its recordings.

@@ -367,6 +367,22 @@ fn retain_label_kinds_filters_and_refuses_an_empty_run() {
     assert!(err.to_string().contains("train_labels"), "{err}");
 }
 
+/// The losses of a one-step run of `t` from the tiny run's weights.
+fn first_step_losses(
+    cfg: &ModelConfig,
+    t: TrainConfig,
+    fnorm: &talking_head_core::features::FeatureNorm,
+    norm: &MotionNorm,
+    train: &[talking_head_train::dataset::ClipData],
+    out: &Path,
+) -> talking_head_train::trainer::Losses {
+    let mut tr = Trainer::new(cfg.clone(), t, fnorm.clone(), norm.clone()).unwrap();
+    let mut got = None;
+    tr.train_until(1, train, out, |_, _, l| got = Some(*l))
+        .unwrap();
+    got.unwrap()
+}
+
 /// `weak_labels`: a weak clip teaches only `jawOpen` and the upper face.
 /// Its windows' phones are unknown (no phone loss), their loss weights are
 /// zero on the other mouth channels, and the run differs from one without
@@ -393,6 +409,7 @@ fn weak_labels_mask_mouth_channels_and_phones() {
             vtlp_range: 0.0,
             weak_labels: weak,
             weak_fraction: None,
+            noise_windows: 0.0,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         make_batch_with(&train, &cfg, 4, 24, &fnorm, &norm, &opts, &mut rng)
@@ -413,16 +430,12 @@ fn weak_labels_mask_mouth_channels_and_phones() {
     assert!(MOUTH_CHANNELS.contains(&Blendshape::MouthFunnel.index()));
     // In training: no phone loss, and a different run.
     let out = dir.path().join("w.safetensors");
-    let first = |weak: Vec<String>| -> talking_head_train::trainer::Losses {
+    let first = |weak: Vec<String>| {
         let t = TrainConfig {
             weak_labels: weak,
             ..tcfg.clone()
         };
-        let mut tr = Trainer::new(cfg.clone(), t, fnorm.clone(), norm.clone()).unwrap();
-        let mut got = None;
-        tr.train_until(1, &train, &out, |_, _, l| got = Some(*l))
-            .unwrap();
-        got.unwrap()
+        first_step_losses(&cfg, t, &fnorm, &norm, &train, &out)
     };
     let (a, b) = (first(Vec::new()), first(vec!["synthetic".into()]));
     assert!(a.phone > 0.0 && b.phone == 0.0, "{} {}", a.phone, b.phone);
@@ -437,6 +450,7 @@ fn weak_labels_mask_mouth_channels_and_phones() {
             vtlp_range: 0.0,
             weak_labels: vec!["phonetic-allphone".into()],
             weak_fraction: Some(f),
+            noise_windows: 0.0,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..3 {
@@ -452,6 +466,77 @@ fn weak_labels_mask_mouth_channels_and_phones() {
         count_label_kinds(&train, &["synthetic".into()]).unwrap(),
         train.len()
     );
+}
+
+/// `noise_windows`: a noise-floor window has no speech in its features,
+/// the neutral face as its labels (every frame counted) and `SIL` as its
+/// phones; at 0 nothing is drawn and batches are those of a run without it.
+#[test]
+fn noise_windows_pair_a_noise_floor_with_the_rest_face() {
+    use rand::SeedableRng;
+    use talking_head_train::dataset::{BatchOptions, make_batch_with};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut train, tcfg, fnorm, norm) = tiny_run(dir.path(), 4, 1, 1);
+    for c in &mut train {
+        for (i, p) in c.phones.iter_mut().enumerate() {
+            *p = 1 + (i % 5) as u32;
+        }
+    }
+    let batch = |p: f64, seed: u64| {
+        let opts = BatchOptions {
+            animator_fraction: 0.0,
+            emotion: None,
+            vtlp_range: 0.0,
+            weak_labels: Vec::new(),
+            weak_fraction: None,
+            noise_windows: p,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        make_batch_with(&train, &cfg, 8, 24, &fnorm, &norm, &opts, &mut rng)
+    };
+    let (plain, noisy) = (batch(0.0, 4), batch(1.0, 4));
+    assert!(plain.noise.iter().all(|&n| !n) && noisy.noise.iter().all(|&n| n));
+    let rest = norm.normalize(&[0.0; 52]);
+    assert!(noisy.labels.iter().all(|l| *l == rest), "neutral labels");
+    assert!(noisy.before.iter().all(|l| *l == rest), "neutral history");
+    assert!(noisy.mask.iter().all(|&m| m == 1.0));
+    assert!(noisy.phones.iter().all(|&p| p == 0), "SIL phones");
+    assert!(plain.labels.iter().any(|l| *l != rest));
+    assert_eq!(noisy.features.len(), plain.features.len());
+    assert!(noisy.features.iter().all(|v| v.is_finite()));
+    assert_ne!(noisy.features, plain.features);
+    // Stationary: the per-band spread over time is far below speech's.
+    let dim = cfg.input_dim();
+    let spread = |f: &[f32]| {
+        let frames: Vec<&[f32]> = f.chunks_exact(dim).take(24).collect();
+        let mut s = 0.0;
+        for k in 0..dim {
+            let m = frames.iter().map(|r| r[k]).sum::<f32>() / frames.len() as f32;
+            s += frames.iter().map(|r| (r[k] - m).powi(2)).sum::<f32>() / frames.len() as f32;
+        }
+        (s / dim as f32).sqrt()
+    };
+    // Both are one window's frames; the tiny corpus's speech varies more.
+    assert!(spread(&noisy.features) < spread(&plain.features));
+    // A share draws some of each; the other windows keep their speech.
+    let half = batch(0.5, 9);
+    let n = half.noise.iter().filter(|&&n| n).count();
+    assert!((1..8).contains(&n), "{n} of 8 noise windows");
+    let n_out = half.n_out;
+    for (w, &noise) in half.noise.iter().enumerate() {
+        let rows = &half.labels[w * n_out..(w + 1) * n_out];
+        assert_eq!(rows.iter().all(|l| *l == rest), noise, "window {w}");
+    }
+    // In training, the option changes the run.
+    let out = dir.path().join("n.safetensors");
+    let first = |p: f64| {
+        let t = TrainConfig {
+            noise_windows: p,
+            ..tcfg.clone()
+        };
+        first_step_losses(&cfg, t, &fnorm, &norm, &train, &out)
+    };
+    assert_ne!(first(0.0).diffusion, first(1.0).diffusion);
 }
 
 /// The training config a checkpoint was trained with is read back from its
