@@ -147,14 +147,27 @@ pub struct EmotionReport {
     pub rest_noise_with_layer: (String, f32),
     /// Rest face of the model alone on a panel of 4 s noise floors
     /// ([`REST_NOISE_PANEL`]: white, pink and brown noise from −65 to
-    /// −40 dBFS, one with 50 Hz hum): per floor, its name, the largest
-    /// non-blink, non-gaze channel and its value. Drawn by
+    /// −40 dBFS, one with 50 Hz hum), one row per floor. Drawn by
     /// [`crate::noise::coloured_noise`], the generator of the training's
     /// noise windows (`noise_windows`), at fixed levels and seeds.
     #[serde(default)]
-    pub rest_noise_panel: Vec<(String, String, f32)>,
+    pub rest_noise_panel: Vec<NoiseFloorRow>,
     /// Held-out clips used.
     pub clips: usize,
+}
+
+/// The rest face on one noise floor of [`REST_NOISE_PANEL`], model alone:
+/// the largest non-blink, non-gaze channel over the whole 4 s (the stream
+/// opening on the noise included) and after its first second (the steady
+/// face on the floor).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NoiseFloorRow {
+    /// The floor's name, e.g. `pink −55 dBFS`.
+    pub noise: String,
+    /// Largest channel and value over all frames.
+    pub whole: (String, f32),
+    /// Largest channel and value after the first second.
+    pub steady: (String, f32),
 }
 
 /// The whole truth-first report.
@@ -744,14 +757,13 @@ fn emotion_section(
     let mut panel = Vec::new();
     for (k, &(name, a, db, hum)) in REST_NOISE_PANEL.iter().enumerate() {
         let x = panel_noise(a, db, hum, cfg.seed.wrapping_add(101 + k as u64));
-        let (ch, v) = max_of(&run_model(
-            model,
-            Sampler::Student,
-            &x,
-            one_hot(0, 1.0),
-            style,
-        )?);
-        panel.push((name.to_string(), ch, v));
+        let frames = run_model(model, Sampler::Student, &x, one_hot(0, 1.0), style)?;
+        let after = (fps as usize).min(frames.len());
+        panel.push(NoiseFloorRow {
+            noise: name.to_string(),
+            whole: max_of(&frames),
+            steady: max_of(&frames[after..]),
+        });
     }
     Ok(EmotionReport {
         rows,
@@ -890,9 +902,12 @@ impl TruthReport {
                 e.rest_noise_with_layer.0
             ));
             if !e.rest_noise_panel.is_empty() {
-                s.push_str("\n| noise floor (4 s, model alone) | largest channel | value |\n|---|---|---|\n");
-                for (name, ch, v) in &e.rest_noise_panel {
-                    s.push_str(&format!("| {name} | {ch} | {v:.3} |\n"));
+                s.push_str("\n| noise floor (4 s, model alone) | largest channel, whole 4 s | after the first second |\n|---|---|---|\n");
+                for r in &e.rest_noise_panel {
+                    s.push_str(&format!(
+                        "| {} | {:.3} ({}) | {:.3} ({}) |\n",
+                        r.noise, r.whole.1, r.whole.0, r.steady.1, r.steady.0
+                    ));
                 }
             }
         }
@@ -1005,12 +1020,16 @@ mod tests {
         }
         let mut r = TruthReport::default();
         r.emotion = Some(EmotionReport {
-            rest_noise_panel: vec![("pink −55 dBFS".into(), "mouthPucker".into(), 0.042)],
+            rest_noise_panel: vec![NoiseFloorRow {
+                noise: "pink −55 dBFS".into(),
+                whole: ("mouthClose".into(), 0.31),
+                steady: ("mouthPucker".into(), 0.042),
+            }],
             ..Default::default()
         });
         let md = r.markdown();
         assert!(
-            md.contains("| pink −55 dBFS | mouthPucker | 0.042 |"),
+            md.contains("| pink −55 dBFS | 0.310 (mouthClose) | 0.042 (mouthPucker) |"),
             "{md}"
         );
     }
