@@ -901,20 +901,19 @@ pub fn make_batch_with(
                 wb.features.extend_from_slice(frame);
                 feature_norm.apply(&mut wb.features[s..]);
             }
-        }
-        for f in start..start + t {
-            if noise_floor.is_some() {
-                break;
-            } else if f < nf {
-                let s = wb.features.len();
-                wb.features
-                    .extend_from_slice(&clip.features[f * dim..(f + 1) * dim]);
-                if let Some(src) = &warp {
-                    warp_log_mel(&mut wb.features[s..], src);
+        } else {
+            for f in start..start + t {
+                if f < nf {
+                    let s = wb.features.len();
+                    wb.features
+                        .extend_from_slice(&clip.features[f * dim..(f + 1) * dim]);
+                    if let Some(src) = &warp {
+                        warp_log_mel(&mut wb.features[s..], src);
+                    }
+                    feature_norm.apply(&mut wb.features[s..]);
+                } else {
+                    wb.features.extend_from_slice(&silence);
                 }
-                feature_norm.apply(&mut wb.features[s..]);
-            } else {
-                wb.features.extend_from_slice(&silence);
             }
         }
         let emo: Vec<[f32; EMOTION_COUNT]> = match &opts.emotion {
