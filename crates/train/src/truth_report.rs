@@ -1018,15 +1018,17 @@ mod tests {
             let want = level + if hum { 3.01 } else { 0.0 };
             assert!((db(&x) - want).abs() < 0.1, "{name}: {:.2} dBFS", db(&x));
         }
-        let mut r = TruthReport::default();
-        r.emotion = Some(EmotionReport {
-            rest_noise_panel: vec![NoiseFloorRow {
-                noise: "pink −55 dBFS".into(),
-                whole: ("mouthClose".into(), 0.31),
-                steady: ("mouthPucker".into(), 0.042),
-            }],
+        let r = TruthReport {
+            emotion: Some(EmotionReport {
+                rest_noise_panel: vec![NoiseFloorRow {
+                    noise: "pink −55 dBFS".into(),
+                    whole: ("mouthClose".into(), 0.31),
+                    steady: ("mouthPucker".into(), 0.042),
+                }],
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let md = r.markdown();
         assert!(
             md.contains("| pink −55 dBFS | 0.310 (mouthClose) | 0.042 (mouthPucker) |"),
