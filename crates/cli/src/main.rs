@@ -352,6 +352,15 @@ enum Command {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so a closed stdout (`talking-head info m | head
+    // -1`) made `println!` panic with "failed printing to stdout". Restore
+    // the default disposition: the process ends quietly, as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: `signal` with a valid signal number and `SIG_DFL`, called
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -631,6 +631,28 @@ fn info_json_reports_parameters() {
     );
 }
 
+/// A reader that closes the pipe early (`talking-head info m | head -1`)
+/// ends the process quietly: no "failed printing to stdout" panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 17);
+    let mut child = Command::new(EXE)
+        .args(["info", p(&model)])
+        .env_remove("TALKING_HEAD_MODEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the model is loaded and anything printed.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn bench_prints_json_summary_last() {
     let dir = tempfile::tempdir().unwrap();
