@@ -72,6 +72,28 @@ pub fn coloured_noise(len: usize, exponent: f32, rng: &mut impl Rng) -> Vec<f32>
     x
 }
 
+/// Relative amplitudes of mains hum's fundamental and its first three
+/// harmonics ([`add_mains_hum`]).
+pub const HUM_HARMONICS: [f32; 4] = [1.0, 0.5, 0.35, 0.25];
+
+/// Adds mains hum to `x` (samples at `sample_rate` Hz): the fundamental
+/// `f0` (50 or 60 Hz) and its first three harmonics at [`HUM_HARMONICS`]
+/// amplitudes with starting `phases` (radians), scaled to an RMS of `rms`.
+pub fn add_mains_hum(x: &mut [f32], sample_rate: u32, f0: f32, rms: f32, phases: &[f32; 4]) {
+    let norm = (HUM_HARMONICS.iter().map(|a| a * a / 2.0).sum::<f32>()).sqrt();
+    let sr = sample_rate.max(1) as f32;
+    for (i, v) in x.iter_mut().enumerate() {
+        let t = i as f32 / sr;
+        let h: f32 = HUM_HARMONICS
+            .iter()
+            .zip(phases)
+            .enumerate()
+            .map(|(k, (a, p))| a * (std::f32::consts::TAU * f0 * (k + 1) as f32 * t + p).sin())
+            .sum();
+        *v += h / norm * rms;
+    }
+}
+
 /// A random noise floor of `len` samples at `sample_rate` Hz: coloured
 /// noise ([`coloured_noise`], exponent drawn from [`NOISE_EXPONENT`]) at an
 /// RMS level drawn uniformly in dB from [`NOISE_FLOOR_DBFS`], plus with
@@ -87,24 +109,10 @@ pub fn noise_floor_audio(len: usize, sample_rate: u32, rng: &mut impl Rng) -> (V
     if rng.random_bool(HUM_PROBABILITY) {
         let f0 = if rng.random_bool(0.5) { 50.0f32 } else { 60.0 };
         let rel_db = rng.random_range(-6.0f32..=6.0);
-        // Harmonics 1..4 at falling amplitude; total RMS set below.
-        let amps = [1.0f32, 0.5, 0.35, 0.25];
-        let phases: Vec<f32> = (0..amps.len())
-            .map(|_| rng.random_range(0.0..std::f32::consts::TAU))
-            .collect();
-        let norm = (amps.iter().map(|a| a * a / 2.0).sum::<f32>()).sqrt();
+        let phases: [f32; 4] =
+            std::array::from_fn(|_| rng.random_range(0.0..std::f32::consts::TAU));
         let hum_rms = rms * 10f32.powf(rel_db / 20.0);
-        let sr = sample_rate.max(1) as f32;
-        for (i, v) in x.iter_mut().enumerate() {
-            let t = i as f32 / sr;
-            let h: f32 = amps
-                .iter()
-                .zip(&phases)
-                .enumerate()
-                .map(|(k, (a, p))| a * (std::f32::consts::TAU * f0 * (k + 1) as f32 * t + p).sin())
-                .sum();
-            *v += h / norm * hum_rms;
-        }
+        add_mains_hum(&mut x, sample_rate, f0, hum_rms, &phases);
         what.push_str(&format!(" + {f0:.0} Hz hum at {rel_db:+.1} dB"));
     }
     (x, what)

@@ -598,20 +598,9 @@ fn panel_noise(exponent: f32, dbfs: f32, hum: bool, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let rms = 10f32.powf(dbfs / 20.0);
     let mut x = crate::noise::coloured_noise(64_000, exponent, &mut rng);
-    let amps = [1.0f32, 0.5, 0.35, 0.25];
-    // The harmonics' RMS: sqrt(Σ a² / 2).
-    let hum_rms = (amps.iter().map(|a| a * a / 2.0).sum::<f32>()).sqrt();
-    for (i, v) in x.iter_mut().enumerate() {
-        *v *= rms;
-        if hum {
-            let t = i as f32 / 16_000.0;
-            let h: f32 = amps
-                .iter()
-                .enumerate()
-                .map(|(k, a)| a * (std::f32::consts::TAU * 50.0 * (k + 1) as f32 * t).sin())
-                .sum();
-            *v += h / hum_rms * rms;
-        }
+    x.iter_mut().for_each(|v| *v *= rms);
+    if hum {
+        crate::noise::add_mains_hum(&mut x, 16_000, 50.0, rms, &[0.0; 4]);
     }
     x
 }
