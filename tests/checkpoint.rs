@@ -150,11 +150,25 @@ fn nan_weights_are_refused() {
     let path = dir.path().join("m.safetensors");
     let model = TalkingHeadModel::random(small(), 5).unwrap();
     let mut t = model.tensors().clone();
+    // `save_checkpoint` refuses NaN itself, so write a marker value and
+    // turn it into NaN in the file, as a corrupt or hostile file would be.
+    let marker = 1234.5f32;
     t.insert(
         "encoder.ln_f.bias".into(),
-        Tensor::new(&[f32::NAN; 32], &candle_core::Device::Cpu).unwrap(),
+        Tensor::new(&[marker; 32], &candle_core::Device::Cpu).unwrap(),
     );
     write_with(&path, &t, model.config());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (from, to) = (marker.to_le_bytes(), f32::NAN.to_le_bytes());
+    let mut patched = 0;
+    for i in 0..bytes.len() - 3 {
+        if bytes[i..i + 4] == from {
+            bytes[i..i + 4].copy_from_slice(&to);
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 32);
+    std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         TalkingHeadModel::load(&path),
         Err(ModelError::BadTensor { .. })

@@ -172,6 +172,13 @@ fn a_bake_into_the_glb_reimports_and_plays_in_bevy() {
     let (glb, report) = bevy_talking_head::gltf::bake_into_glb(&src, &take, None, "line1").unwrap();
     assert_eq!(report.nodes.len(), 1);
     assert_eq!(report.nodes[0].1, 52, "all 52 ARKit targets bound");
+    // A second take under the same name is refused; another name is added.
+    let again = bevy_talking_head::gltf::bake_into_glb(&glb, &take, None, "line1").unwrap_err();
+    assert!(
+        matches!(again, bevy_talking_head::gltf::GltfBakeError::DuplicateName(ref n) if n == "line1"),
+        "{again}"
+    );
+    assert!(bevy_talking_head::gltf::bake_into_glb(&glb, &take, None, "line2").is_ok());
     std::fs::write(dir.path().join("head_baked.glb"), &glb).unwrap();
 
     let mut app = headless_app(dir.path());

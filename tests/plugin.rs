@@ -416,6 +416,71 @@ fn a_stalled_stream_or_a_removed_voice_lets_the_face_rest() {
     );
 }
 
+/// A happy head keeps smiling when nothing is said: through a pause of
+/// digital silence in its voice (the model's silence gate keeps the
+/// emotion's rest face), after its voice stops (the plugin's rest face), and
+/// before any voice at all; back at neutral the smile goes.
+#[test]
+fn an_emotion_shows_while_silent_and_with_no_voice() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (head, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let smile = Blendshape::MouthSmileLeft.index();
+    let jaw = Blendshape::JawOpen.index();
+    let happy = bevy_talking_head::model::EMOTIONS
+        .iter()
+        .position(|e| *e == "happy")
+        .unwrap();
+    app.world_mut()
+        .get_mut::<TalkingHead>(head)
+        .unwrap()
+        .emotion
+        .weights[happy] = 1.0;
+    // No voice pushed yet: the rest face is already the smile.
+    let _ = max_over_frames(&mut app, 30, node, jaw);
+    assert!(
+        morph(&app, node, smile) > 0.4,
+        "idle: {}",
+        morph(&app, node, smile)
+    );
+    assert!(morph(&app, node, jaw) < 0.02);
+    // Speech, 1.2 s of digital silence, speech: the smile holds in the gap.
+    let mut audio = speech()[..24_000].to_vec();
+    audio.extend(std::iter::repeat_n(0.0f32, 19_200));
+    audio.extend_from_slice(&speech()[24_000..40_000]);
+    let mut trace = Vec::new();
+    stream_through(&mut app, &stream, &audio, 0, |app| {
+        trace.push((morph(app, node, smile), morph(app, node, jaw)));
+    });
+    // Pushed updates 75..135 are silence; with the 300 ms delay (15
+    // updates) and the look-ahead, 95..145 show it.
+    let gap = &trace[95..145];
+    let min_smile = gap.iter().map(|t| t.0).fold(1.0f32, f32::min);
+    let max_jaw = gap.iter().map(|t| t.1).fold(0.0f32, f32::max);
+    assert!(min_smile > 0.4, "smile fell to {min_smile:.3} in the pause");
+    assert!(max_jaw < 0.05, "jaw {max_jaw:.3} in the pause");
+    // The voice stops: the face eases to the rest face, still smiling.
+    let _ = max_over_frames(&mut app, 75, node, jaw);
+    assert!(
+        morph(&app, node, smile) > 0.4,
+        "stopped: {}",
+        morph(&app, node, smile)
+    );
+    assert!(morph(&app, node, jaw) < 0.02);
+    // Neutral again: no smile.
+    app.world_mut()
+        .get_mut::<TalkingHead>(head)
+        .unwrap()
+        .emotion
+        .weights[happy] = 0.0;
+    let _ = max_over_frames(&mut app, 30, node, jaw);
+    assert!(
+        morph(&app, node, smile) < 0.02,
+        "neutral: {}",
+        morph(&app, node, smile)
+    );
+}
+
 /// Emotion through the path the egui panel uses (`TalkingHead::emotion`
 /// weights, neutral left at 1): mid-utterance, happy = 1 makes the smile rise
 /// within 300 ms of audio time (the face runs `VoiceStream`'s 300 ms delay

@@ -111,7 +111,9 @@ pub struct TalkingHeadSettings {
     /// Time constant of the smoothing of model output, seconds (0 = none).
     pub smoothing_secs: f32,
     /// Time constant of the ease to the rest face when no voice plays,
-    /// seconds.
+    /// seconds. The rest face is the head's emotion at rest
+    /// ([`crate::model::emotion_rest_face`]: neutral for neutral, a
+    /// closed-mouth smile for happy).
     pub rest_secs: f32,
     /// How long the last frame is held when the playhead runs past the
     /// newest frame (worker late, stream underrun), seconds.
@@ -410,6 +412,13 @@ fn interpolate(
                     state.link.frames.pop_front();
                 }
             }
+        }
+        if !have {
+            // Nothing to say: the emotion's rest face (neutral: all 0), so a
+            // happy head smiles while it listens.
+            target = crate::model::emotion_rest_face(&crate::model::canonical_emotion(
+                head.emotion.conditioning(),
+            ));
         }
         let gain = if head.gain.is_nan() {
             0.0

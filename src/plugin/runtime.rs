@@ -43,12 +43,10 @@ impl ModelSource {
     /// [`ModelSource::Loaded`]).
     pub fn path(&self) -> Option<PathBuf> {
         match self {
-            Self::Default => std::env::var_os("TALKING_HEAD_MODEL")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let p = PathBuf::from(crate::model::DEFAULT_MODEL_PATH);
-                    p.exists().then_some(p)
-                }),
+            Self::Default => crate::model::model_path_from_env().or_else(|| {
+                let p = PathBuf::from(crate::model::DEFAULT_MODEL_PATH);
+                p.exists().then_some(p)
+            }),
             Self::Path(p) => Some(p.clone()),
             Self::Loaded(_) | Self::Asset(_) => None,
         }

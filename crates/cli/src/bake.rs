@@ -20,9 +20,48 @@ pub(crate) struct BakeArgs {
     pub(crate) allow_untrained: bool,
 }
 
+/// Highest `--fps`: a Live Link Face timecode has two frame digits, and
+/// the model itself runs at 50 fps.
+const MAX_FPS: f64 = 240.0;
+/// Most `--steps` for the teacher (its DDIM schedule is trained with far
+/// fewer; more only costs time).
+const MAX_STEPS: usize = 1000;
+/// Largest `--guidance` (classifier-free guidance scales in use are 1–5).
+const MAX_GUIDANCE: f32 = 100.0;
+
 pub(crate) fn bake(args: BakeArgs) -> Result<()> {
-    if !(args.fps.is_finite() && args.fps > 0.0 && args.fps <= 1000.0) {
-        bail!("--fps must be in (0, 1000], got {}", args.fps);
+    if !(args.fps.is_finite() && (1.0..=MAX_FPS).contains(&args.fps)) {
+        bail!("--fps must be in [1, {MAX_FPS}], got {}", args.fps);
+    }
+    if !(1..=MAX_STEPS).contains(&args.steps) {
+        bail!(
+            "--steps must be in [1, {MAX_STEPS}] (1 = the one-step student), got {}",
+            args.steps
+        );
+    }
+    if let Some(g) = args
+        .guidance
+        .filter(|g| !(g.is_finite() && (0.0..=MAX_GUIDANCE).contains(g)))
+    {
+        bail!("--guidance must be a finite scale in [0, {MAX_GUIDANCE}], got {g}");
+    }
+    if args.guidance.is_some() && args.steps == 1 {
+        eprintln!(
+            "note: --guidance applies to the teacher (--steps N > 1); the one-step student ignores it"
+        );
+    }
+    // Never write over an input (`-o clip.wav` for `clip.wav`).
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    if let Some(a) = args.audio.iter().find(|a| same(a, &args.output)) {
+        bail!(
+            "the output {} is the input {}: choose another output file",
+            args.output.display(),
+            a.display()
+        );
     }
     let (model, model_path) = load_model(args.model.clone())?;
     if !model.provenance().trained && !args.allow_untrained {
@@ -37,7 +76,7 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
         Some(name) => model.config().style_id(name)?,
         None => 0,
     };
-    let sampler = if args.steps <= 1 {
+    let sampler = if args.steps == 1 {
         if !model.has_student() {
             bail!(
                 "{} has no one-step student; pass --steps N (N > 1) for the teacher",
@@ -98,7 +137,7 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
-        .max(1);
+        .clamp(1, args.audio.len().max(1));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     let bars = MultiProgress::new();
     let style_bar = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {percent:>3}% {elapsed}")
@@ -121,6 +160,27 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
             }
         })
         .collect();
+    if avatar.is_some() {
+        // One animation per file, named after its stem: the names must differ.
+        let stems: Vec<String> = args
+            .audio
+            .iter()
+            .map(|p| {
+                p.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (i, a) in stems.iter().enumerate() {
+            if let Some(j) = stems[..i].iter().position(|b| b == a) {
+                bail!(
+                    "{} and {} would both become the animation `{a}`; rename one",
+                    args.audio[j].display(),
+                    args.audio[i].display()
+                );
+            }
+        }
+    }
     for (i, a) in outputs.iter().enumerate() {
         if avatar.is_some() {
             break;
@@ -165,6 +225,14 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                     };
                     let baked = talking_head_core::bake::bake(&model, &samples, &options, |n| bar.inc(n))?;
                     bar.finish_and_clear();
+                    if baked.nonfinite_frames > 0 {
+                        bail!(
+                            "{}: the model produced NaN or infinite weights in {} frames; \
+                             the checkpoint or the sampler settings (--steps, --guidance) are broken",
+                            path.display(),
+                            baked.nonfinite_frames
+                        );
+                    }
                     if avatar.is_some() {
                         takes.lock().unwrap_or_else(|p| p.into_inner()).push((i, baked));
                         return Ok(out);

@@ -109,6 +109,16 @@ pub(crate) fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("calibration: {e}"))?;
+    if !fit.channels.iter().any(|c| c.calibrated) {
+        bail!(
+            "no channel to calibrate: {} (the animator must use a mouth channel, std >= 0.01); nothing written",
+            if args.channels.is_empty() {
+                "the animator's curves move no mouth channel".to_string()
+            } else {
+                format!("none of {} is such a channel", args.channels.join(", "))
+            }
+        );
+    }
     println!(
         "| channel | model mean / std | animator mean / std | model q10 / q50 / q90 | animator q10 / q50 / q90 |\n|---|---|---|---|---|"
     );

@@ -6,7 +6,8 @@ pub(crate) fn info(model: Option<PathBuf>, json: bool) -> Result<()> {
     let path = model.unwrap_or_else(default_model_path);
     if !path.exists() {
         bail!(
-            "no model at {} (the default model ships once trained; pass a path)",
+            "no model at {}: run from the repository root (the shipped model is \
+             assets/models/default.safetensors), set $TALKING_HEAD_MODEL or pass a path",
             path.display()
         );
     }

@@ -28,7 +28,7 @@ pub(crate) fn label_cmd(
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
-        .max(1);
+        .clamp(1, audio.len().max(1));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     let results: Vec<(PathBuf, Result<PathBuf>)> = pool.install(|| {
         audio

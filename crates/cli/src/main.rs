@@ -372,6 +372,14 @@ fn main() {
         }
         _ => 1,
     };
+    // More kernel threads than cores measures contention, not the model (and
+    // thousands of them stall the machine).
+    if threads > cores {
+        eprintln!(
+            "error: --threads {threads} is more than the {cores} cores of this machine; pass at most {cores}"
+        );
+        std::process::exit(2);
+    }
     // candle reads RAYON_NUM_THREADS for every matmul. Set it before any other
     // thread exists: one thread per model step is fastest at these sizes, and
     // `bake` parallelises across files instead.
@@ -532,9 +540,8 @@ fn load_model(path: Option<PathBuf>) -> Result<(TalkingHeadModel, PathBuf)> {
             bail!("model file {} does not exist", path.display());
         }
         bail!(
-            "no trained model is present: {} does not exist.\n\
-             The default model is trained by this repository's trainer and shipped in \
-             assets/models/; until it is, pass --model PATH.",
+            "no model at {}: run from the repository root (the shipped model is \
+             assets/models/default.safetensors), set $TALKING_HEAD_MODEL or pass --model PATH.",
             path.display()
         );
     }

@@ -460,6 +460,50 @@ fn bake_rejects_bad_emotion_and_style() {
     check_take(&out, 0.5, 30.0);
 }
 
+/// Sampler and frame-rate settings that would give silent garbage or a
+/// stall, and an output that is one of the inputs, are refused before any
+/// work; an empty `$TALKING_HEAD_MODEL` counts as unset.
+#[test]
+fn bake_refuses_bad_settings_and_never_overwrites_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path(), 10);
+    let wav = dir.path().join("speech.wav");
+    write_wav_i16(&wav, 16_000, 1, &speechy(16_000, 0.5, 1));
+    let original = std::fs::read(&wav).unwrap();
+    let out = dir.path().join("speech.csv");
+    for (extra, says) in [
+        (&["--steps", "0"][..], "--steps"),
+        (&["--steps", "100000"][..], "--steps"),
+        (&["--steps", "4", "--guidance", "NaN"][..], "--guidance"),
+        (&["--steps", "4", "--guidance", "inf"][..], "--guidance"),
+        (&["--fps", "0.5"][..], "--fps"),
+        (&["--fps", "1000"][..], "--fps"),
+        (&["--emotion", "happy=0.2,happy=0.3"][..], "twice"),
+    ] {
+        let o = bake(&model, &[&wav], &out, extra);
+        assert_failure(&o);
+        let err = stderr(&o);
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?} wrote an output");
+    }
+    let o = bake(&model, &[&wav], &wav, &[]);
+    assert_failure(&o);
+    assert!(stderr(&o).contains("is the input"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&wav).unwrap(),
+        original,
+        "the input was overwritten"
+    );
+    // `TALKING_HEAD_MODEL=` (empty) falls back to the shipped model.
+    let o = Command::new(EXE)
+        .args(["bake", p(&wav), "--jobs", "1", "--output", p(&out)])
+        .env("TALKING_HEAD_MODEL", "")
+        .output()
+        .unwrap();
+    assert_success(&o);
+    check_take(&out, 0.5, 30.0);
+}
+
 #[test]
 fn bake_refuses_untrained_checkpoint_without_flag() {
     let dir = tempfile::tempdir().unwrap();
@@ -504,7 +548,7 @@ fn bake_accepts_trained_checkpoint_without_flag() {
 }
 
 #[test]
-fn bake_without_model_says_no_trained_model_is_present() {
+fn bake_without_model_names_the_path_and_how_to_proceed() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("speech.wav");
     write_wav_i16(&wav, 16_000, 1, &speechy(16_000, 0.5, 1));
@@ -518,7 +562,7 @@ fn bake_without_model_says_no_trained_model_is_present() {
         .unwrap();
     assert_failure(&o);
     let err = stderr(&o);
-    assert!(err.contains("no trained model is present"), "{err}");
+    assert!(err.contains("no model at"), "{err}");
     assert!(err.contains(p(&missing)), "error names the path:\n{err}");
     assert!(err.contains("--model"), "error says how to proceed:\n{err}");
 }
@@ -906,6 +950,21 @@ fn calibrate_writes_a_calibrated_checkpoint_and_refuses_bad_requests() {
         stderr(&o).contains("no FACEGOOD training recordings"),
         "{}",
         stderr(&o)
+    );
+    // Channels the animator does not use leave nothing to calibrate: an
+    // error, and no file that would drop an existing calibration.
+    let before = std::fs::read(&out).unwrap();
+    let o = calibrate(&["--channels", "eyeBlinkLeft"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no channel to calibrate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the output was rewritten"
     );
     // A typo in --exclude is named, not silently fitted on.
     let o = calibrate(&["--exclude", "1114_2_5"]);

@@ -499,7 +499,8 @@ impl FeatureNorm {
     }
 
     /// Checks that there are `n_mels` means and stds, means are finite and
-    /// stds finite and `> 0`.
+    /// stds finite and at least [`NORM_STD_FLOOR`] (what
+    /// [`FeatureNorm::from_frames`] floors them at).
     ///
     /// # Errors
     /// [`FeatureError::NormShape`] or [`FeatureError::InvalidNorm`].
@@ -518,10 +519,10 @@ impl FeatureNorm {
                     reason: format!("mean is {m}"),
                 });
             }
-            if !s.is_finite() || s <= 0.0 {
+            if !s.is_finite() || s < NORM_STD_FLOOR {
                 return Err(FeatureError::InvalidNorm {
                     band,
-                    reason: format!("std is {s}, must be finite and > 0"),
+                    reason: format!("std is {s}, must be finite and >= {NORM_STD_FLOOR}"),
                 });
             }
         }

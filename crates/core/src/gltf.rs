@@ -47,6 +47,11 @@ pub enum GltfBakeError {
     /// The take is empty or not finite.
     #[error("the take has no frames or a non-finite frame rate")]
     EmptyTake,
+    /// The file already has an animation of that name.
+    #[error(
+        "the avatar already has an animation named `{0}`; bake under another name or into the original avatar"
+    )]
+    DuplicateName(String),
     /// The output would exceed glTF's 4 GiB binary limit.
     #[error("the animation does not fit in a glTF binary chunk")]
     TooLarge,
@@ -82,7 +87,7 @@ pub fn target_names(mesh: &json::Mesh) -> Option<Vec<String>> {
 /// # Errors
 /// [`GltfBakeError`]: an unreadable file, an avatar without named morph
 /// targets or with none driven, a retarget map naming unknown ARKit
-/// channels, an empty take.
+/// channels, an empty take, an animation already named `name`.
 pub fn bake_into_glb(
     glb: &[u8],
     take: &BakedTake,
@@ -96,6 +101,13 @@ pub fn bake_into_glb(
     let mut root: json::Root = json::deserialize::from_slice(&parsed.json)
         .map_err(|e| GltfBakeError::Parse(e.to_string()))?;
     let mut bin: Vec<u8> = parsed.bin.map(|b| b.into_owned()).unwrap_or_default();
+    if root
+        .animations
+        .iter()
+        .any(|a| a.name.as_deref() == Some(name))
+    {
+        return Err(GltfBakeError::DuplicateName(name.to_string()));
+    }
 
     // Nodes that carry a mesh with named morph targets.
     let mut report = GltfBakeReport::default();

@@ -602,15 +602,7 @@ impl EmotionAugment {
 /// the label closes the lips, so /p b m/ closures survive a smile.
 pub fn apply_emotion_frame(f: &mut [f32; BLENDSHAPE_COUNT], emotion: &[f32; EMOTION_COUNT]) {
     use talking_head_core::rig::Blendshape as B;
-    let mut offset = [0f32; BLENDSHAPE_COUNT];
-    for (k, &e) in emotion.iter().enumerate().skip(1) {
-        if e.is_nan() || e <= 0.0 {
-            continue;
-        }
-        for &(ch, w) in crate::emotion::emotion_offsets(k) {
-            offset[ch.index()] = (offset[ch.index()] + w * e.min(1.0)).min(1.0);
-        }
-    }
+    let mut offset = talking_head_core::model::emotion_offset_sum(emotion);
     let closure = (f[B::MouthClose.index()] * 2.0
         + f[B::MouthPressLeft.index()]
         + f[B::MouthPressRight.index()]

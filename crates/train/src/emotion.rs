@@ -12,7 +12,7 @@
 //! AU15 (noseSneer, mouthUpperUp, mouthFrown).
 
 use talking_head_core::model::{EMOTION_COUNT, EMOTIONS};
-use talking_head_core::rig::{BLENDSHAPE_COUNT, Blendshape};
+use talking_head_core::rig::BLENDSHAPE_COUNT;
 
 /// Relative TTS prosody of one emotion (Scherer 2003, "Vocal communication
 /// of emotion": happy/angry/fearful raise pitch and rate, sad lowers both
@@ -75,85 +75,17 @@ pub const EMOTION_PROSODY: [EmotionProsody; EMOTION_COUNT] = [
     },
 ];
 
-/// ARKit offsets of one emotion at full intensity: `(channel, weight)`.
-pub fn emotion_offsets(emotion: usize) -> &'static [(Blendshape, f32)] {
-    use Blendshape::*;
-    // FACS prototypes (Ekman & Friesen's EMFACS: happy AU6+12, sad
-    // AU1+4+15, angry AU4+5+7+23, surprised AU1+2+5+26, fearful
-    // AU1+2+4+5+20+26, disgusted AU9+15+16) in ARKit terms. The action units
-    // outside each emotion's evaluated signature (`truth_report::signature`)
-    // stay below half of it, so the signature reads first.
-    match emotion {
-        1 => &[
-            (MouthSmileLeft, 0.6),
-            (MouthSmileRight, 0.6),
-            (CheekSquintLeft, 0.4),
-            (CheekSquintRight, 0.4),
-            (EyeSquintLeft, 0.15),
-            (EyeSquintRight, 0.15),
-        ],
-        2 => &[
-            (BrowInnerUp, 0.6),
-            (BrowDownLeft, 0.1),
-            (BrowDownRight, 0.1),
-            (MouthFrownLeft, 0.5),
-            (MouthFrownRight, 0.5),
-            (MouthShrugLower, 0.15),
-        ],
-        3 => &[
-            (BrowDownLeft, 0.75),
-            (BrowDownRight, 0.75),
-            (EyeSquintLeft, 0.2),
-            (EyeSquintRight, 0.2),
-            (NoseSneerLeft, 0.45),
-            (NoseSneerRight, 0.45),
-            (MouthPressLeft, 0.2),
-            (MouthPressRight, 0.2),
-        ],
-        4 => &[
-            (BrowInnerUp, 0.55),
-            (BrowOuterUpLeft, 0.65),
-            (BrowOuterUpRight, 0.65),
-            (EyeWideLeft, 0.55),
-            (EyeWideRight, 0.55),
-            (JawOpen, 0.12),
-        ],
-        5 => &[
-            (BrowInnerUp, 0.65),
-            (BrowOuterUpLeft, 0.15),
-            (BrowOuterUpRight, 0.15),
-            (BrowDownLeft, 0.1),
-            (BrowDownRight, 0.1),
-            (EyeWideLeft, 0.55),
-            (EyeWideRight, 0.55),
-            (MouthStretchLeft, 0.45),
-            (MouthStretchRight, 0.45),
-        ],
-        6 => &[
-            (NoseSneerLeft, 0.7),
-            (NoseSneerRight, 0.7),
-            (MouthUpperUpLeft, 0.45),
-            (MouthUpperUpRight, 0.45),
-            (MouthFrownLeft, 0.2),
-            (MouthFrownRight, 0.2),
-            (BrowDownLeft, 0.2),
-            (BrowDownRight, 0.2),
-        ],
-        _ => &[],
-    }
-}
+/// ARKit offsets of one emotion at full intensity (the FACS prototypes
+/// above), defined in the core crate because the runtime uses them too
+/// (an emotion's rest face).
+pub use talking_head_core::model::emotion_offsets;
 
 /// Blends the emotion offsets into frames in place: each weight moves
 /// towards 1 by `offset * emotion[k]` (`w + (1 - w) * o`), so offsets never
 /// push a weight past 1 and speech motion stays visible. `emotion` weights
 /// are in [0, 1] (intensity already applied).
 pub fn apply_emotion(frames: &mut [[f32; BLENDSHAPE_COUNT]], emotion: &[f32; EMOTION_COUNT]) {
-    let mut offset = [0f32; BLENDSHAPE_COUNT];
-    for (k, &e) in emotion.iter().enumerate().skip(1) {
-        for &(ch, w) in emotion_offsets(k) {
-            offset[ch.index()] = (offset[ch.index()] + w * e.clamp(0.0, 1.0)).min(1.0);
-        }
-    }
+    let offset = talking_head_core::model::emotion_offset_sum(emotion);
     for f in frames.iter_mut() {
         for (w, o) in f.iter_mut().zip(offset) {
             *w = (*w + (1.0 - *w) * o).clamp(0.0, 1.0);
@@ -182,6 +114,7 @@ pub fn emotion_name(k: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use talking_head_core::rig::Blendshape;
 
     #[test]
     fn offsets_raise_the_right_channels_and_stay_in_range() {

@@ -39,6 +39,14 @@ pub struct TruthEvalConfig {
     pub voices: Vec<String>,
     /// Clips of held-out speech used for the emotion section.
     pub emotion_clips: usize,
+    /// Real recordings of held-out human voices for the emotion section's
+    /// second table, one per speaker (LibriSpeech and multilingual speakers
+    /// the corpus split of [`TruthEvalConfig::corpus_seed`] holds out,
+    /// [`crate::corpus::held_out_real_speech`]); 0 leaves the table out.
+    pub real_voice_clips: usize,
+    /// Seed of the corpus split that decides which real speakers are held
+    /// out (`corpus build --seed`, default 0; its validation share is 0.1).
+    pub corpus_seed: u64,
     /// Teacher guidance scales of the emotion sweep.
     pub guidance_sweep: Vec<f32>,
     /// Parent of the scratch directories for synthesis (each evaluation
@@ -73,6 +81,8 @@ impl TruthEvalConfig {
             sentences_file: None,
             voices: FLITE_HELDOUT.iter().map(|v| v.to_string()).collect(),
             emotion_clips: 8,
+            real_voice_clips: 8,
+            corpus_seed: 0,
             guidance_sweep: vec![1.0, 1.5, 2.0, 3.0],
             work_dir: std::env::temp_dir().join("talking-head-eval"),
             seed: 0,
@@ -154,6 +164,25 @@ pub struct EmotionReport {
     pub rest_noise_panel: Vec<NoiseFloorRow>,
     /// Held-out clips used.
     pub clips: usize,
+    /// `(emotion, signature change)` on the rest face's 2 s of silence at
+    /// intensity 1 against neutral: the face each emotion makes while
+    /// nothing is said.
+    #[serde(default)]
+    pub rest_signatures: Vec<(String, f32)>,
+    /// The same rows (no intensity-0.5 runs: `half_ratio` 0) on real
+    /// recordings of human voices held out of training
+    /// ([`TruthEvalConfig::real_voice_clips`]); empty when none were found.
+    #[serde(default)]
+    pub real_rows: Vec<EmotionRow>,
+    /// Mean signature change of `real_rows`.
+    #[serde(default)]
+    pub real_mean_signature: f32,
+    /// Real recordings used (one per speaker), and the seconds of audio.
+    #[serde(default)]
+    pub real_clips: usize,
+    /// Seconds of audio in the real recordings used.
+    #[serde(default)]
+    pub real_secs: f32,
 }
 
 /// The rest face on one noise floor of [`REST_NOISE_PANEL`], model alone:
@@ -557,9 +586,43 @@ pub fn evaluate_truth(
             .take(cfg.emotion_clips)
             .map(|(_, a, _)| a)
             .collect();
-        report.emotion = Some(emotion_section(model, teacher_model, &clips, cfg)?);
+        let real_audio = held_out_real_voices(cfg);
+        let real: Vec<&Vec<f32>> = real_audio.iter().collect();
+        report.emotion = Some(emotion_section(model, teacher_model, &clips, &real, cfg)?);
     }
     Ok(report)
+}
+
+/// Up to [`TruthEvalConfig::real_voice_clips`] real recordings of held-out
+/// human voices, one per speaker, spread evenly over the list, each at most 20 s
+/// (16 kHz mono). Files that fail to decode are skipped.
+fn held_out_real_voices(cfg: &TruthEvalConfig) -> Vec<Vec<f32>> {
+    if cfg.real_voice_clips == 0 {
+        return Vec::new();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let firsts: Vec<PathBuf> = crate::corpus::held_out_real_speech(
+        &cfg.data_dir,
+        cfg.corpus_seed,
+        crate::corpus::DEFAULT_VAL_FRACTION,
+    )
+    .into_iter()
+    .filter(|(spk, _)| seen.insert(spk.clone()))
+    .map(|(_, p)| p)
+    .collect();
+    // Centred spread over the sorted list (LibriSpeech readers, then the
+    // multilingual speakers), so both kinds are drawn.
+    let n = cfg.real_voice_clips.min(firsts.len());
+    (0..n)
+        .map(|i| &firsts[(2 * i + 1) * firsts.len() / (2 * n)])
+        .filter_map(|p| talking_head_core::audio::load_mono_16k(p).ok())
+        .map(|(mut a, _)| {
+            a.truncate(20 * 16_000);
+            a
+        })
+        .filter(|a| a.len() >= 16_000)
+        .take(cfg.real_voice_clips)
+        .collect()
 }
 
 fn mean_change(
@@ -609,6 +672,7 @@ fn emotion_section(
     model: &TalkingHeadModel,
     teacher: Option<&TalkingHeadModel>,
     clips: &[&Vec<f32>],
+    real: &[&Vec<f32>],
     cfg: &TruthEvalConfig,
 ) -> Result<EmotionReport, String> {
     let style = "phonetic";
@@ -622,41 +686,13 @@ fn emotion_section(
         }
         Ok(all)
     };
-    let neutral = run_all(model, Sampler::Student, one_hot(0, 1.0))?;
-    let jaw = Blendshape::JawOpen.index();
-    let jaw_n: Vec<f32> = neutral.iter().map(|f| f[jaw]).collect();
-    let mut rows = Vec::new();
-    for (e, name) in EMOTIONS.iter().enumerate().skip(1) {
-        let full = run_all(model, Sampler::Student, one_hot(e, 1.0))?;
-        let half = run_all(model, Sampler::Student, one_hot(e, 0.5))?;
-        let d = mean_change(&full, &neutral);
-        let dh = mean_change(&half, &neutral);
-        let sig = signature_change(&d, e);
-        let (mut off, mut off_ch) = (0f32, String::new());
-        for b in Blendshape::ALL {
-            if signature(e).contains(&b) || b.name().starts_with("eyeLook") {
-                continue;
-            }
-            if d[b.index()].abs() > off {
-                off = d[b.index()].abs();
-                off_ch = b.name().to_string();
-            }
-        }
-        let jaw_e: Vec<f32> = full.iter().map(|f| f[jaw]).collect();
-        rows.push(EmotionRow {
-            emotion: name.to_string(),
-            signature_change: sig,
-            off_signature: off,
-            off_channel: off_ch,
-            jaw_r: crate::facegood::pearson(&jaw_e, &jaw_n),
-            half_ratio: if sig.abs() > 1e-6 {
-                signature_change(&dh, e) / sig
-            } else {
-                0.0
-            },
-        });
-    }
-    let mean_signature = rows.iter().map(|r| r.signature_change).sum::<f32>() / rows.len() as f32;
+    let (rows, neutral) = emotion_rows(model, clips, style, true)?;
+    let mean_signature = mean_of_signatures(&rows);
+    let (real_rows, _) = if real.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        emotion_rows(model, real, style, false)?
+    };
     let mut blend_e = [0f32; EMOTION_COUNT];
     blend_e[1] = 0.5;
     blend_e[4] = 0.5;
@@ -690,6 +726,15 @@ fn emotion_section(
     // Rest face: 2 s of digital silence.
     let silence = vec![0f32; 32_000];
     let rest = run_model(model, Sampler::Student, &silence, one_hot(0, 1.0), style)?;
+    // Each emotion on the same silence: the face it makes while listening.
+    let mut rest_signatures = Vec::new();
+    for (e, name) in EMOTIONS.iter().enumerate().skip(1) {
+        let f = run_model(model, Sampler::Student, &silence, one_hot(e, 1.0), style)?;
+        rest_signatures.push((
+            name.to_string(),
+            signature_change(&mean_change(&f, &rest), e),
+        ));
+    }
     let fps = model.config().fps as f32;
     let mut layer_gen = talking_head_core::upper_face::UpperFaceGenerator::new(
         talking_head_core::upper_face::UpperFaceStats::default(),
@@ -764,7 +809,73 @@ fn emotion_section(
         rest_noise_with_layer: max_of(&overlay(&noise_model, &noise_layer)),
         rest_noise_panel: panel,
         clips: clips.len(),
+        rest_signatures,
+        real_mean_signature: mean_of_signatures(&real_rows),
+        real_rows,
+        real_clips: real.len(),
+        real_secs: real.iter().map(|a| a.len()).sum::<usize>() as f32 / 16_000.0,
     })
+}
+
+fn mean_of_signatures(rows: &[EmotionRow]) -> f32 {
+    if rows.is_empty() {
+        return 0.0;
+    }
+    rows.iter().map(|r| r.signature_change).sum::<f32>() / rows.len() as f32
+}
+
+/// One [`EmotionRow`] per emotion but neutral on `clips` (student, style
+/// `style`), each at intensity 1 against the neutral take, with the
+/// intensity-0.5 runs when `half` (else `half_ratio` is 0). Returns the rows
+/// and the neutral take's frames.
+#[allow(clippy::type_complexity)]
+fn emotion_rows(
+    model: &TalkingHeadModel,
+    clips: &[&Vec<f32>],
+    style: &str,
+    half: bool,
+) -> Result<(Vec<EmotionRow>, Vec<[f32; BLENDSHAPE_COUNT]>), String> {
+    let run_all = |e: [f32; EMOTION_COUNT]| -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+        let mut all = Vec::new();
+        for a in clips {
+            all.extend(run_model(model, Sampler::Student, a, e, style)?);
+        }
+        Ok(all)
+    };
+    let neutral = run_all(one_hot(0, 1.0))?;
+    let jaw = Blendshape::JawOpen.index();
+    let jaw_n: Vec<f32> = neutral.iter().map(|f| f[jaw]).collect();
+    let mut rows = Vec::new();
+    for (e, name) in EMOTIONS.iter().enumerate().skip(1) {
+        let full = run_all(one_hot(e, 1.0))?;
+        let d = mean_change(&full, &neutral);
+        let sig = signature_change(&d, e);
+        let half_ratio = if half && sig.abs() > 1e-6 {
+            signature_change(&mean_change(&run_all(one_hot(e, 0.5))?, &neutral), e) / sig
+        } else {
+            0.0
+        };
+        let (mut off, mut off_ch) = (0f32, String::new());
+        for b in Blendshape::ALL {
+            if signature(e).contains(&b) || b.name().starts_with("eyeLook") {
+                continue;
+            }
+            if d[b.index()].abs() > off {
+                off = d[b.index()].abs();
+                off_ch = b.name().to_string();
+            }
+        }
+        let jaw_e: Vec<f32> = full.iter().map(|f| f[jaw]).collect();
+        rows.push(EmotionRow {
+            emotion: name.to_string(),
+            signature_change: sig,
+            off_signature: off,
+            off_channel: off_ch,
+            jaw_r: crate::facegood::pearson(&jaw_e, &jaw_n),
+            half_ratio,
+        });
+    }
+    Ok((rows, neutral))
 }
 
 fn opt(x: Option<f32>, pct: bool) -> String {
@@ -881,6 +992,23 @@ impl TruthReport {
             for (k, v) in &e.guidance_sweep {
                 s.push_str(&format!("| {k} | {v:+.3} |\n"));
             }
+            if !e.real_rows.is_empty() {
+                s.push_str(&format!(
+                    "\nOn real recordings of human voices never trained on ({} LibriSpeech / multilingual speakers the corpus split holds out, one recording each, {:.0} s):\n\n",
+                    e.real_clips, e.real_secs
+                ));
+                s.push_str("| emotion | signature change | largest off-signature | jawOpen r vs neutral |\n|---|---|---|---|\n");
+                for r in &e.real_rows {
+                    s.push_str(&format!(
+                        "| {} | {:+.3} | {:.3} ({}) | {:.3} |\n",
+                        r.emotion, r.signature_change, r.off_signature, r.off_channel, r.jaw_r
+                    ));
+                }
+                s.push_str(&format!(
+                    "\nMean signature change on real voices {:.3}.\n",
+                    e.real_mean_signature
+                ));
+            }
             s.push_str(&format!(
                 "\nRest face on 2 s of silence (every channel but eyeBlink*/eyeLook*): model alone max {:.3} ({}); with the upper-face layer max {:.3} ({}). On 4 s of white noise at −50 dBFS (a microphone's noise floor), with the layer: max {:.3} ({}).\n",
                 e.rest_model.1,
@@ -890,6 +1018,17 @@ impl TruthReport {
                 e.rest_noise_with_layer.1,
                 e.rest_noise_with_layer.0
             ));
+            if !e.rest_signatures.is_empty() {
+                let list: Vec<String> = e
+                    .rest_signatures
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:+.3}"))
+                    .collect();
+                s.push_str(&format!(
+                    "\nOn the same silence each emotion keeps its face (signature change at intensity 1 vs neutral): {}.\n",
+                    list.join(", ")
+                ));
+            }
             if !e.rest_noise_panel.is_empty() {
                 s.push_str("\n| noise floor (4 s, model alone) | largest channel, whole 4 s | after the first second |\n|---|---|---|\n");
                 for r in &e.rest_noise_panel {
@@ -1023,6 +1162,66 @@ mod tests {
             md.contains("| pink −55 dBFS | 0.310 (mouthClose) | 0.042 (mouthPucker) |"),
             "{md}"
         );
+    }
+
+    /// The real-voice emotion table is printed when it has rows, and left
+    /// out (with its sentence) when no held-out real recordings were found.
+    #[test]
+    fn real_voice_emotion_rows_are_reported_when_present() {
+        let row = EmotionRow {
+            emotion: "happy".into(),
+            signature_change: 0.438,
+            off_signature: 0.162,
+            off_channel: "eyeSquintLeft".into(),
+            jaw_r: 0.898,
+            half_ratio: 0.0,
+        };
+        let with = TruthReport {
+            emotion: Some(EmotionReport {
+                real_rows: vec![row],
+                real_mean_signature: 0.438,
+                real_clips: 8,
+                real_secs: 121.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .markdown();
+        assert!(
+            with.contains("(8 LibriSpeech / multilingual speakers"),
+            "{with}"
+        );
+        assert!(
+            with.contains("| happy | +0.438 | 0.162 (eyeSquintLeft) | 0.898 |"),
+            "{with}"
+        );
+        assert!(
+            with.contains("Mean signature change on real voices 0.438."),
+            "{with}"
+        );
+        let rest = TruthReport {
+            emotion: Some(EmotionReport {
+                rest_signatures: vec![("happy".into(), 0.5), ("sad".into(), 0.45)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .markdown();
+        assert!(
+            rest.contains(
+                "keeps its face (signature change at intensity 1 vs neutral): happy +0.500, sad +0.450."
+            ),
+            "{rest}"
+        );
+        let without = TruthReport {
+            emotion: Some(EmotionReport::default()),
+            ..Default::default()
+        }
+        .markdown();
+        assert!(!without.contains("real voices") && !without.contains("human voices"));
+        // No shared data: no real clips, no error.
+        let cfg = TruthEvalConfig::new(PathBuf::from("/nonexistent/shared/data"));
+        assert!(held_out_real_voices(&cfg).is_empty());
     }
 
     /// Section 1 says when the model was trained on its recordings.

@@ -186,3 +186,56 @@ fn facegood_val_names_known_recordings() {
         "{err}"
     );
 }
+
+/// The real recordings `eval` measures emotion on are exactly those whose
+/// speakers the corpus split holds out: LibriSpeech by reader, multilingual
+/// clips each their own speaker, other files and folders ignored.
+#[test]
+fn held_out_real_speech_follows_the_corpus_speaker_split() {
+    use talking_head_train::corpus::{DEFAULT_VAL_FRACTION, held_out_real_speech, speaker_split};
+    let dir = std::env::temp_dir().join(format!("th-heldout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let libri = dir.join("speech/librispeech");
+    let multi = dir.join("speech/multilingual");
+    std::fs::create_dir_all(&libri).unwrap();
+    std::fs::create_dir_all(&multi).unwrap();
+    for spk in 0..200 {
+        for utt in 0..2 {
+            std::fs::write(libri.join(format!("{spk}-100-{utt:04}.flac")), b"").unwrap();
+        }
+    }
+    std::fs::write(libri.join("7-100-0000.txt"), b"").unwrap();
+    for k in 0..40 {
+        std::fs::write(multi.join(format!("clip{k}.wav")), b"").unwrap();
+    }
+    let got = held_out_real_speech(&dir, 0, DEFAULT_VAL_FRACTION);
+    let want_libri: Vec<u32> = (0..200)
+        .filter(|s| {
+            speaker_split(&format!("librispeech:{s}"), 0, DEFAULT_VAL_FRACTION) == Split::Val
+        })
+        .collect();
+    let want_multi = (0..40)
+        .filter(|k| {
+            speaker_split(&format!("multilingual:clip{k}"), 0, DEFAULT_VAL_FRACTION) == Split::Val
+        })
+        .count();
+    // About a tenth held out, both utterances of each held-out reader.
+    assert!((8..=35).contains(&want_libri.len()), "{}", want_libri.len());
+    assert_eq!(got.len(), 2 * want_libri.len() + want_multi);
+    for (spk, p) in &got {
+        assert_eq!(
+            speaker_split(spk, 0, DEFAULT_VAL_FRACTION),
+            Split::Val,
+            "{spk}"
+        );
+        assert!(
+            p.extension().is_some_and(|e| e == "flac" || e == "wav"),
+            "{}",
+            p.display()
+        );
+    }
+    // Another seed holds out other speakers; a missing folder gives nothing.
+    assert_ne!(held_out_real_speech(&dir, 1, DEFAULT_VAL_FRACTION), got);
+    assert!(held_out_real_speech(&dir.join("absent"), 0, DEFAULT_VAL_FRACTION).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

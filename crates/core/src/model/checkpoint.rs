@@ -361,7 +361,28 @@ fn write_checkpoint(
     let mut raw = BTreeMap::new();
     for (name, t) in tensors {
         let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let (dtype, bytes) = if f16_matrices && t.rank() == 2 {
+        // Refuse to write what `load` would refuse: NaN/Inf, or a value
+        // past f16's range in a matrix stored as f16.
+        let f16_max = f32::from(half::f16::MAX);
+        let stored_as_f16 = f16_matrices && t.rank() == 2;
+        if let Some(x) = v
+            .iter()
+            .find(|x| !x.is_finite() || (stored_as_f16 && x.abs() > f16_max))
+        {
+            return Err(ModelError::BadTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                reason: format!(
+                    "holds {x}{}; not written",
+                    if x.is_finite() {
+                        ", beyond f16's range"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        let (dtype, bytes) = if stored_as_f16 {
             let b = v
                 .iter()
                 .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())

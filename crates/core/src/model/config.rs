@@ -137,8 +137,10 @@ pub struct ModelConfig {
     /// Diffusion settings.
     pub diffusion: DiffusionConfig,
     /// Frames whose audio (this frame, one before, and the look-ahead) stays
-    /// below this RMS level in dBFS get a closed, neutral mouth. `None`
-    /// disables the gate.
+    /// below this RMS level in dBFS get a closed mouth: their lower-face
+    /// channels are set to the emotion's rest face
+    /// ([`super::emotion_rest_face`]: 0 for neutral, the smile for happy).
+    /// `None` disables the gate.
     pub silence_gate_dbfs: Option<f32>,
     /// Per-style output calibration applied to the frames a session emits
     /// (not to the motion history the decoder is conditioned on); empty =
@@ -437,6 +439,14 @@ impl ModelConfig {
         }
         if !(self.diffusion.guidance_scale.is_finite() && self.diffusion.noise_scale.is_finite()) {
             return bad("diffusion scales must be finite".into());
+        }
+        if let Some(g) = self
+            .silence_gate_dbfs
+            .filter(|g| !(g.is_finite() && *g <= 0.0))
+        {
+            return bad(format!(
+                "silence_gate_dbfs is {g}; it must be a finite level <= 0 dBFS (or null for no gate)"
+            ));
         }
         for (i, c) in self.calibration.iter().enumerate() {
             c.validate(&self.styles)

@@ -22,6 +22,7 @@
 mod checkpoint;
 mod config;
 pub mod denoiser;
+mod emotion;
 pub mod encoder;
 pub(crate) mod fast;
 mod init;
@@ -44,6 +45,7 @@ pub use config::{
     OutputCalibration, Prediction,
 };
 pub use denoiser::alpha_bar;
+pub use emotion::{emotion_offset_sum, emotion_offsets, emotion_rest_face};
 
 /// Path of the shipped default model, relative to the crate root.
 pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
@@ -54,8 +56,8 @@ pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
 /// convenience of the CLI; a game should use [`load_default_model`], which
 /// falls back to the copy embedded in the binary instead).
 pub fn default_model_path() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("TALKING_HEAD_MODEL") {
-        return p.into();
+    if let Some(p) = model_path_from_env() {
+        return p;
     }
     let local = std::path::PathBuf::from(DEFAULT_MODEL_PATH);
     if local.exists() {
@@ -66,6 +68,14 @@ pub fn default_model_path() -> std::path::PathBuf {
         .join(DEFAULT_MODEL_PATH)
 }
 
+/// `$TALKING_HEAD_MODEL` as a path; unset or empty gives `None` (an empty
+/// value counts as unset, as shells leave it with `TALKING_HEAD_MODEL=`).
+pub fn model_path_from_env() -> Option<PathBuf> {
+    std::env::var_os("TALKING_HEAD_MODEL")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// The shipped default model (student + encoder, 1.7 MB with its weight
 /// matrices in f16), compiled into the binary (feature `embedded-model`, on
 /// by default), so a game copied to a player's machine animates with no
@@ -73,7 +83,7 @@ pub fn default_model_path() -> std::path::PathBuf {
 #[cfg(feature = "embedded-model")]
 pub const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../../assets/models/default.safetensors");
 
-/// Loads the default model: `$TALKING_HEAD_MODEL` when set (an error if it
+/// Loads the default model: `$TALKING_HEAD_MODEL` when set and not empty (an error if it
 /// cannot be loaded), else `./assets/models/default.safetensors` under the
 /// working directory when present, else the embedded copy
 /// ([`EMBEDDED_MODEL`], feature `embedded-model`). Returns the model and a
@@ -82,7 +92,7 @@ pub const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../../assets/models/defa
 /// Errors: [`ModelError`] from the file or the embedded bytes; without the
 /// feature and with no file, [`ModelError::Io`] naming the path looked at.
 pub fn load_default_model() -> Result<(TalkingHeadModel, String), ModelError> {
-    let env = std::env::var_os("TALKING_HEAD_MODEL").map(PathBuf::from);
+    let env = model_path_from_env();
     let local = PathBuf::from(DEFAULT_MODEL_PATH);
     if let Some(p) = env.or_else(|| local.exists().then_some(local.clone())) {
         let m = TalkingHeadModel::load(&p)?;
@@ -222,6 +232,10 @@ pub struct MotionNorm {
     pub std: Vec<f32>,
 }
 
+/// Smallest motion-normalisation std a checkpoint may hold (weights are in
+/// [0, 1]; the trainer's stds are at least 0.05).
+pub const MOTION_STD_FLOOR: f32 = 1e-4;
+
 impl Default for MotionNorm {
     fn default() -> Self {
         Self {
@@ -237,9 +251,14 @@ impl MotionNorm {
             return Err(format!("needs {BLENDSHAPE_COUNT} means and stds"));
         }
         if self.mean.iter().any(|v| !v.is_finite())
-            || self.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+            || self
+                .std
+                .iter()
+                .any(|v| !(v.is_finite() && *v >= MOTION_STD_FLOOR))
         {
-            return Err("values must be finite and std > 0".into());
+            return Err(format!(
+                "values must be finite and std >= {MOTION_STD_FLOOR} (a smaller std blows the decoder's motion history up)"
+            ));
         }
         Ok(())
     }
@@ -311,6 +330,7 @@ pub struct StreamState {
     pub style: usize,
     levels: VecDeque<f32>,
     frames_out: u64,
+    nonfinite_frames: u64,
 }
 
 impl StreamState {
@@ -322,6 +342,14 @@ impl StreamState {
     /// Frames produced so far (`frames_in - lookahead`, at least 0).
     pub fn frames_out(&self) -> u64 {
         self.frames_out
+    }
+
+    /// Frames in which the network produced a NaN or infinite weight (set
+    /// to 0 in the emitted frame). Non-zero means a corrupt or hostile
+    /// checkpoint, or a sampler setting (e.g. a huge guidance scale) that
+    /// overflows.
+    pub fn nonfinite_frames(&self) -> u64 {
+        self.nonfinite_frames
     }
 
     /// Approximate bytes of tensor state held (constant over a stream).
@@ -608,6 +636,7 @@ impl TalkingHeadModel {
             style: 0,
             levels: VecDeque::with_capacity(self.config.lookahead_frames + 2),
             frames_out: 0,
+            nonfinite_frames: 0,
         })
     }
 
@@ -806,14 +835,17 @@ impl TalkingHeadModel {
             let row = &scratch.y[j * BLENDSHAPE_COUNT..(j + 1) * BLENDSHAPE_COUNT];
             let s = items[i].state();
             let mut w = [0f32; BLENDSHAPE_COUNT];
+            let mut nonfinite = false;
             for (c, wc) in w.iter_mut().enumerate() {
                 let v = row[c] * self.motion_norm.std[c] + self.motion_norm.mean[c];
                 *wc = if v.is_finite() {
                     v.clamp(0.0, 1.0)
                 } else {
+                    nonfinite = true;
                     0.0
                 };
             }
+            s.nonfinite_frames += u64::from(nonfinite);
             // Silence gate: this frame, the one before and the look-ahead all
             // below the threshold (NaN levels count as silent).
             let silent = |th: f32| {
@@ -822,9 +854,17 @@ impl TalkingHeadModel {
                     .all(|l| l.partial_cmp(&th) != Some(std::cmp::Ordering::Greater))
             };
             let gated = gate_db.is_some_and(silent);
+            // A gated mouth is closed and neutral but for the emotion's own
+            // expression (a smile stays a smile between sentences): the
+            // emotion's rest face, the label of silence in training.
+            let rest = if gated {
+                emotion_rest_face(&sanitize_emotion(&s.emotion))
+            } else {
+                [0.0; BLENDSHAPE_COUNT]
+            };
             if gated {
                 for &c in MOUTH_CHANNELS.iter() {
-                    w[c] = 0.0;
+                    w[c] = rest[c];
                 }
             }
             // The history keeps the model's own output; the calibration
@@ -839,7 +879,7 @@ impl TalkingHeadModel {
                 }
                 if gated {
                     for &c in MOUTH_CHANNELS.iter() {
-                        w[c] = 0.0;
+                        w[c] = rest[c];
                     }
                 }
             }
@@ -950,6 +990,7 @@ pub fn canonical_emotion(e: [f32; EMOTION_COUNT]) -> [f32; EMOTION_COUNT] {
 /// when no weight is given at all, neutral = 1).
 pub fn parse_emotion(spec: &str) -> Result<[f32; EMOTION_COUNT], ModelError> {
     let mut e = [0f32; EMOTION_COUNT];
+    let mut seen = [false; EMOTION_COUNT];
     let mut any = false;
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part
@@ -974,6 +1015,13 @@ pub fn parse_emotion(spec: &str) -> Result<[f32; EMOTION_COUNT], ModelError> {
                 "`{part}`: weight must be in [0, 1]"
             )));
         }
+        if seen[i] {
+            return Err(ModelError::BadInput(format!(
+                "`{}` is given twice in `{spec}`",
+                EMOTIONS[i]
+            )));
+        }
+        seen[i] = true;
         e[i] = v;
         any = true;
     }

@@ -294,6 +294,50 @@ fn silence_gate_closes_the_mouth() {
     }
 }
 
+/// Under the silence gate an emotion keeps its face: the lower face is the
+/// emotion's rest face (the smile of happy, the frown of sad), not a blank
+/// mouth, and the upper face is left to the model.
+#[test]
+fn silence_gate_keeps_the_emotion_rest_face() {
+    use crate::rig::Blendshape;
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 11).unwrap();
+    let feats = vec![-10.0f32; cfg.input_dim()];
+    for (k, ch) in [
+        (1, Blendshape::MouthSmileLeft),
+        (2, Blendshape::MouthFrownRight),
+    ] {
+        let mut st = model.new_state(1).unwrap();
+        st.emotion = [0.0; EMOTION_COUNT];
+        st.emotion[k] = 0.8;
+        let rest = crate::model::emotion_rest_face(&st.emotion);
+        let mut seen = 0;
+        for _ in 0..8 {
+            let out = model
+                .step(
+                    &mut [&mut st],
+                    &[FrameInput {
+                        log_mel: &feats,
+                        rms_dbfs: -90.0,
+                    }],
+                    Sampler::Student,
+                )
+                .unwrap();
+            if let Some(f) = &out[0] {
+                seen += 1;
+                for &c in crate::rig::MOUTH_CHANNELS.iter() {
+                    assert_eq!(f.weights[c], rest[c], "channel {c}");
+                }
+                assert!(
+                    (f.weights[ch.index()] - 0.8 * if k == 1 { 0.6 } else { 0.5 }).abs() < 1e-6
+                );
+                assert_eq!(f.weights[Blendshape::JawOpen.index()], 0.0);
+            }
+        }
+        assert!(seen > 0);
+    }
+}
+
 #[test]
 fn bad_inputs_are_errors() {
     let cfg = small_config();
@@ -326,6 +370,10 @@ fn bad_inputs_are_errors() {
     ));
     assert!(parse_emotion("happy=2").is_err());
     assert!(parse_emotion("joy=0.5").is_err());
+    let twice = parse_emotion("happy=0.5,Happy=0.7")
+        .unwrap_err()
+        .to_string();
+    assert!(twice.contains("given twice"), "{twice}");
     assert_eq!(parse_emotion("").unwrap(), NEUTRAL_EMOTION);
     assert_eq!(parse_emotion("happy=0.8").unwrap()[1], 0.8);
 }
@@ -431,4 +479,81 @@ fn f16_checkpoint_streams_like_its_batch_network() {
         }
     }
     assert!(worst <= 1e-5, "batch of {n} vs alone: {worst}");
+}
+
+/// A checkpoint config with a silence gate that is not a finite level at or
+/// below 0 dBFS, or a motion std that would blow the history up, is refused.
+#[test]
+fn hostile_gate_and_norms_are_refused() {
+    for g in [f32::INFINITY, f32::NAN, 10.0] {
+        let cfg = ModelConfig {
+            silence_gate_dbfs: Some(g),
+            ..small_config()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("silence_gate_dbfs"), "{e}");
+    }
+    for g in [None, Some(-70.0), Some(0.0)] {
+        let cfg = ModelConfig {
+            silence_gate_dbfs: g,
+            ..small_config()
+        };
+        cfg.validate().unwrap();
+    }
+    let mut m = MotionNorm::default();
+    m.std[3] = 1e-30;
+    assert!(m.validate().unwrap_err().contains("std >="));
+    let mut f = crate::features::FeatureNorm::identity(8);
+    f.std[2] = 1e-38;
+    assert!(f.validate(8).is_err());
+}
+
+/// Writing refuses what loading would refuse: a NaN tensor, or (in f16) a
+/// weight past f16's range, so `convert` and `average` cannot produce a
+/// file their own loader rejects.
+#[test]
+fn checkpoints_with_values_that_would_not_load_are_not_written() {
+    let cfg = small_config();
+    let model = TalkingHeadModel::random(cfg.clone(), 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let with = |v: f32| {
+        let mut t = model.tensors().clone();
+        let (name, x) = t
+            .iter()
+            .find(|(_, x)| x.rank() == 2)
+            .map(|(k, x)| (k.clone(), x.clone()))
+            .unwrap();
+        let mut vals: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        vals[0] = v;
+        t.insert(name, Tensor::from_vec(vals, x.dims(), x.device()).unwrap());
+        t
+    };
+    let nan = dir.path().join("nan.safetensors");
+    let e = save_checkpoint(
+        &nan,
+        &with(f32::NAN),
+        model.config(),
+        model.feature_norm(),
+        model.motion_norm(),
+        model.provenance(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("NaN") && e.contains("not written"), "{e}");
+    assert!(!nan.exists());
+    let big = TalkingHeadModel::from_parts(
+        cfg.clone(),
+        with(1e6),
+        model.feature_norm().clone(),
+        model.motion_norm().clone(),
+        model.provenance().clone(),
+    )
+    .unwrap();
+    let f16 = dir.path().join("big16.safetensors");
+    let e = big.save_f16(&f16).unwrap_err().to_string();
+    assert!(e.contains("f16"), "{e}");
+    // f32 keeps it, and loads.
+    let f32p = dir.path().join("big32.safetensors");
+    big.save(&f32p).unwrap();
+    TalkingHeadModel::load(&f32p).unwrap();
 }

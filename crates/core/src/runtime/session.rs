@@ -197,6 +197,12 @@ impl Session {
         self.conditioner.nonfinite_count()
     }
 
+    /// Frames whose network output held a NaN or infinite weight (emitted
+    /// with those weights at 0; see [`StreamState::nonfinite_frames`]).
+    pub fn nonfinite_frames(&self) -> u64 {
+        self.state.nonfinite_frames()
+    }
+
     /// 16 kHz samples received so far (the session's audio clock).
     pub fn samples_received(&self) -> u64 {
         self.samples_16k

@@ -104,6 +104,10 @@ pub const DEFAULT_CONVERSION_F0_HZ: [f32; 2] = [165.0, 235.0];
 /// ([`CorpusConfig::conversion_shift_cents`]).
 pub const DEFAULT_CONVERSION_SHIFT_CENTS: [i32; 2] = [200, 400];
 
+/// Default share of speakers held out for validation
+/// ([`CorpusConfig::val_fraction`], [`speaker_split`]).
+pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
+
 impl CorpusConfig {
     /// Defaults for a full build into `out_dir`.
     pub fn new(data_dir: PathBuf, texts_dir: PathBuf, out_dir: PathBuf) -> Self {
@@ -117,7 +121,7 @@ impl CorpusConfig {
             emotional_fraction: 0.45,
             augment_per_clip: 1.0,
             limit_per_source: None,
-            val_fraction: 0.1,
+            val_fraction: DEFAULT_VAL_FRACTION,
             facegood_val: vec!["1114_2_05".into(), "1114_3_15".into()],
             max_clip_secs: None,
             flite_every: 3,
@@ -182,6 +186,56 @@ pub fn speaker_split(speaker: &str, seed: u64, val_fraction: f64) -> Split {
     }
 }
 
+/// The files in `dir` whose extension (any case) is one of `ext`, sorted.
+fn list_files(dir: &Path, ext: &[&str]) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| ext.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Real human recordings in `data_dir` whose speakers a corpus built with
+/// `seed` and `val_fraction` ([`CorpusConfig::new`]'s defaults: 0 and 0.1)
+/// puts in its validation split, so a model trained on it never heard those
+/// voices: LibriSpeech (`speech/librispeech/*.flac`, speaker = the file
+/// name's first field) and the multilingual clips (`speech/multilingual`,
+/// each its own speaker), the speaker ids and hash of [`speaker_split`].
+/// LJ Speech (one speaker) and FACEGOOD are left out. Returns
+/// `(speaker, path)`, sorted by path; a missing folder gives no entries.
+pub fn held_out_real_speech(
+    data_dir: &Path,
+    seed: u64,
+    val_fraction: f64,
+) -> Vec<(String, PathBuf)> {
+    let list = |dir: PathBuf, ext: &[&str]| list_files(&dir, ext).unwrap_or_default();
+    let stem = |p: &Path| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut out = Vec::new();
+    for p in list(data_dir.join("speech/librispeech"), &["flac"]) {
+        let s = stem(&p);
+        let spk = format!("librispeech:{}", s.split('-').next().unwrap_or("x"));
+        out.push((spk, p));
+    }
+    for p in list(
+        data_dir.join("speech/multilingual"),
+        &["wav", "flac", "aiff", "aif"],
+    ) {
+        out.push((format!("multilingual:{}", stem(&p)), p));
+    }
+    out.retain(|(spk, _)| speaker_split(spk, seed, val_fraction) == Split::Val);
+    out
+}
+
 /// Language of a shared multilingual clip, from its file name.
 fn multilingual_language(name: &str) -> &'static str {
     let n = name.to_ascii_lowercase();
@@ -239,17 +293,7 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
         });
     }
     let list = |dir: PathBuf, ext: &[&str]| -> Result<Vec<PathBuf>, CorpusError> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| CorpusError::Io(dir.clone(), e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| ext.contains(&x.to_ascii_lowercase().as_str()))
-            })
-            .collect();
-        v.sort();
-        Ok(v)
+        list_files(&dir, ext).map_err(|e| CorpusError::Io(dir.clone(), e))
     };
     for p in list(d.join("speech/librispeech"), &["flac"])?
         .into_iter()
