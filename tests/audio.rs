@@ -447,6 +447,50 @@ fn wav_f32_round_trip_with_nonfinite_report() {
     assert_eq!(mono[30], x[30]);
 }
 
+/// WAVs with more channels than WAVE's 18 speaker positions (a 24- or
+/// 32-channel microphone array) decode too, integer and float, and
+/// downmix like any other; 33 channels is a clear channel-count error.
+#[test]
+fn wav_with_many_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = sine(16_000, 440.0, 0.5, 0.5);
+    for channels in [19u16, 24, 32] {
+        // The tone on channel 0, silence elsewhere.
+        let frames: Vec<f32> = tone
+            .iter()
+            .flat_map(|&v| {
+                std::iter::once(v).chain(std::iter::repeat_n(0.0, channels as usize - 1))
+            })
+            .collect();
+        let f = dir.path().join(format!("f{channels}.wav"));
+        write_wav_f32(&f, 16_000, channels, &frames);
+        let i = dir.path().join(format!("i{channels}.wav"));
+        let pcm: Vec<i16> = frames.iter().map(|v| (v * 32_767.0) as i16).collect();
+        write_wav_i16(&i, 16_000, channels, &pcm);
+        for path in [&f, &i] {
+            let decoded = read_audio_file(path).unwrap();
+            assert_eq!(decoded.format, AudioFormat::new(16_000, channels));
+            assert_eq!(decoded.frames(), tone.len());
+            assert!((decoded.samples[channels as usize * 7] - tone[7]).abs() < 1e-3);
+            let (mono, _) = load_mono_16k(path).unwrap();
+            assert_eq!(mono.len(), tone.len());
+            let want = rms(&tone) / f32::from(channels);
+            assert!(
+                (rms(&mono) - want).abs() < 0.05 * want,
+                "{channels}: {} vs {want}",
+                rms(&mono)
+            );
+            assert!((dominant_freq(&mono) - 440.0).abs() < 10.0);
+        }
+    }
+    let many = dir.path().join("c33.wav");
+    write_wav_i16(&many, 16_000, 33, &vec![0; 33 * 100]);
+    assert!(matches!(
+        load_mono_16k(&many),
+        Err(AudioError::UnsupportedChannels { .. })
+    ));
+}
+
 #[test]
 fn one_sample_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,6 +109,17 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                 ),
                 None => None,
             };
+            let ext = args
+                .output
+                .extension()
+                .and_then(|x| x.to_str())
+                .map(str::to_ascii_lowercase);
+            if !matches!(ext.as_deref(), Some("glb" | "vrm")) && !args.output.is_dir() {
+                bail!(
+                    "with --avatar the output is a binary glTF: name it .glb or .vrm, not {}",
+                    args.output.display()
+                );
+            }
             if args.output.is_dir() || args.output.to_string_lossy().ends_with('/') {
                 bail!(
                     "with --avatar the output is one glTF file (one animation per audio file), not the directory {}",
@@ -124,6 +135,13 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
             || args.output.is_dir()
             || args.output.to_string_lossy().ends_with('/')
             || args.output.extension().is_none());
+    if to_dir && args.output.is_file() {
+        bail!(
+            "{} is a file, but with several inputs (or an output without an extension) \
+             the output is a directory of CSVs; name a directory",
+            args.output.display()
+        );
+    }
     if to_dir {
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("creating output directory {}", args.output.display()))?;

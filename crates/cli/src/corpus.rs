@@ -19,6 +19,15 @@ pub(crate) fn corpus_cmd(args: crate::CorpusBuildArgs) -> Result<()> {
     } = args;
     use talking_head_train::corpus::{CorpusConfig, build};
     let texts = repo_root().join("assets/corpus/texts");
+    for (flag, v) in [
+        ("--tts-minutes", tts_minutes),
+        ("--flite-female-minutes", flite_female_minutes),
+        ("--augment", augment),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} must be a finite number >= 0, got {v}");
+        }
+    }
     let mut cfg = CorpusConfig::new(data.clone(), texts, out.clone());
     cfg.seed = seed;
     cfg.tts_minutes = tts_minutes;

@@ -489,6 +489,20 @@ fn bake_refuses_bad_settings_and_never_overwrites_its_input() {
     let o = bake(&model, &[&wav], &wav, &[]);
     assert_failure(&o);
     assert!(stderr(&o).contains("is the input"), "{}", stderr(&o));
+    // A glTF written under a .csv name, and a file where a directory of
+    // CSVs is needed.
+    let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/avatars/mh_arkit_head.glb");
+    let o = bake(&model, &[&wav], &out, &["--avatar", p(&head)]);
+    assert_failure(&o);
+    assert!(stderr(&o).contains(".glb or .vrm"), "{}", stderr(&o));
+    let wav2 = dir.path().join("other.wav");
+    std::fs::copy(&wav, &wav2).unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, b"keep").unwrap();
+    let o = bake(&model, &[&wav, &wav2], &file, &[]);
+    assert_failure(&o);
+    assert!(stderr(&o).contains("is a file"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
     assert_eq!(
         std::fs::read(&wav).unwrap(),
         original,
@@ -502,6 +516,32 @@ fn bake_refuses_bad_settings_and_never_overwrites_its_input() {
         .unwrap();
     assert_success(&o);
     check_take(&out, 0.5, 30.0);
+}
+
+/// Corpus sizes that are not finite non-negative numbers are refused
+/// before any work (they used to become 0 silently).
+#[test]
+fn corpus_build_refuses_nan_and_negative_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("corpus");
+    for (flag, v) in [
+        ("--tts-minutes", "NaN"),
+        ("--flite-female-minutes", "-1"),
+        ("--augment", "inf"),
+    ] {
+        let o = run(&[
+            "corpus",
+            "build",
+            "--out",
+            p(&out),
+            "--data",
+            p(dir.path()),
+            &format!("{flag}={v}"),
+        ]);
+        assert_failure(&o);
+        assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
 }
 
 #[test]

@@ -627,7 +627,39 @@ fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
         path: path.to_path_buf(),
         source,
     })?;
-    decode_media(Box::new(file), path)
+    decode_media(Box::new(file), path).or_else(|e| {
+        // symphonia's WAV reader maps channels onto WAVE's 18 speaker
+        // positions and refuses more (a 24- or 32-channel microphone
+        // array); hound reads PCM and float WAV of any channel count.
+        let wav = path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x.eq_ignore_ascii_case("wav") || x.eq_ignore_ascii_case("wave"));
+        match wav.then(|| decode_wav_with_hound(path)).flatten() {
+            Some(d) => Ok(d),
+            None => Err(e),
+        }
+    })
+}
+
+/// A whole WAV file through hound (integer PCM scaled to [-1, 1), or f32);
+/// `None` on any error.
+fn decode_wav_with_hound(path: &Path) -> Option<DecodedAudio> {
+    let mut reader = hound::WavReader::open(path).ok()?;
+    let spec = reader.spec();
+    let format = AudioFormat::new(spec.sample_rate, spec.channels);
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().ok()?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .samples::<i32>()
+                .map(|v| v.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .ok()?
+        }
+    };
+    Some(DecodedAudio { samples, format })
 }
 
 /// Decodes the first audio track of `source`; `path` labels errors and its
