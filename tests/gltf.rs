@@ -351,6 +351,68 @@ fn vrm_test_asset() -> Vec<u8> {
 
 const VRM: &str = "assets/avatars/mh_arkit_head_visemes.vrm";
 
+/// A VRM avatar without perfect sync is baked through its expressions, as
+/// the plugin drives it: the `aa` viseme morph opens with speech, and the
+/// take's emotion reaches the `happy` preset's morphs (0 when neutral).
+#[test]
+fn a_take_bakes_into_a_vrm_through_its_expressions() {
+    let vrm = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(VRM)).unwrap();
+    let mut neutral = take();
+    let mut happy = neutral.clone();
+    happy.emotion = [0.0; bevy_talking_head::model::EMOTION_COUNT];
+    happy.emotion[1] = 1.0;
+    neutral.emotion = bevy_talking_head::model::NEUTRAL_EMOTION;
+    let doc = |glb: &[u8]| -> serde_json::Value {
+        serde_json::from_slice(&gltf::Glb::from_slice(glb).unwrap().json).unwrap()
+    };
+    let names: Vec<String> = doc(&vrm)["meshes"][0]["extras"]["targetNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    let n = names.len();
+    let col = |name: &str| names.iter().position(|m| m == name).unwrap();
+    let weights = |glb: &[u8]| -> Vec<f32> {
+        let g = gltf::Gltf::from_slice(glb).unwrap();
+        let blob = g.blob.clone().unwrap();
+        let anim = g.animations().last().unwrap();
+        let ch = anim.channels().next().unwrap();
+        let reader = ch.reader(|_| Some(&blob));
+        match reader.read_outputs().unwrap() {
+            gltf::animation::util::ReadOutputs::MorphTargetWeights(w) => w.into_f32().collect(),
+            _ => panic!("not a weights channel"),
+        }
+    };
+    let (out_n, report) =
+        bevy_talking_head::gltf::bake_into_glb(&vrm, &neutral, None, "neutral").unwrap();
+    assert!(report.vrm_expressions >= 17, "{report:?}");
+    let (out_h, _) = bevy_talking_head::gltf::bake_into_glb(&vrm, &happy, None, "happy").unwrap();
+    let (wn, wh) = (weights(&out_n), weights(&out_h));
+    assert_eq!(wn.len(), neutral.frames.len() * n);
+    let max = |w: &[f32], c: usize| (0..w.len() / n).map(|k| w[k * n + c]).fold(0f32, f32::max);
+    let mean = |w: &[f32], c: usize| {
+        (0..w.len() / n).map(|k| w[k * n + c]).sum::<f32>() / (w.len() / n) as f32
+    };
+    assert!(
+        max(&wn, col("viseme_aa")) > 0.2,
+        "aa {}",
+        max(&wn, col("viseme_aa"))
+    );
+    assert!(
+        wn.iter()
+            .chain(&wh)
+            .all(|v| v.is_finite() && (0.0..=1.0).contains(v))
+    );
+    let smile = col("morph_mouthSmileLeft");
+    assert!(
+        mean(&wn, smile) < 0.05,
+        "neutral smile {}",
+        mean(&wn, smile)
+    );
+    assert!(mean(&wh, smile) > 0.3, "happy smile {}", mean(&wh, smile));
+}
+
 #[test]
 #[ignore = "writes the VRM test asset"]
 fn write_vrm_test_asset() {

@@ -287,6 +287,12 @@ pub(crate) fn bake(args: BakeArgs) -> Result<()> {
                 if !report.unbound.is_empty() {
                     eprintln!("not driven (stay at 0): {}", report.unbound.join(", "));
                 }
+                if report.vrm_expressions > 0 {
+                    eprintln!(
+                        "no ARKit-named morph targets: driven through the avatar's {} VRM 1.0 expressions",
+                        report.vrm_expressions
+                    );
+                }
             }
             eprintln!(
                 "animation `{name}`: {} frames at {} fps",

@@ -54,6 +54,10 @@ pub struct BakedTake {
     pub duration_secs: f64,
     /// `ceil(duration_secs · fps)` frames (at least 1).
     pub frames: Vec<[f32; BLENDSHAPE_COUNT]>,
+    /// The emotion the take was baked with ([`EMOTIONS`] order, scaled by
+    /// intensity): what a VRM avatar's emotion presets (`happy`, `sad`, …)
+    /// are driven from when the take is written into it.
+    pub emotion: [f32; EMOTION_COUNT],
     /// Model frames (50 fps) whose network output held a NaN or infinite
     /// weight, emitted with those weights at 0 ([`crate::runtime::Session::nonfinite_frames`]);
     /// non-zero means a broken checkpoint or sampler setting.
@@ -157,6 +161,7 @@ pub fn bake(
         fps,
         duration_secs,
         frames: resample_frames(&frames, spf, duration_secs, fps),
+        emotion: session.emotion(),
         nonfinite_frames: session.nonfinite_frames(),
     })
 }

@@ -64,6 +64,9 @@ pub struct GltfBakeReport {
     pub nodes: Vec<(String, usize, usize)>,
     /// Morph target names no rule drives (they stay at 0 in the animation).
     pub unbound: Vec<String>,
+    /// When the avatar was driven through its VRM 1.0 expressions (no
+    /// ARKit-named targets): how many expressions it has; 0 otherwise.
+    pub vrm_expressions: usize,
 }
 
 /// Morph target names of `mesh` from its `extras.targetNames`.
@@ -82,7 +85,13 @@ pub fn target_names(mesh: &json::Mesh) -> Option<Vec<String>> {
 ///
 /// Every node whose mesh has named morph targets gets a `weights` channel;
 /// target `t` of it plays the ARKit weights mapped by `retarget` (identity
-/// on the ARKit names when `None`), 0 where no rule drives it.
+/// on the ARKit names when `None`), 0 where no rule drives it. A VRM 1.0
+/// avatar (`VRMC_vrm`) whose targets none of that binds, with no
+/// `retarget`, is driven through its expressions instead, as the plugin
+/// drives it live: visemes `aa ih ou ee oh`, blinks, gaze and the emotion
+/// presets from the ARKit weights and `take.emotion`
+/// ([`crate::vrm::preset_weights`]), each expression's `morphTargetBinds`
+/// summed per target and clamped to 1.
 ///
 /// # Errors
 /// [`GltfBakeError`]: an unreadable file, an avatar without named morph
@@ -138,6 +147,31 @@ pub fn bake_into_glb(
         let label = node.name.clone().unwrap_or_else(|| format!("node {ni}"));
         report.nodes.push((label, covered.len(), names.len()));
         animated.push((ni, out));
+    }
+    // A VRM 1.0 avatar whose morph targets are not ARKit-named (no perfect
+    // sync): drive its expression presets as the plugin does
+    // (`vrm::preset_weights`, the take's emotion for happy/sad/…).
+    if animated.is_empty()
+        && retarget.is_none()
+        && let Some(vrm) = vrm_expressions(&root)?
+    {
+        animated = vrm_morph_weights(&root, &vrm, take);
+        for (ni, w) in &animated {
+            let n = w.len() / take.frames.len().max(1);
+            let label = root.nodes[*ni]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("node {ni}"));
+            let mut bound: Vec<usize> = Vec::new();
+            for b in vrm.expressions.iter().flat_map(|e| &e.binds) {
+                if b.node == *ni && !bound.contains(&b.index) {
+                    bound.push(b.index);
+                }
+            }
+            report.nodes.push((label, bound.len(), n));
+        }
+        report.vrm_expressions = vrm.expressions.len();
+        any_targets |= !animated.is_empty();
     }
     if !any_targets {
         return Err(GltfBakeError::NoMorphTargets);
@@ -217,6 +251,65 @@ pub fn bake_into_glb(
     .to_vec()
     .map_err(|e| GltfBakeError::Parse(e.to_string()))?;
     Ok((out, report))
+}
+
+/// The `VRMC_vrm` expressions of a glTF root, if it has them.
+fn vrm_expressions(root: &json::Root) -> Result<Option<crate::vrm::VrmExpressions>, GltfBakeError> {
+    let Some(ext) = root.extensions.as_ref() else {
+        return Ok(None);
+    };
+    crate::vrm::VrmExpressions::from_root_extensions(&ext.others)
+        .map_err(|e| GltfBakeError::Parse(e.to_string()))
+}
+
+/// Morph weights `[frames × targets]` per mesh node that a VRM expression
+/// binds, for every frame of `take`: presets from the ARKit weights and the
+/// take's emotion ([`crate::vrm::preset_weights`]), expressions resolved
+/// (`isBinary`, overrides), binds summed and clamped to 1. Binds naming a
+/// node without a mesh, or a target the mesh does not have, are skipped.
+fn vrm_morph_weights(
+    root: &json::Root,
+    vrm: &crate::vrm::VrmExpressions,
+    take: &BakedTake,
+) -> Vec<(usize, Vec<f32>)> {
+    // Target count of each mesh node's first primitive.
+    let targets = |ni: usize| -> usize {
+        root.nodes
+            .get(ni)
+            .and_then(|n| n.mesh)
+            .and_then(|m| root.meshes.get(m.value()))
+            .and_then(|m| m.primitives.first())
+            .and_then(|p| p.targets.as_ref())
+            .map_or(0, Vec::len)
+    };
+    let mut nodes: Vec<(usize, usize)> = Vec::new(); // node, target count
+    for b in vrm.expressions.iter().flat_map(|e| &e.binds) {
+        let n = targets(b.node);
+        if n > 0 && !nodes.iter().any(|(ni, _)| *ni == b.node) {
+            nodes.push((b.node, n));
+        }
+    }
+    nodes.sort_unstable();
+    let frames = take.frames.len();
+    let mut out: Vec<(usize, Vec<f32>)> = nodes
+        .iter()
+        .map(|&(ni, n)| (ni, vec![0f32; frames * n]))
+        .collect();
+    let mut exprs = Vec::with_capacity(vrm.expressions.len());
+    for (k, frame) in take.frames.iter().enumerate() {
+        let presets = crate::vrm::preset_weights(frame, &take.emotion);
+        vrm.resolve_into(&presets, &mut exprs);
+        vrm.for_each_bind(&exprs, |b, w| {
+            if let Some(j) = nodes.iter().position(|(ni, _)| *ni == b.node) {
+                let n = nodes[j].1;
+                if b.index < n {
+                    let v = &mut out[j].1[k * n + b.index];
+                    *v = (*v + w).min(1.0);
+                }
+            }
+        });
+    }
+    out
 }
 
 /// Appends `values` (f32, 4-byte aligned) to `bin` with a buffer view and a

@@ -345,6 +345,23 @@ impl VrmExpressions {
     }
 }
 
+impl VrmExpressions {
+    /// Adds the morph weights of resolved expression weights `exprs`
+    /// ([`resolve`](Self::resolve) order) through `add(bind, weight)`: each
+    /// bind of an expression with weight `x > 0` gets `x × bind.weight`.
+    /// Callers sum per `(node, index)` and clamp to 1, as VRM 1.0 specifies
+    /// for overlapping binds.
+    pub fn for_each_bind(&self, exprs: &[f32], mut add: impl FnMut(&MorphBind, f32)) {
+        for (x, e) in exprs.iter().zip(&self.expressions) {
+            if *x > 0.0 {
+                for b in &e.binds {
+                    add(b, x * b.weight);
+                }
+            }
+        }
+    }
+}
+
 /// The preset weights (in [0, 1], [`VrmPreset::ALL`] order) for one frame
 /// of ARKit-52 weights and the emotion mix (weights in [`EMOTIONS`] order,
 /// already scaled by intensity). See the module table.
