@@ -21,13 +21,19 @@ use bevy_talking_head::bake::{BakeClipError, BakeOptions, BakedTake, bake, bind_
 
 const LINE: &str = "audio/LJ001-0001.wav";
 
-/// The baked line, ready before the avatar spawns.
+/// The baked line and its audio file's bytes, ready before the avatar
+/// spawns (the audio is an asset from the start, so clip and sound begin on
+/// the same frame instead of the sound waiting for a load).
 #[derive(Resource)]
-struct Line(Arc<BakedTake>);
+struct Line(Arc<BakedTake>, Arc<[u8]>);
+
+/// The line's sound.
+#[derive(Resource)]
+struct LineAudio(Handle<AudioSource>);
 
 fn main() -> AppExit {
-    let take = match bake_line() {
-        Ok(t) => t,
+    let line = match bake_line() {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("cannot bake the line: {e}");
             return AppExit::error();
@@ -48,21 +54,24 @@ fn main() -> AppExit {
     if let Some(shot) = shot {
         shot.install(&mut app);
     }
-    app.insert_resource(Line(Arc::new(take)))
+    app.insert_resource(line)
         .insert_resource(ClearColor(Color::srgb(0.12, 0.13, 0.15)))
         .add_systems(Startup, setup)
         .add_systems(Update, play_line)
         .run()
 }
 
-/// Runs the shipped model over the whole line (offline, ~60× real time).
-fn bake_line() -> Result<BakedTake, Box<dyn std::error::Error>> {
+/// Runs the shipped model over the whole line (offline, ~60× real time);
+/// returns the take and the file's bytes (played as the sound, so a line
+/// given on the command line is the one heard).
+fn bake_line() -> Result<Line, Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .filter(|a| !a.starts_with("--"))
         .unwrap_or_else(|| format!("{}/assets/{LINE}", env!("CARGO_MANIFEST_DIR")));
     let (model, _) = bevy_talking_head::model::load_default_model()?;
     let (audio, _) = load_mono_16k(std::path::Path::new(&path))?;
+    let bytes: Arc<[u8]> = std::fs::read(&path)?.into();
     let options = BakeOptions {
         emotion: bevy_talking_head::model::parse_emotion("happy=0.5")?,
         fps: 30.0,
@@ -74,10 +83,18 @@ fn bake_line() -> Result<BakedTake, Box<dyn std::error::Error>> {
         take.frames.len(),
         take.fps
     );
-    Ok(take)
+    Ok(Line(Arc::new(take), bytes))
 }
 
-fn setup(mut commands: Commands, assets: Res<AssetServer>) {
+fn setup(
+    mut commands: Commands,
+    assets: Res<AssetServer>,
+    line: Res<Line>,
+    mut sounds: ResMut<Assets<AudioSource>>,
+) {
+    commands.insert_resource(LineAudio(sounds.add(AudioSource {
+        bytes: line.1.clone(),
+    })));
     common::spawn_stage(
         &mut commands,
         Vec3::new(0.0, 0.7, 0.75),
@@ -127,7 +144,7 @@ fn play_line(world: &mut World) {
             .add(baked.clip);
         let (graph, index) = AnimationGraph::from_clip(clip);
         let graph = world.resource_mut::<Assets<AnimationGraph>>().add(graph);
-        let audio = world.resource::<AssetServer>().load(LINE);
+        let audio = world.resource::<LineAudio>().0.clone();
         let mut player = world.entity_mut(baked.player);
         player.insert(AnimationGraphHandle(graph));
         if let Some(mut p) = player.get_mut::<AnimationPlayer>() {

@@ -43,6 +43,12 @@ fn main() -> AppExit {
             "--screenshot" | "--exit-after" => {
                 it.next();
             }
+            flag if flag.starts_with("--") => {
+                eprintln!(
+                    "unknown option {flag}; usage: vrm [AVATAR.vrm] [--emotion NAME] [--screenshot PATH --exit-after SECONDS]"
+                );
+                return AppExit::error();
+            }
             _ => args.avatar = Some(a),
         }
     }

@@ -8,7 +8,10 @@
 //! control channel the same frame), the style, a bar chart of the 52 ARKit
 //! weights, a scrolling plot of jawOpen against the audio level, and
 //! latency / worker-load readouts. The panel owns no state the plugin needs.
-//! Add `bevy_egui::EguiPlugin` yourself (the plugin adds it if missing).
+//! `bevy_egui::EguiPlugin` is added if missing. A game that configures its
+//! own `EguiPlugin` must add it *before* `TalkingHeadUiPlugin` (or
+//! [`TalkingHeadPlugins`](crate::plugin::TalkingHeadPlugins)): added after,
+//! Bevy refuses it as a duplicate.
 
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPlugin, EguiPrimaryContextPass, egui};

@@ -229,6 +229,53 @@ fn a_corrupt_model_asset_fails_naming_the_file() {
     );
 }
 
+/// A reload that fails (a broken edit of the model file) keeps the running
+/// model: the runtime stays ready, faces keep speaking, and
+/// `ModelAssetFailed` names the file.
+#[test]
+fn a_failed_reload_keeps_the_running_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("voice.safetensors");
+    model().save(&path).unwrap();
+    let mut app = app_with_asset_root(dir.path(), ModelSource::Asset("voice.safetensors".into()));
+    wait_ready(&mut app);
+    let loaded = app
+        .world()
+        .resource::<TalkingHeadRuntime>()
+        .model()
+        .unwrap()
+        .clone();
+    std::fs::write(&path, b"half-written checkpoint").unwrap();
+    app.world()
+        .resource::<AssetServer>()
+        .reload("voice.safetensors");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app
+        .world()
+        .resource::<Messages<ModelAssetFailed>>()
+        .is_empty()
+    {
+        app.update();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed reload was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rt = app.world().resource::<TalkingHeadRuntime>();
+    assert!(rt.is_ready(), "{:?}", rt.state());
+    assert!(Arc::ptr_eq(rt.model().unwrap(), &loaded));
+    let (_, node, stream) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let mut max_jaw = 0f32;
+    stream_through(&mut app, &stream, &speech()[..16_000 * 2], 0, |app| {
+        max_jaw = max_jaw.max(morph(app, node, Blendshape::JawOpen.index()));
+    });
+    assert!(
+        max_jaw > 0.05,
+        "faces stopped after a failed reload: {max_jaw}"
+    );
+}
+
 /// The embedded default model is also an asset
 /// (`embedded://bevy_talking_head/models/default.safetensors`): a game can
 /// name it like any other model asset, with no file on disk.

@@ -226,12 +226,18 @@ pub(crate) fn track_model_asset(
             path: link.path.clone(),
             error: e.to_string(),
         };
-        error!("talking-head: {error}; faces stay neutral");
         failed.write(ModelAssetFailed {
             path: link.path.clone(),
             error: e.to_string(),
         });
-        runtime.state = super::RuntimeState::Failed(error);
+        // A broken edit of a model that is already running (hot reload):
+        // keep animating with the loaded model.
+        if runtime.is_ready() && runtime.model().is_some() {
+            warn!("talking-head: {error}; the loaded model keeps running");
+        } else {
+            error!("talking-head: {error}; faces rest");
+            runtime.state = super::RuntimeState::Failed(error);
+        }
         return;
     }
     if let Some(model) = newest {

@@ -75,6 +75,7 @@ pub(crate) fn clamp01(x: f32) -> f32 {
 /// Inserting it also inserts [`FaceExpression`], [`MorphBinding`] and the
 /// internal [`TalkingHeadState`].
 #[derive(Component, Clone, Debug, Reflect)]
+#[reflect(Component, Default)]
 #[require(FaceExpression, MorphBinding, TalkingHeadState)]
 pub struct TalkingHead {
     /// Emotion conditioning (live: change it at any time).
@@ -90,7 +91,11 @@ pub struct TalkingHead {
     /// Add the procedural blink / saccade / brow layer (rates measured on
     /// real iPhone captures: see [`crate::upper_face`]).
     pub upper_face: bool,
-    /// Seed of the model's noise and of the upper-face layer.
+    /// Seed of the model's noise and of the upper-face layer. 0 (the
+    /// default) derives one from the entity, so heads in a crowd blink and
+    /// look around independently; any other value is used as is (the same
+    /// seed, the same blinks). A change takes effect in the layer at once
+    /// and in the model at the head's next session.
     pub seed: u64,
 }
 
@@ -119,10 +124,22 @@ impl TalkingHead {
         self
     }
 
-    /// A talking head with the given seed.
+    /// A talking head with the given seed (see [`TalkingHead::seed`]).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// The seed used for `entity`: [`TalkingHead::seed`], or when it is 0 one
+    /// derived from the entity (SplitMix64 of its bits).
+    pub fn effective_seed(&self, entity: Entity) -> u64 {
+        if self.seed != 0 {
+            return self.seed;
+        }
+        let mut z = entity.to_bits().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)).max(1)
     }
 }
 
@@ -136,6 +153,7 @@ impl TalkingHead {
 /// code in `Update` sees this frame's face and may change it: a wink is
 /// `face.set(Blendshape::EyeBlinkLeft, 1.0)`.
 #[derive(Component, Clone, Debug, Reflect)]
+#[reflect(Component, Default)]
 pub struct FaceExpression {
     /// Weights in `[0, 1]`, ARKit order.
     pub weights: [f32; BLENDSHAPE_COUNT],
@@ -183,6 +201,7 @@ pub struct SensorValue {
 /// [`TalkingHeadSystems::ApplyMorphs`](super::TalkingHeadSystems) after game
 /// code, so sensors win.
 #[derive(Component, Clone, Debug, Default, Reflect)]
+#[reflect(Component, Default)]
 pub struct SensorOverrides {
     values: Vec<Option<SensorValue>>,
 }
@@ -363,7 +382,8 @@ impl Default for Playback {
 /// The procedural blink / gaze / brow layer.
 #[derive(Debug)]
 pub(crate) struct UpperLayer {
-    pub(crate) generator: Option<UpperFaceGenerator>,
+    /// The generator and the seed it was made with.
+    pub(crate) generator: Option<(u64, UpperFaceGenerator)>,
     pub(crate) weights: [f32; BLENDSHAPE_COUNT],
 }
 
@@ -383,6 +403,8 @@ pub(crate) struct Diagnostics {
     pub(crate) nonfinite: u64,
     pub(crate) dropped_chunks: u64,
     pub(crate) last_error: Option<crate::runtime::WorkerFailure>,
+    /// The last unsupported voice format warned about (warned once).
+    pub(crate) bad_format: Option<crate::audio::AudioFormat>,
 }
 
 /// Per-head runtime state kept by the plugin (read-only for games: the
@@ -483,9 +505,26 @@ impl TalkingHeadState {
         self.diag.last_error.as_ref()
     }
 
+    /// The head's upper-face layer generator, made anew when `seed` changed.
     pub(crate) fn upper_generator(&mut self, seed: u64) -> &mut UpperFaceGenerator {
-        self.upper.generator.get_or_insert_with(|| {
-            UpperFaceGenerator::new(UpperFaceStats::default(), seed).with_neutral_rest(true)
-        })
+        if self
+            .upper
+            .generator
+            .as_ref()
+            .is_some_and(|(s, _)| *s != seed)
+        {
+            self.upper.generator = None;
+        }
+        &mut self
+            .upper
+            .generator
+            .get_or_insert_with(|| {
+                (
+                    seed,
+                    UpperFaceGenerator::new(UpperFaceStats::default(), seed)
+                        .with_neutral_rest(true),
+                )
+            })
+            .1
     }
 }

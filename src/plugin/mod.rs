@@ -1,4 +1,4 @@
-//! The Bevy plugin (feature `bevy`): talking heads on avatars.
+//! The Bevy plugin: talking heads on avatars.
 //!
 //! Add [`TalkingHeadPlugin`], spawn an avatar (a glTF scene whose meshes
 //! have ARKit-named morph targets) with a [`TalkingHead`] and a voice
@@ -8,7 +8,7 @@
 //! voice every frame.
 //!
 //! Inference never runs on the main thread: the model loads on a
-//! background thread (faces rest at neutral until it is ready) and one
+//! background thread (faces rest, showing their emotion's rest face, until it is ready) and one
 //! worker thread steps every head's session, batched (see
 //! [`crate::runtime::Worker`]). The main thread only forwards audio,
 //! drains stamped expression frames and samples them at each listener's
@@ -101,25 +101,31 @@ pub enum TalkingHeadSystems {
 }
 
 /// Runtime-tunable settings (a resource; change them while running).
+/// Every field is read each frame; a NaN or infinite value acts as its
+/// default's neutral case (no extra delay, no smoothing, no hold).
 #[derive(Resource, Clone, Debug, Reflect)]
+#[reflect(Resource, Default)]
 pub struct TalkingHeadSettings {
     /// Extra delay of every face behind its audio, seconds (positive =
-    /// later). Use it when the audio path has latency the plugin cannot
-    /// see (e.g. a large output buffer). Per-stream network delay is on
-    /// [`VoiceStream`].
+    /// later; default 0; NaN/Inf count as 0). Use it when the audio path
+    /// has latency the plugin cannot see (e.g. a large output buffer).
+    /// Per-stream network delay is on [`VoiceStream`].
     pub output_delay_secs: f32,
-    /// Time constant of the smoothing of model output, seconds (0 = none).
+    /// Time constant of the smoothing of model output, seconds (default
+    /// 0.02; 0, negative or NaN = none).
     pub smoothing_secs: f32,
     /// Time constant of the ease to the rest face when no voice plays,
-    /// seconds. The rest face is the head's emotion at rest
+    /// seconds (default 0.08; 0, negative or NaN = at once). The rest face
+    /// is the head's emotion at rest
     /// ([`crate::model::emotion_rest_face`]: neutral for neutral, a
     /// closed-mouth smile for happy).
     pub rest_secs: f32,
     /// How long the last frame is held when the playhead runs past the
-    /// newest frame (worker late, stream underrun), seconds.
+    /// newest frame (worker late, stream underrun), seconds (default 0.15;
+    /// 0, negative or NaN = no hold).
     pub hold_secs: f32,
     /// Master switch of the procedural blink / saccade / brow layer
-    /// (each head also has [`TalkingHead::upper_face`]).
+    /// (each head also has [`TalkingHead::upper_face`]; default on).
     pub upper_face: bool,
 }
 
@@ -175,6 +181,24 @@ impl Default for TalkingHeadPlugin {
     }
 }
 
+/// Sub-plugins ([`VoiceStreamPlugin`], the voice sources, `VrmPlugin`) are
+/// not unique and build once: [`TalkingHeadPlugin`] with `voice_sources`
+/// adds them, and a game (or [`TalkingHeadPlugins`] configured with a
+/// `TalkingHeadPlugin { voice_sources: true, .. }`) may add them again
+/// without Bevy's duplicate-plugin panic. Returns whether this is the first
+/// `stage` ("build", "finish") of `P`.
+pub(crate) fn first_time<P: 'static>(app: &mut App, stage: &'static str) -> bool {
+    #[derive(Resource, Default)]
+    struct BuiltSubPlugins(Vec<(std::any::TypeId, &'static str)>);
+    let key = (std::any::TypeId::of::<P>(), stage);
+    let mut built = app.world_mut().get_resource_or_init::<BuiltSubPlugins>();
+    if built.0.contains(&key) {
+        return false;
+    }
+    built.0.push(key);
+    true
+}
+
 /// Every plugin of the crate as a group, so a game can leave parts out
 /// (the avian style):
 ///
@@ -195,8 +219,11 @@ impl Default for TalkingHeadPlugin {
 /// (feature `kira`), `MicrophonePlugin` (feature `mic`) and
 /// `TalkingHeadUiPlugin` (feature `egui`). The upper-face layer is a
 /// run-time switch: [`TalkingHeadSettings::upper_face`]. To configure the
-/// core through the group, keep `voice_sources: false`:
-/// `TalkingHeadPlugins.set(TalkingHeadPlugin { model, voice_sources: false, ..default() })`.
+/// core through the group:
+/// `TalkingHeadPlugins.set(TalkingHeadPlugin { model, ..default() })`
+/// (the sub-plugins it would add are already in the group; each builds
+/// once). To leave a source out, also set `voice_sources: false`, or its
+/// own `disable` cannot take effect.
 pub struct TalkingHeadPlugins;
 
 impl PluginGroup for TalkingHeadPlugins {
@@ -365,7 +392,12 @@ fn interpolate(
     time: Res<Time<Real>>,
     settings: Res<TalkingHeadSettings>,
     runtime: Res<TalkingHeadRuntime>,
-    mut heads: Query<(&TalkingHead, &mut TalkingHeadState, &mut FaceExpression)>,
+    mut heads: Query<(
+        Entity,
+        &TalkingHead,
+        &mut TalkingHeadState,
+        &mut FaceExpression,
+    )>,
 ) {
     let dt = time.delta_secs();
     let spf = runtime
@@ -373,14 +405,19 @@ fn interpolate(
         .map(|m| m.config().samples_per_frame())
         .unwrap_or(320) as f64;
     let sr = MODEL_SAMPLE_RATE as f64;
-    for (head, mut state, mut face) in &mut heads {
+    for (entity, head, mut state, mut face) in &mut heads {
         let state = &mut *state;
         let mut target = [0.0f32; BLENDSHAPE_COUNT];
         let mut have = false;
         let mut level = 0.0;
         if let Some(p) = state.playback.playhead_16k {
             let activity = |f: &crate::runtime::ExpressionFrame| f.speech_activity;
-            let t = p - state.link.base_16k - settings.output_delay_secs as f64 * sr;
+            let delay = if settings.output_delay_secs.is_finite() {
+                settings.output_delay_secs as f64
+            } else {
+                0.0
+            };
+            let t = p - state.link.base_16k - delay * sr;
             let frames = &state.link.frames;
             let n = frames.len();
             if n > 0 {
@@ -447,7 +484,7 @@ fn interpolate(
         state.playback.level = level;
         let mut out = state.playback.smoothed;
         if head.upper_face && settings.upper_face {
-            let seed = head.seed;
+            let seed = head.effective_seed(entity);
             let mut upper = state.upper.weights;
             state.upper_generator(seed).step(dt, level, &mut upper);
             state.upper.weights = upper;

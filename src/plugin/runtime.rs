@@ -376,7 +376,6 @@ impl TalkingHeadRuntime {
     }
 
     /// Ends `entity`'s session (if any); the next audio starts a new one.
-    #[cfg_attr(not(feature = "kira"), allow(dead_code))]
     pub(crate) fn close_session(&mut self, state: &mut TalkingHeadState) {
         if let Some(old) = state.link.session.take() {
             self.sessions.remove(&old);
@@ -402,6 +401,19 @@ impl TalkingHeadRuntime {
         seed: u64,
     ) {
         if !self.is_ready() {
+            return;
+        }
+        // A device or clip outside 8–96 kHz or 1–32 channels: say so once
+        // (per format) and let the face rest, instead of a session the
+        // worker refuses and a warning every frame.
+        if let Err(e) = format.validate() {
+            if state.diag.bad_format != Some(format) {
+                warn!("TalkingHead {entity}: its voice cannot be animated: {e}; the face rests");
+                state.diag.bad_format = Some(format);
+            }
+            if state.link.session.is_some() {
+                self.close_session(state);
+            }
             return;
         }
         let stale = state.link.session.is_none()
@@ -671,15 +683,21 @@ pub(crate) fn poll_worker(
     runtime.stats = stats;
 }
 
-/// Removes the sessions of despawned heads.
+/// Removes the sessions of despawned heads and of entities whose
+/// [`TalkingHead`] was removed (their required `TalkingHeadState` stays;
+/// its link is cleared so a `TalkingHead` inserted later opens a new one).
 pub(crate) fn cleanup_sessions(
     mut runtime: ResMut<TalkingHeadRuntime>,
     mut removed: RemovedComponents<TalkingHead>,
-    alive: Query<(), With<TalkingHeadState>>,
+    heads: Query<(), With<TalkingHead>>,
+    mut states: Query<&mut TalkingHeadState, Without<TalkingHead>>,
 ) {
     for e in removed.read() {
-        if alive.contains(e) {
-            continue;
+        if heads.contains(e) {
+            continue; // removed and inserted again: still a head
+        }
+        if let Ok(mut state) = states.get_mut(e) {
+            runtime.close_session(&mut state);
         }
         let ids: Vec<SessionId> = runtime
             .sessions

@@ -135,7 +135,14 @@ impl AssetLoader for VrmFileLoader {
 pub struct VrmPlugin;
 
 impl Plugin for VrmPlugin {
+    fn is_unique(&self) -> bool {
+        false
+    }
+
     fn build(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "build") {
+            return;
+        }
         app.register_type::<VrmAvatar>().register_type::<VrmNode>();
         let handlers = app
             .world_mut()
@@ -148,6 +155,9 @@ impl Plugin for VrmPlugin {
     }
 
     fn finish(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "finish") {
+            return;
+        }
         let world = app.world();
         // Without Bevy's glTF loader (e.g. `MinimalPlugins`) there is nothing to hook.
         if !world.contains_resource::<AssetServer>() || !world.contains_resource::<Assets<Gltf>>() {

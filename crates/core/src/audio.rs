@@ -642,11 +642,15 @@ fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
     })
 }
 
-/// A whole WAV file through hound (integer PCM scaled to [-1, 1), or f32);
-/// `None` on any error.
+/// A whole WAV file of more than 18 channels through hound (integer PCM
+/// scaled to [-1, 1), or f32); `None` for fewer channels (symphonia's error
+/// stands), no samples, or any error.
 fn decode_wav_with_hound(path: &Path) -> Option<DecodedAudio> {
     let mut reader = hound::WavReader::open(path).ok()?;
     let spec = reader.spec();
+    if spec.channels <= 18 || reader.len() == 0 {
+        return None;
+    }
     let format = AudioFormat::new(spec.sample_rate, spec.channels);
     let samples: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().ok()?,

@@ -330,7 +330,14 @@ pub(crate) fn ingest_bevy_audio_voices(
 pub struct BevyAudioVoicePlugin;
 
 impl Plugin for BevyAudioVoicePlugin {
+    fn is_unique(&self) -> bool {
+        false
+    }
+
     fn build(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "build") {
+            return;
+        }
         app.init_resource::<DecodedVoiceClips>().add_systems(
             PreUpdate,
             (

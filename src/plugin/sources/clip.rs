@@ -23,6 +23,10 @@ pub(crate) struct ClipCursor {
     fed: usize,
     last_pos: f64,
     finished: bool,
+    /// Whether [`drive`](Self::drive) ran: the first drive starts a new
+    /// session, so a clip that replaces another on the same head (a new
+    /// `KiraVoice`) never lands in the old clip's session.
+    driven: bool,
 }
 
 impl ClipCursor {
@@ -35,6 +39,7 @@ impl ClipCursor {
             fed: 0,
             last_pos: 0.0,
             finished: false,
+            driven: false,
         }
     }
 
@@ -50,7 +55,8 @@ impl ClipCursor {
 
     /// One frame: the listener hears clip second `pos` (`playing` false
     /// while paused or stopped). A backwards jump, a jump past what was
-    /// sent, or a missing session starts a new session at `pos`; audio up to
+    /// sent, a missing session or the cursor's first drive starts a new
+    /// session at `pos`; audio up to
     /// `pos + FEED_AHEAD_SECS` is sent; the head's playhead is set.
     pub(crate) fn drive(&mut self, feed: &mut VoiceFeed<'_>, pos: f64, playing: bool) {
         let rate = self.sample_rate as f64;
@@ -59,7 +65,8 @@ impl ClipCursor {
         let expected_max = self.fed as f64 / rate + SEEK_THRESHOLD_SECS;
         let jumped =
             pos + 1e-6 < self.last_pos - 0.01 || pos > expected_max || pos_frame < self.origin;
-        if jumped || (!feed.has_session() && !self.finished) {
+        let first = !std::mem::replace(&mut self.driven, true);
+        if first || jumped || (!feed.has_session() && !self.finished) {
             // Seek, loop or restart: a new session from the current position.
             feed.close_session();
             self.origin = pos_frame.min(self.mono.len());

@@ -330,7 +330,14 @@ pub(crate) fn ingest_kira_voices(
 pub struct KiraVoicePlugin;
 
 impl Plugin for KiraVoicePlugin {
+    fn is_unique(&self) -> bool {
+        false
+    }
+
     fn build(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "build") {
+            return;
+        }
         if !app.world().contains_resource::<TalkingHeadAudio>() {
             app.insert_resource(TalkingHeadAudio::new());
         }

@@ -183,6 +183,8 @@ impl Default for MicrophoneBackendResource {
 /// Capture state of a [`MicrophoneVoice`] (added by the plugin).
 #[derive(Component)]
 pub struct MicrophoneCapture {
+    /// The device asked for ([`MicrophoneVoice::device`]) when it opened.
+    device: Option<String>,
     opening: Option<Mutex<Receiver<Opened>>>,
     consumer: Option<Mutex<rtrb::Consumer<f32>>>,
     format: Option<AudioFormat>,
@@ -371,6 +373,29 @@ fn start_capture(
 
 /// Starts capture for new [`MicrophoneVoice`]s, and reconnects closed ones
 /// when their retry time has come.
+/// Stops the capture of heads whose [`MicrophoneVoice`] was removed (a mute
+/// or push-to-talk toggle; the OS "microphone in use" indicator goes off),
+/// and restarts it when its `device` changed.
+pub(crate) fn close_microphones(
+    mut commands: Commands,
+    mut removed: RemovedComponents<MicrophoneVoice>,
+    captures: Query<(), With<MicrophoneCapture>>,
+    changed: Query<(Entity, &MicrophoneVoice, &MicrophoneCapture), Changed<MicrophoneVoice>>,
+) {
+    for e in removed.read() {
+        if captures.contains(e)
+            && let Ok(mut ec) = commands.get_entity(e)
+        {
+            ec.remove::<MicrophoneCapture>();
+        }
+    }
+    for (e, mic, cap) in &changed {
+        if cap.device != mic.device {
+            commands.entity(e).remove::<MicrophoneCapture>();
+        }
+    }
+}
+
 pub(crate) fn open_microphones(
     mut commands: Commands,
     time: Res<Time<Real>>,
@@ -400,6 +425,7 @@ pub(crate) fn open_microphones(
             warn!("TalkingHead {entity}: {f}");
         }
         commands.entity(entity).insert(MicrophoneCapture {
+            device: mic.device.clone(),
             opening: Some(Mutex::new(rx)),
             consumer: None,
             format: None,
@@ -533,10 +559,19 @@ pub(crate) fn ingest_microphones(
 pub struct MicrophonePlugin;
 
 impl Plugin for MicrophonePlugin {
+    fn is_unique(&self) -> bool {
+        false
+    }
+
     fn build(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "build") {
+            return;
+        }
         app.add_systems(
             PreUpdate,
-            open_microphones.before(crate::plugin::TalkingHeadSystems::IngestAudio),
+            (close_microphones, open_microphones)
+                .chain()
+                .before(crate::plugin::TalkingHeadSystems::IngestAudio),
         )
         .add_systems(
             PreUpdate,

@@ -68,7 +68,7 @@ impl<'a> VoiceFeed<'a> {
         Self {
             runtime,
             entity,
-            seed: head.seed,
+            seed: head.effective_seed(entity),
             state,
         }
     }
@@ -142,7 +142,14 @@ pub(crate) fn rest_unreported(mut heads: Query<&mut TalkingHeadState>) {
 pub struct VoiceStreamPlugin;
 
 impl Plugin for VoiceStreamPlugin {
+    fn is_unique(&self) -> bool {
+        false
+    }
+
     fn build(&self, app: &mut App) {
+        if !crate::plugin::first_time::<Self>(app, "build") {
+            return;
+        }
         app.add_systems(
             PreUpdate,
             stream::ingest_voice_streams.in_set(VoiceSourceSystems),

@@ -41,6 +41,14 @@ struct Shared {
 /// never runs ahead of the data), minus [`delay`](Self::delay) — set the
 /// delay to your jitter buffer's latency so the face matches the audio the
 /// listener hears.
+///
+/// One stream drives one head: clones share one queue, so two heads holding
+/// clones of the same stream would split its chunks between them. Give each
+/// head its own `VoiceStream` (push the same PCM into each to make two heads
+/// say the same thing). The plugin keeps at most 2048 frames (about 41 s)
+/// ahead of the playback position per head; audio pushed further ahead than
+/// that is animated but its oldest frames are dropped, so push at about real
+/// time (a network voice does).
 #[derive(Component, Clone)]
 pub struct VoiceStream {
     shared: Arc<Shared>,
