@@ -384,6 +384,24 @@ fn a_second_kira_clip_on_the_same_head_speaks() {
     );
 }
 
+/// The kira manager the plugin inserts opens no output stream until a clip
+/// is played: an app (or a server) that never uses `KiraVoice` holds no
+/// audio device.
+#[test]
+fn the_kira_manager_opens_no_device_until_a_clip_plays() {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, AssetPlugin::default()))
+        .init_asset::<Mesh>()
+        .add_plugins(TalkingHeadPlugin {
+            model: ModelSource::Loaded(model()),
+            ..default()
+        });
+    app.update();
+    let audio = app.world().resource::<TalkingHeadAudio>();
+    assert!(!audio.is_open() && !audio.is_virtual());
+    assert!(TalkingHeadAudio::virtual_clock().is_open());
+}
+
 #[test]
 fn a_missing_model_fails_cleanly_and_faces_rest() {
     let mut app = app_with(ModelSource::Path("/nonexistent/model.safetensors".into()));

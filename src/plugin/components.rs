@@ -350,7 +350,8 @@ pub(crate) struct SessionLink {
     pub(crate) sent_style: Option<usize>,
     /// Latest-wins emotion/style slots of the session (no queued messages).
     pub(crate) controls: Option<std::sync::Arc<crate::runtime::SessionControls>>,
-    pub(crate) style_warned: bool,
+    /// The unknown style name last warned about (each new one is warned once).
+    pub(crate) style_warned: Option<String>,
 }
 
 /// What the listener hears and sees now.

@@ -356,10 +356,13 @@ impl TalkingHeadRuntime {
     ) -> usize {
         let Some(model) = &self.model else { return 0 };
         match model.config().style_id(name) {
-            Ok(i) => i,
+            Ok(i) => {
+                state.link.style_warned = None;
+                i
+            }
             Err(e) => {
-                if !state.link.style_warned {
-                    state.link.style_warned = true;
+                if state.link.style_warned.as_deref() != Some(name) {
+                    state.link.style_warned = Some(name.to_string());
                     warn!(
                         "TalkingHead {entity}: {e}; using style '{}'",
                         model

@@ -18,6 +18,9 @@ use crate::plugin::runtime::TalkingHeadRuntime;
 pub const VIRTUAL_SAMPLE_RATE: u32 = 48_000;
 
 enum Backend {
+    /// No clip played yet: no device opened (a game that never plays a
+    /// `KiraVoice`, or a server, opens none).
+    Unopened,
     Device(Box<AudioManager<DefaultBackend>>),
     Virtual {
         manager: Box<AudioManager<MockBackend>>,
@@ -61,21 +64,31 @@ impl Default for TalkingHeadAudio {
 }
 
 impl TalkingHeadAudio {
-    /// The default sound device; if there is none, a warning and the
+    /// The default sound device, opened when the first clip is played
+    /// ([`play`](Self::play)), so an app that never plays a [`KiraVoice`]
+    /// opens no output stream; if there is no device then, a warning and the
     /// virtual clock.
     pub fn new() -> Self {
-        match AudioManager::<DefaultBackend>::new(AudioManagerSettings::default()) {
-            Ok(m) => Self {
-                backend: Mutex::new(Backend::Device(Box::new(m))),
-                generation: Default::default(),
-            },
+        Self {
+            backend: Mutex::new(Backend::Unopened),
+            generation: Default::default(),
+        }
+    }
+
+    /// Opens the default device (or the virtual clock) if not yet done.
+    fn open(b: &mut Backend) {
+        if !matches!(b, Backend::Unopened) {
+            return;
+        }
+        *b = match AudioManager::<DefaultBackend>::new(AudioManagerSettings::default()) {
+            Ok(m) => Backend::Device(Box::new(m)),
             Err(e) => {
                 warn!(
                     "talking-head: no audio output device ({e}); clips play silently on a virtual clock"
                 );
-                Self::virtual_clock()
+                Self::virtual_backend()
             }
-        }
+        };
     }
 
     /// A silent manager driven by frame time (no device needed).
@@ -152,7 +165,17 @@ impl TalkingHeadAudio {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Whether this is the device-less virtual clock.
+    /// Whether a backend (the device or the virtual clock) is open: false
+    /// for [`new`](Self::new) until the first clip is played.
+    pub fn is_open(&self) -> bool {
+        !matches!(
+            *self.backend.lock().unwrap_or_else(|p| p.into_inner()),
+            Backend::Unopened
+        )
+    }
+
+    /// Whether this is the device-less virtual clock (false until the first
+    /// clip opened a backend, for [`new`](Self::new)).
     pub fn is_virtual(&self) -> bool {
         matches!(
             *self.backend.lock().unwrap_or_else(|p| p.into_inner()),
@@ -166,7 +189,9 @@ impl TalkingHeadAudio {
     /// [`PlayError`] when kira refuses (e.g. too many sounds playing).
     pub fn play(&self, data: StaticSoundData) -> Result<StaticSoundHandle, PlayError> {
         let mut b = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        Self::open(&mut b);
         match &mut *b {
+            Backend::Unopened => Err(PlayError("no audio backend".into())),
             Backend::Device(m) => m.play(data).map_err(|e| PlayError(e.to_string())),
             Backend::Virtual { manager, .. } => {
                 manager.play(data).map_err(|e| PlayError(e.to_string()))
