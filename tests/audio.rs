@@ -483,6 +483,10 @@ fn wav_with_many_channels() {
             assert!((dominant_freq(&mono) - 440.0).abs() < 10.0);
         }
     }
+    // The same from bytes (the path clips take through Bevy's assets).
+    let bytes = std::fs::read(dir.path().join("i24.wav")).unwrap();
+    let decoded = bevy_talking_head::audio::decode_audio_bytes(bytes, "i24.wav").unwrap();
+    assert_eq!(decoded.format, AudioFormat::new(16_000, 24));
     let many = dir.path().join("c33.wav");
     write_wav_i16(&many, 16_000, 33, &vec![0; 33 * 100]);
     assert!(matches!(

@@ -852,17 +852,23 @@ fn a_failing_microphone_rests_the_face_and_reconnects() {
     app.world_mut()
         .entity_mut(head)
         .insert(MicrophoneVoice::named("another"));
-    let _ = speak(&mut app, 0.3);
+    let moved = speak(&mut app, 1.5);
     assert!(open(&app));
     assert_eq!(fake.0.lock().unwrap().opens, opens + 1);
-    // Changing the device of a live voice reopens it.
+    assert!(
+        moved > 0.05,
+        "no face from the re-inserted microphone: {moved}"
+    );
+    // Changing the device of a live voice reopens it, and the face follows
+    // the new capture at once.
     app.world_mut()
         .get_mut::<MicrophoneVoice>(head)
         .unwrap()
         .device = Some("a third".into());
-    let _ = speak(&mut app, 0.3);
+    let moved = speak(&mut app, 1.5);
     assert!(open(&app));
     assert_eq!(fake.0.lock().unwrap().opens, opens + 2);
+    assert!(moved > 0.05, "no face after the device change: {moved}");
 }
 
 /// The sound device is lost mid-clip (the seam `TalkingHeadAudio::device_lost`,

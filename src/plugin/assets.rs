@@ -182,8 +182,9 @@ impl AssetLoader for ModelAssetLoader {
 }
 
 /// Sent when a [`ModelSource::Asset`](super::ModelSource::Asset) fails to
-/// load; the runtime is then [`RuntimeState::Failed`](super::RuntimeState::Failed)
-/// and faces rest.
+/// load. On the first load the runtime is then
+/// [`RuntimeState::Failed`](super::RuntimeState::Failed) and faces rest; a
+/// failed reload (a broken edit of a running model) keeps the loaded model.
 #[derive(Message, Clone, Debug)]
 pub struct ModelAssetFailed {
     /// The asset path.

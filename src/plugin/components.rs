@@ -85,8 +85,11 @@ pub struct TalkingHead {
     /// the FACEGOOD animator's look). Unknown names fall back to the first
     /// style with a warning.
     pub style: String,
-    /// Gain on the model's output weights (1 = as predicted, 0 = rest
-    /// face); clamped to `[0, 2]`.
+    /// Gain on the model's motion around the emotion's rest face
+    /// ([`crate::model::emotion_rest_face`]): each weight is
+    /// `rest + gain × (predicted − rest)`, so 1 = as predicted, 0 = the rest
+    /// face (neutral for neutral), 2 = twice the motion; clamped to
+    /// `[0, 2]` (NaN = 0), results clamped to `[0, 1]`.
     pub gain: f32,
     /// Add the procedural blink / saccade / brow layer (rates measured on
     /// real iPhone captures: see [`crate::upper_face`]).

@@ -334,7 +334,7 @@ impl Plugin for TalkingHeadPlugin {
                     path: link.path.clone(),
                     error: "the app has no AssetPlugin".into(),
                 };
-                error!("talking-head: {error}; faces stay neutral");
+                error!("talking-head: {error}; faces rest");
                 rt.state = RuntimeState::Failed(error);
             }
         }
@@ -421,7 +421,11 @@ fn interpolate(
             let frames = &state.link.frames;
             let n = frames.len();
             if n > 0 {
-                let hold = settings.hold_secs as f64 * sr;
+                let hold = if settings.hold_secs.is_finite() {
+                    settings.hold_secs as f64 * sr
+                } else {
+                    0.0
+                };
                 let centre = |i: usize| frames[i].sample as f64 + spf / 2.0;
                 match crate::runtime::locate(n, centre, t) {
                     FramePosition::Before { gap } if gap <= spf => {
@@ -450,20 +454,23 @@ fn interpolate(
                 }
             }
         }
-        if !have {
-            // Nothing to say: the emotion's rest face (neutral: all 0), so a
-            // happy head smiles while it listens.
-            target = crate::model::emotion_rest_face(&crate::model::canonical_emotion(
-                head.emotion.conditioning(),
-            ));
-        }
-        let gain = if head.gain.is_nan() {
-            0.0
+        // The emotion's rest face (neutral: all 0): what the head shows with
+        // nothing to say (a happy head smiles while it listens), and what
+        // gain 0 scales the model's motion down to.
+        let rest = crate::model::emotion_rest_face(&crate::model::canonical_emotion(
+            head.emotion.conditioning(),
+        ));
+        if have {
+            let gain = if head.gain.is_nan() {
+                0.0
+            } else {
+                head.gain.clamp(0.0, 2.0)
+            };
+            for (v, r) in target.iter_mut().zip(rest) {
+                *v = clamp01(r + (*v - r) * gain);
+            }
         } else {
-            head.gain.clamp(0.0, 2.0)
-        };
-        for v in &mut target {
-            *v = clamp01(*v * gain);
+            target = rest;
         }
         let tau = if have {
             settings.smoothing_secs

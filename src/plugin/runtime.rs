@@ -54,7 +54,7 @@ impl ModelSource {
 }
 
 /// Why the runtime could not start (the payload of [`RuntimeState::Failed`]).
-/// Faces rest at neutral while the runtime is failed.
+/// Faces rest (each at its emotion's rest face) while the runtime is failed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum TalkingHeadError {
     /// An explicit model path ([`ModelSource::Path`]) does not exist.
@@ -104,7 +104,8 @@ pub(crate) struct ModelAssetLink {
 /// Where the runtime stands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuntimeState {
-    /// The model is loading on a background thread; faces rest at neutral.
+    /// The model is loading on a background thread; faces rest (at their
+    /// emotion's rest face).
     Loading,
     /// The worker runs.
     Ready,
@@ -547,7 +548,7 @@ pub(crate) fn maintain_runtime(mut runtime: ResMut<TalkingHeadRuntime>) {
             }
             Ok(Err(e)) => {
                 runtime.loader = None;
-                error!("talking-head: {e}; faces stay neutral");
+                error!("talking-head: {e}; faces rest");
                 runtime.state = RuntimeState::Failed(e);
             }
             Err(crossbeam_channel::TryRecvError::Empty) => {}

@@ -20,8 +20,8 @@ pub(crate) struct BakeArgs {
     pub(crate) allow_untrained: bool,
 }
 
-/// Highest `--fps`: a Live Link Face timecode has two frame digits, and
-/// the model itself runs at 50 fps.
+/// Highest `--fps` (the model itself runs at 50 fps; Live Link Face takes
+/// are 30 or 60 fps).
 const MAX_FPS: f64 = 240.0;
 /// Most `--steps` for the teacher (its DDIM schedule is trained with far
 /// fewer; more only costs time).

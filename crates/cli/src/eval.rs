@@ -47,6 +47,11 @@ pub(crate) struct EvalArgs {
     /// trained with `corpus build --facegood-val` on the same ids.
     #[arg(long, value_delimiter = ',', default_value = "1114_2_05,1114_3_15")]
     facegood_val: Vec<String>,
+    /// The `corpus build --seed` the model's corpus was built with: its
+    /// speaker split decides which real LibriSpeech / multilingual speakers
+    /// the emotion section's real-voice rows may use (never trained on).
+    #[arg(long, default_value_t = 0)]
+    corpus_seed: u64,
 }
 
 pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
@@ -64,6 +69,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
         baselines_only,
         voices,
         facegood_val,
+        corpus_seed,
     } = args;
     let (m, path) = load_model(model)?;
     let t = teacher.map(|p| TalkingHeadModel::load(&p)).transpose()?;
@@ -74,6 +80,7 @@ pub(crate) fn eval_cmd(args: EvalArgs) -> Result<()> {
     cfg.sentences = sentences;
     cfg.baselines_only = baselines_only;
     cfg.val_recordings = facegood_val;
+    cfg.corpus_seed = corpus_seed;
     if let Some(v) = voices {
         if v.is_empty() {
             bail!("--voices needs at least one flite voice");

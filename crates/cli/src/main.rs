@@ -374,7 +374,7 @@ fn main() {
     };
     // More kernel threads than cores measures contention, not the model (and
     // thousands of them stall the machine).
-    if threads > cores {
+    if matches!(cli.command, Command::Bench { .. }) && threads > cores {
         eprintln!(
             "error: --threads {threads} is more than the {cores} cores of this machine; pass at most {cores}"
         );

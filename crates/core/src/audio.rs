@@ -612,14 +612,47 @@ pub fn decode_audio_bytes(
     name: &str,
 ) -> Result<DecodedAudio, AudioError> {
     let path = Path::new(name);
-    let source = Box::new(std::io::Cursor::new(bytes));
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_media(source, path))) {
+    let bytes: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = std::sync::Arc::new(bytes);
+    let source = Box::new(std::io::Cursor::new(SharedBytes(bytes.clone())));
+    let decode = || {
+        decode_media(source, path).or_else(|e| {
+            // As `read_audio_file`: WAVs of more than 18 channels through hound.
+            match wav_extension(path)
+                .then(|| {
+                    hound::WavReader::new(std::io::Cursor::new((*bytes).as_ref()))
+                        .ok()
+                        .and_then(decode_wav_with_hound)
+                })
+                .flatten()
+            {
+                Some(d) => Ok(d),
+                None => Err(e),
+            }
+        })
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
         Ok(r) => r,
         Err(_) => Err(AudioError::Decode {
             path: path.to_path_buf(),
             reason: "the decoder failed on malformed data (it panicked)".into(),
         }),
     }
+}
+
+/// Bytes shared between symphonia's reader and the WAV fallback.
+struct SharedBytes(std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+/// Whether `path` names a WAV file (`.wav` / `.wave`, any case).
+fn wav_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| x.eq_ignore_ascii_case("wav") || x.eq_ignore_ascii_case("wave"))
 }
 
 fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
@@ -631,11 +664,14 @@ fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
         // symphonia's WAV reader maps channels onto WAVE's 18 speaker
         // positions and refuses more (a 24- or 32-channel microphone
         // array); hound reads PCM and float WAV of any channel count.
-        let wav = path
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| x.eq_ignore_ascii_case("wav") || x.eq_ignore_ascii_case("wave"));
-        match wav.then(|| decode_wav_with_hound(path)).flatten() {
+        match wav_extension(path)
+            .then(|| {
+                hound::WavReader::open(path)
+                    .ok()
+                    .and_then(decode_wav_with_hound)
+            })
+            .flatten()
+        {
             Some(d) => Ok(d),
             None => Err(e),
         }
@@ -645,8 +681,9 @@ fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
 /// A whole WAV file of more than 18 channels through hound (integer PCM
 /// scaled to [-1, 1), or f32); `None` for fewer channels (symphonia's error
 /// stands), no samples, or any error.
-fn decode_wav_with_hound(path: &Path) -> Option<DecodedAudio> {
-    let mut reader = hound::WavReader::open(path).ok()?;
+fn decode_wav_with_hound<R: std::io::Read>(
+    mut reader: hound::WavReader<R>,
+) -> Option<DecodedAudio> {
     let spec = reader.spec();
     if spec.channels <= 18 || reader.len() == 0 {
         return None;

@@ -47,6 +47,10 @@ pub enum GltfBakeError {
     /// The take is empty or not finite.
     #[error("the take has no frames or a non-finite frame rate")]
     EmptyTake,
+    /// The avatar's VRM extension cannot drive it (VRM 0.x, or a malformed
+    /// `VRMC_vrm`), and no morph target has an ARKit name.
+    #[error("no morph target has an ARKit name, and the VRM expressions cannot be used: {0}")]
+    Vrm(String),
     /// The file already has an animation of that name.
     #[error(
         "the avatar already has an animation named `{0}`; bake under another name or into the original avatar"
@@ -259,7 +263,7 @@ fn vrm_expressions(root: &json::Root) -> Result<Option<crate::vrm::VrmExpression
         return Ok(None);
     };
     crate::vrm::VrmExpressions::from_root_extensions(&ext.others)
-        .map_err(|e| GltfBakeError::Parse(e.to_string()))
+        .map_err(|e| GltfBakeError::Vrm(e.to_string()))
 }
 
 /// Morph weights `[frames × targets]` per mesh node that a VRM expression

@@ -370,7 +370,21 @@ pub fn preset_weights(
     emotion: &[f32; EMOTION_COUNT],
 ) -> [f32; VRM_PRESET_COUNT] {
     use Blendshape as B;
-    let a = |b: B| arkit[b.index()].clamp(0.0, 1.0);
+    // The visemes read articulation only: the emotion's own offsets (the
+    // smile of happy, the stretch of fearful), which the model blends in as
+    // `w + (1 - w) * offset`, are taken out first, so a resting happy face is
+    // the `happy` preset, not `happy` plus a spread-lips `ih`.
+    let off = crate::model::emotion_offset_sum(emotion);
+    let a = |b: B| {
+        let (w, o) = (arkit[b.index()].clamp(0.0, 1.0), off[b.index()]);
+        if o <= 0.0 {
+            w
+        } else if o >= 1.0 {
+            0.0
+        } else {
+            ((w - o) / (1.0 - o)).clamp(0.0, 1.0)
+        }
+    };
     let e = |name: &str| {
         EMOTIONS
             .iter()
@@ -422,6 +436,34 @@ pub fn preset_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resting happy face (its smile from the emotion offsets) is the
+    /// `happy` preset alone: no spread-lips viseme; a smile on top of the
+    /// offsets still reads as `ih`.
+    #[test]
+    fn emotion_offsets_are_not_read_as_visemes() {
+        let mut happy = [0f32; EMOTION_COUNT];
+        happy[1] = 1.0;
+        let rest = crate::model::emotion_rest_face(&happy);
+        let p = preset_weights(&rest, &happy);
+        assert_eq!(p[VrmPreset::Happy.index()], 1.0);
+        for m in [
+            VrmPreset::Ih,
+            VrmPreset::Ee,
+            VrmPreset::Aa,
+            VrmPreset::Ou,
+            VrmPreset::Oh,
+        ] {
+            assert!(p[m.index()] < 1e-6, "{m:?} {}", p[m.index()]);
+        }
+        let mut wide = rest;
+        wide[Blendshape::MouthSmileLeft.index()] = 1.0;
+        wide[Blendshape::MouthSmileRight.index()] = 1.0;
+        assert!(preset_weights(&wide, &happy)[VrmPreset::Ih.index()] > 0.3);
+        // Neutral: unchanged mapping.
+        let neutral = crate::model::NEUTRAL_EMOTION;
+        assert!(preset_weights(&wide, &neutral)[VrmPreset::Ih.index()] > 0.3);
+    }
 
     fn expr(binds: &[(usize, usize)]) -> Value {
         let b: Vec<Value> = binds

@@ -376,23 +376,35 @@ fn start_capture(
 /// Stops the capture of heads whose [`MicrophoneVoice`] was removed (a mute
 /// or push-to-talk toggle; the OS "microphone in use" indicator goes off),
 /// and restarts it when its `device` changed.
+/// A microphone capture, its voice (if still there) and the head's state.
+type CaptureItem = (
+    Entity,
+    Option<Ref<'static, MicrophoneVoice>>,
+    &'static MicrophoneCapture,
+    Option<&'static mut crate::plugin::TalkingHeadState>,
+);
+
 pub(crate) fn close_microphones(
     mut commands: Commands,
+    mut runtime: ResMut<crate::plugin::TalkingHeadRuntime>,
     mut removed: RemovedComponents<MicrophoneVoice>,
-    captures: Query<(), With<MicrophoneCapture>>,
-    changed: Query<(Entity, &MicrophoneVoice, &MicrophoneCapture), Changed<MicrophoneVoice>>,
+    mut captures: Query<CaptureItem>,
 ) {
-    for e in removed.read() {
-        if captures.contains(e)
-            && let Ok(mut ec) = commands.get_entity(e)
-        {
-            ec.remove::<MicrophoneCapture>();
+    let gone: Vec<Entity> = removed.read().collect();
+    for (e, mic, cap, state) in &mut captures {
+        let close = match &mic {
+            None => gone.contains(&e),
+            Some(m) => m.is_changed() && m.device != cap.device,
+        };
+        if !close {
+            continue;
         }
-    }
-    for (e, mic, cap) in &changed {
-        if cap.device != mic.device {
-            commands.entity(e).remove::<MicrophoneCapture>();
+        // The next capture's clock starts at 0: its audio must open a new
+        // session, not continue the old one's.
+        if let Some(mut s) = state {
+            runtime.close_session(&mut s);
         }
+        commands.entity(e).remove::<MicrophoneCapture>();
     }
 }
 
@@ -549,7 +561,12 @@ pub(crate) fn ingest_microphones(
         if !samples.is_empty() {
             cap.captured_16k = feed.push(format, samples, cap.captured_16k);
         }
-        feed.set_playhead(Some(cap.captured_16k));
+        // The newest captured sample, less the model's algorithmic latency:
+        // frames for that moment exist, so the face interpolates between
+        // them instead of holding the newest one (at a low frame rate the
+        // hold could run out and the face would flicker to rest).
+        let latency = feed.model_latency_16k();
+        feed.set_playhead(Some((cap.captured_16k - latency).max(0.0)));
     }
 }
 

@@ -98,6 +98,17 @@ impl<'a> VoiceFeed<'a> {
         self.state.playback.source_reported = true;
     }
 
+    /// The model's algorithmic latency in 16 kHz samples: its look-ahead
+    /// plus the frame being assembled (`(lookahead_frames + 1) ×
+    /// samples_per_frame`; 60 ms for the shipped model), 0 before it loads.
+    #[cfg_attr(not(feature = "mic"), allow(dead_code))]
+    pub(crate) fn model_latency_16k(&self) -> f64 {
+        self.runtime.model().map_or(0.0, |m| {
+            let c = m.config();
+            ((c.lookahead_frames + 1) * c.samples_per_frame()) as f64
+        })
+    }
+
     /// Whether the model is loaded and the worker runs.
     #[cfg_attr(not(any(feature = "kira", feature = "bevy_audio")), allow(dead_code))]
     pub(crate) fn is_ready(&self) -> bool {

@@ -75,7 +75,9 @@ fn to_json<T: Serialize>(v: &T) -> String {
 impl TalkingHeadModel {
     /// Writes the model (all stored tensors as f32) and its metadata.
     ///
-    /// Errors: [`ModelError::Io`] when the file cannot be written.
+    /// Errors: [`ModelError::Io`] when the file cannot be written;
+    /// [`ModelError::BadTensor`] (nothing written) for a NaN or infinite
+    /// value, which loading would refuse.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.write(path, false)
     }
@@ -99,7 +101,9 @@ impl TalkingHeadModel {
     /// compute with the same weights; the kernels then read the f16 copy at
     /// small batches (half the bytes streamed per step).
     ///
-    /// Errors: [`ModelError::Io`] when the file cannot be written.
+    /// Errors: [`ModelError::Io`] when the file cannot be written;
+    /// [`ModelError::BadTensor`] (nothing written) for a NaN or infinite
+    /// value, or a matrix value beyond f16's range (±65504).
     pub fn save_f16(&self, path: &Path) -> Result<(), ModelError> {
         self.write(path, true)
     }

@@ -137,9 +137,10 @@ pub struct ModelConfig {
     /// Diffusion settings.
     pub diffusion: DiffusionConfig,
     /// Frames whose audio (this frame, one before, and the look-ahead) stays
-    /// below this RMS level in dBFS get a closed mouth: their lower-face
-    /// channels are set to the emotion's rest face
-    /// ([`super::emotion_rest_face`]: 0 for neutral, the smile for happy).
+    /// below this RMS level in dBFS get the emotion's rest face on their
+    /// lower-face channels ([`super::emotion_rest_face`]): a closed, neutral
+    /// mouth for neutral; the closed-mouth smile of happy; surprise's slight
+    /// jaw drop (FACS AU26, jawOpen 0.12 at intensity 1).
     /// `None` disables the gate.
     pub silence_gate_dbfs: Option<f32>,
     /// Per-style output calibration applied to the frames a session emits

@@ -186,6 +186,16 @@ pub fn speaker_split(speaker: &str, seed: u64, val_fraction: f64) -> Split {
     }
 }
 
+/// The corpus speaker id of a LibriSpeech file stem (`READER-CHAPTER-UTT`).
+fn librispeech_speaker(stem: &str) -> String {
+    format!("librispeech:{}", stem.split('-').next().unwrap_or("x"))
+}
+
+/// The corpus speaker id of a multilingual clip (each its own speaker).
+fn multilingual_speaker(stem: &str) -> String {
+    format!("multilingual:{stem}")
+}
+
 /// The files in `dir` whose extension (any case) is one of `ext`, sorted.
 fn list_files(dir: &Path, ext: &[&str]) -> std::io::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -222,15 +232,13 @@ pub fn held_out_real_speech(
     };
     let mut out = Vec::new();
     for p in list(data_dir.join("speech/librispeech"), &["flac"]) {
-        let s = stem(&p);
-        let spk = format!("librispeech:{}", s.split('-').next().unwrap_or("x"));
-        out.push((spk, p));
+        out.push((librispeech_speaker(&stem(&p)), p));
     }
     for p in list(
         data_dir.join("speech/multilingual"),
         &["wav", "flac", "aiff", "aif"],
     ) {
-        out.push((format!("multilingual:{}", stem(&p)), p));
+        out.push((multilingual_speaker(&stem(&p)), p));
     }
     out.retain(|(spk, _)| speaker_split(spk, seed, val_fraction) == Split::Val);
     out
@@ -304,12 +312,11 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let spk = stem.split('-').next().unwrap_or("x").to_string();
         jobs.push(Job::Real {
             id: sanitize_id(&format!("libri_{stem}")),
             path: p,
             source: "librispeech",
-            speaker: format!("librispeech:{spk}"),
+            speaker: librispeech_speaker(&stem),
             language: "en".into(),
             license: "CC BY 4.0 (LibriSpeech)",
             transcript: None,
@@ -365,7 +372,7 @@ fn plan(cfg: &CorpusConfig) -> Result<Vec<Job>, CorpusError> {
         jobs.push(Job::Real {
             id: sanitize_id(&format!("multi_{stem}")),
             language: multilingual_language(&stem).into(),
-            speaker: format!("multilingual:{stem}"),
+            speaker: multilingual_speaker(&stem),
             path: p,
             source: "multilingual",
             license: "Apache-2.0 / MIT / BSD / public domain (see shared/data/README.md)",
