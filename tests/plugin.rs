@@ -639,6 +639,39 @@ fn default_seeds_differ_per_head_and_explicit_seeds_repeat() {
     assert_eq!(traces[2], traces[3], "the same explicit seed differs");
 }
 
+/// An avatar that appears (its morph-target meshes added) rebinds its own
+/// head only, not every head already bound.
+#[test]
+fn a_new_avatar_rebinds_only_its_own_head() {
+    let mut app = app();
+    wait_ready(&mut app);
+    let (a, _, _) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    let (b, _, _) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    for _ in 0..3 {
+        app.update();
+    }
+    let resolved = |app: &App, e: Entity| app.world().get::<MorphBinding>(e).unwrap().resolutions();
+    let (ra, rb) = (resolved(&app, a), resolved(&app, b));
+    assert!(ra >= 1 && rb >= 1);
+    let (c, node, _) = spawn_streaming_head(&mut app, &ARKIT_BLENDSHAPES);
+    for _ in 0..3 {
+        app.update();
+    }
+    assert_eq!(
+        (resolved(&app, a), resolved(&app, b)),
+        (ra, rb),
+        "bound heads were rebound"
+    );
+    assert!(resolved(&app, c) >= 1);
+    let bound: Vec<Entity> = app
+        .world()
+        .get::<MorphBinding>(c)
+        .unwrap()
+        .mesh_entities()
+        .collect();
+    assert_eq!(bound, vec![node]);
+}
+
 /// Emotion through the path the egui panel uses (`TalkingHead::emotion`
 /// weights, neutral left at 1): mid-utterance, happy = 1 makes the smile rise
 /// within 300 ms of audio time (the face runs `VoiceStream`'s 300 ms delay

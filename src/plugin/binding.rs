@@ -17,19 +17,39 @@ use crate::rig::{ARKIT_BLENDSHAPES, BLENDSHAPE_COUNT, RetargetMap};
 /// Frames a head may go without any morph target before the plugin warns.
 pub(crate) const NO_TARGETS_WARN_FRAMES: u32 = 240;
 
-/// Marks heads for (re)binding when morph-weight nodes appear, or the head
-/// or its retarget map changes.
+/// Marks heads for (re)binding when morph-weight nodes appear below them, or
+/// the head or its retarget map changes.
 type HeadChanges = (
+    Entity,
     &'static mut MorphBinding,
     Ref<'static, TalkingHead>,
     Option<Ref<'static, FaceRetarget>>,
     Option<Ref<'static, Children>>,
 );
 
-pub(crate) fn mark_dirty(added: Query<(), Added<MorphWeights>>, mut heads: Query<HeadChanges>) {
-    let any_new_mesh = !added.is_empty();
-    for (mut b, head, retarget, children) in &mut heads {
-        if any_new_mesh
+pub(crate) fn mark_dirty(
+    added: Query<Entity, Added<MorphWeights>>,
+    parents: Query<&ChildOf>,
+    mut heads: Query<HeadChanges>,
+) {
+    // The heads above each new morph-weight node (or the node itself): an
+    // avatar that finishes loading rebinds its own head, not every head in
+    // a crowd.
+    let mut touched: Vec<Entity> = Vec::new();
+    for node in &added {
+        let mut e = node;
+        for _ in 0..4096 {
+            if heads.contains(e) && !touched.contains(&e) {
+                touched.push(e);
+            }
+            match parents.get(e) {
+                Ok(p) => e = p.parent(),
+                Err(_) => break,
+            }
+        }
+    }
+    for (entity, mut b, head, retarget, children) in &mut heads {
+        if touched.contains(&entity)
             || head.is_added()
             || retarget.is_some_and(|r| r.is_changed())
             || children.is_some_and(|c| c.is_changed())
@@ -145,6 +165,7 @@ pub(crate) fn bind(
                 binding.meshes = Vec::new();
                 binding.missing = Vec::new();
                 binding.dirty = pending;
+                binding.resolutions += 1;
                 continue;
             }
         }
@@ -185,5 +206,6 @@ pub(crate) fn bind(
         };
         binding.meshes = bound;
         binding.dirty = pending;
+        binding.resolutions += 1;
     }
 }

@@ -302,9 +302,17 @@ pub struct MorphBinding {
     pub(crate) dirty: bool,
     pub(crate) frames_without_targets: u32,
     pub(crate) warned_no_targets: bool,
+    pub(crate) resolutions: u64,
 }
 
 impl MorphBinding {
+    /// How many times this head's binding was resolved (at insertion, when
+    /// a mesh with morph targets appeared below it, when its children or
+    /// retarget map changed): a diagnostic of rebinding cost.
+    pub fn resolutions(&self) -> u64 {
+        self.resolutions
+    }
+
     /// Entities (carrying `MorphWeights`) this head drives.
     pub fn mesh_entities(&self) -> impl Iterator<Item = Entity> + '_ {
         self.meshes.iter().map(|m| m.entity)
