@@ -133,16 +133,15 @@ impl TalkingHead {
         self
     }
 
-    /// The seed used for `entity`: [`TalkingHead::seed`], or when it is 0 one
-    /// derived from the entity (SplitMix64 of its bits).
+    /// The seed used for `entity`: [`TalkingHead::seed`], or when it is 0 the
+    /// entity's bits (the generators seed through rand's `seed_from_u64`,
+    /// which scrambles nearby values apart).
     pub fn effective_seed(&self, entity: Entity) -> u64 {
         if self.seed != 0 {
-            return self.seed;
+            self.seed
+        } else {
+            entity.to_bits()
         }
-        let mut z = entity.to_bits().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).max(1)
     }
 }
 

@@ -457,20 +457,22 @@ fn interpolate(
         // The emotion's rest face (neutral: all 0): what the head shows with
         // nothing to say (a happy head smiles while it listens), and what
         // gain 0 scales the model's motion down to.
-        let rest = crate::model::emotion_rest_face(&crate::model::canonical_emotion(
-            head.emotion.conditioning(),
-        ));
-        if have {
-            let gain = if head.gain.is_nan() {
-                0.0
-            } else {
-                head.gain.clamp(0.0, 2.0)
-            };
-            for (v, r) in target.iter_mut().zip(rest) {
+        let rest = || {
+            crate::model::emotion_rest_face(&crate::model::canonical_emotion(
+                head.emotion.conditioning(),
+            ))
+        };
+        let gain = if head.gain.is_nan() {
+            0.0
+        } else {
+            head.gain.clamp(0.0, 2.0)
+        };
+        if !have {
+            target = rest();
+        } else if gain != 1.0 {
+            for (v, r) in target.iter_mut().zip(rest()) {
                 *v = clamp01(r + (*v - r) * gain);
             }
-        } else {
-            target = rest;
         }
         let tau = if have {
             settings.smoothing_secs

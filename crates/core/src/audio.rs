@@ -615,19 +615,8 @@ pub fn decode_audio_bytes(
     let bytes: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = std::sync::Arc::new(bytes);
     let source = Box::new(std::io::Cursor::new(SharedBytes(bytes.clone())));
     let decode = || {
-        decode_media(source, path).or_else(|e| {
-            // As `read_audio_file`: WAVs of more than 18 channels through hound.
-            match wav_extension(path)
-                .then(|| {
-                    hound::WavReader::new(std::io::Cursor::new((*bytes).as_ref()))
-                        .ok()
-                        .and_then(decode_wav_with_hound)
-                })
-                .flatten()
-            {
-                Some(d) => Ok(d),
-                None => Err(e),
-            }
+        or_many_channel_wav(decode_media(source, path), path, || {
+            hound::WavReader::new(std::io::Cursor::new((*bytes).as_ref()))
         })
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
@@ -648,11 +637,26 @@ impl AsRef<[u8]> for SharedBytes {
     }
 }
 
-/// Whether `path` names a WAV file (`.wav` / `.wave`, any case).
-fn wav_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|x| x.to_str())
-        .is_some_and(|x| x.eq_ignore_ascii_case("wav") || x.eq_ignore_ascii_case("wave"))
+/// symphonia's WAV reader maps channels onto WAVE's 18 speaker positions
+/// and refuses more (a 24- or 32-channel microphone array): when `decoded`
+/// failed and `path` names a WAV (`.wav` / `.wave`), the file `open` gives
+/// is read with hound, which takes PCM and float WAV of any channel count.
+/// symphonia's error stands otherwise.
+fn or_many_channel_wav<R: std::io::Read>(
+    decoded: Result<DecodedAudio, AudioError>,
+    path: &Path,
+    open: impl FnOnce() -> hound::Result<hound::WavReader<R>>,
+) -> Result<DecodedAudio, AudioError> {
+    decoded.or_else(|e| {
+        let wav = path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x.eq_ignore_ascii_case("wav") || x.eq_ignore_ascii_case("wave"));
+        if !wav {
+            return Err(e);
+        }
+        open().ok().and_then(decode_wav_with_hound).ok_or(e)
+    })
 }
 
 fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
@@ -660,21 +664,8 @@ fn read_audio_file_inner(path: &Path) -> Result<DecodedAudio, AudioError> {
         path: path.to_path_buf(),
         source,
     })?;
-    decode_media(Box::new(file), path).or_else(|e| {
-        // symphonia's WAV reader maps channels onto WAVE's 18 speaker
-        // positions and refuses more (a 24- or 32-channel microphone
-        // array); hound reads PCM and float WAV of any channel count.
-        match wav_extension(path)
-            .then(|| {
-                hound::WavReader::open(path)
-                    .ok()
-                    .and_then(decode_wav_with_hound)
-            })
-            .flatten()
-        {
-            Some(d) => Ok(d),
-            None => Err(e),
-        }
+    or_many_channel_wav(decode_media(Box::new(file), path), path, || {
+        hound::WavReader::open(path)
     })
 }
 

@@ -374,7 +374,7 @@ pub fn preset_weights(
     // smile of happy, the stretch of fearful), which the model blends in as
     // `w + (1 - w) * offset`, are taken out first, so a resting happy face is
     // the `happy` preset, not `happy` plus a spread-lips `ih`.
-    let off = crate::model::emotion_offset_sum(emotion);
+    let off = crate::model::emotion_rest_face(emotion);
     let a = |b: B| {
         let (w, o) = (arkit[b.index()].clamp(0.0, 1.0), off[b.index()]);
         if o <= 0.0 {

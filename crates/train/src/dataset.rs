@@ -602,7 +602,7 @@ impl EmotionAugment {
 /// the label closes the lips, so /p b m/ closures survive a smile.
 pub fn apply_emotion_frame(f: &mut [f32; BLENDSHAPE_COUNT], emotion: &[f32; EMOTION_COUNT]) {
     use talking_head_core::rig::Blendshape as B;
-    let mut offset = talking_head_core::model::emotion_offset_sum(emotion);
+    let mut offset = talking_head_core::model::emotion_rest_face(emotion);
     let closure = (f[B::MouthClose.index()] * 2.0
         + f[B::MouthPressLeft.index()]
         + f[B::MouthPressRight.index()]

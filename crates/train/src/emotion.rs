@@ -85,7 +85,7 @@ pub use talking_head_core::model::emotion_offsets;
 /// push a weight past 1 and speech motion stays visible. `emotion` weights
 /// are in [0, 1] (intensity already applied).
 pub fn apply_emotion(frames: &mut [[f32; BLENDSHAPE_COUNT]], emotion: &[f32; EMOTION_COUNT]) {
-    let offset = talking_head_core::model::emotion_offset_sum(emotion);
+    let offset = talking_head_core::model::emotion_rest_face(emotion);
     for f in frames.iter_mut() {
         for (w, o) in f.iter_mut().zip(offset) {
             *w = (*w + (1.0 - *w) * o).clamp(0.0, 1.0);

@@ -621,7 +621,6 @@ fn held_out_real_voices(cfg: &TruthEvalConfig) -> Vec<Vec<f32>> {
             a
         })
         .filter(|a| a.len() >= 16_000)
-        .take(cfg.real_voice_clips)
         .collect()
 }
 
@@ -676,27 +675,20 @@ fn emotion_section(
     cfg: &TruthEvalConfig,
 ) -> Result<EmotionReport, String> {
     let style = "phonetic";
-    let run_all = |m: &TalkingHeadModel,
-                   s: Sampler,
-                   e: [f32; EMOTION_COUNT]|
-     -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
-        let mut all = Vec::new();
-        for a in clips {
-            all.extend(run_model(m, s, a, e, style)?);
-        }
-        Ok(all)
-    };
     let (rows, neutral) = emotion_rows(model, clips, style, true)?;
     let mean_signature = mean_of_signatures(&rows);
-    let (real_rows, _) = if real.is_empty() {
-        (Vec::new(), Vec::new())
+    let real_rows = if real.is_empty() {
+        Vec::new()
     } else {
-        emotion_rows(model, real, style, false)?
+        emotion_rows(model, real, style, false)?.0
     };
     let mut blend_e = [0f32; EMOTION_COUNT];
     blend_e[1] = 0.5;
     blend_e[4] = 0.5;
-    let blend = mean_change(&run_all(model, Sampler::Student, blend_e)?, &neutral);
+    let blend = mean_change(
+        &run_clips(model, Sampler::Student, clips, blend_e, style)?,
+        &neutral,
+    );
     let mut sweep = vec![("student (1 step)".to_string(), mean_signature)];
     if let Some(t) = teacher {
         let two: Vec<&Vec<f32>> = clips.iter().take(2).copied().collect();
@@ -705,13 +697,7 @@ fn emotion_section(
                 steps: t.config().diffusion.teacher_steps,
                 guidance: g,
             };
-            let run2 = |e| -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
-                let mut all = Vec::new();
-                for a in &two {
-                    all.extend(run_model(t, s, a, e, style)?);
-                }
-                Ok(all)
-            };
+            let run2 = |e| run_clips(t, s, &two, e, style);
             let n = run2(one_hot(0, 1.0))?;
             let mut total = 0f32;
             for e in 1..EMOTION_COUNT {
@@ -824,6 +810,21 @@ fn mean_of_signatures(rows: &[EmotionRow]) -> f32 {
     rows.iter().map(|r| r.signature_change).sum::<f32>() / rows.len() as f32
 }
 
+/// Frames of [`run_model`] over each clip in turn, concatenated.
+fn run_clips(
+    model: &TalkingHeadModel,
+    sampler: Sampler,
+    clips: &[&Vec<f32>],
+    emotion: [f32; EMOTION_COUNT],
+    style: &str,
+) -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
+    let mut all = Vec::new();
+    for a in clips {
+        all.extend(run_model(model, sampler, a, emotion, style)?);
+    }
+    Ok(all)
+}
+
 /// One [`EmotionRow`] per emotion but neutral on `clips` (student, style
 /// `style`), each at intensity 1 against the neutral take, with the
 /// intensity-0.5 runs when `half` (else `half_ratio` is 0). Returns the rows
@@ -835,13 +836,7 @@ fn emotion_rows(
     style: &str,
     half: bool,
 ) -> Result<(Vec<EmotionRow>, Vec<[f32; BLENDSHAPE_COUNT]>), String> {
-    let run_all = |e: [f32; EMOTION_COUNT]| -> Result<Vec<[f32; BLENDSHAPE_COUNT]>, String> {
-        let mut all = Vec::new();
-        for a in clips {
-            all.extend(run_model(model, Sampler::Student, a, e, style)?);
-        }
-        Ok(all)
-    };
+    let run_all = |e| run_clips(model, Sampler::Student, clips, e, style);
     let neutral = run_all(one_hot(0, 1.0))?;
     let jaw = Blendshape::JawOpen.index();
     let jaw_n: Vec<f32> = neutral.iter().map(|f| f[jaw]).collect();

@@ -87,10 +87,16 @@ pub fn emotion_offsets(emotion: usize) -> &'static [(Blendshape, f32)] {
     }
 }
 
-/// The summed offsets of an emotion vector: for each channel, the sum over
-/// the emotions but neutral of `offset × weight` (weights clamped to
-/// [0, 1]; NaN, ±Inf and negative weights count as 0), capped at 1.
-pub fn emotion_offset_sum(emotion: &[f32; EMOTION_COUNT]) -> [f32; BLENDSHAPE_COUNT] {
+/// The face an emotion vector makes at rest (mouth closed, nothing said):
+/// for each channel, the sum over the emotions but neutral of
+/// `offset × weight` (weights clamped to [0, 1]; NaN, ±Inf and negative
+/// weights count as 0), capped at 1: the neutral face (every weight 0) with
+/// the emotion's offsets. Weights in [0, 1]; all 0 for neutral. These summed
+/// offsets are also what the trainer blends into every label
+/// (`w + (1 − w) × offset`), so they are the label of silence and
+/// noise-floor windows, and a trained model's output on silence is close
+/// to them.
+pub fn emotion_rest_face(emotion: &[f32; EMOTION_COUNT]) -> [f32; BLENDSHAPE_COUNT] {
     let mut offset = [0f32; BLENDSHAPE_COUNT];
     for (k, &e) in emotion.iter().enumerate().skip(1) {
         if !e.is_finite() || e <= 0.0 {
@@ -101,15 +107,6 @@ pub fn emotion_offset_sum(emotion: &[f32; EMOTION_COUNT]) -> [f32; BLENDSHAPE_CO
         }
     }
     offset
-}
-
-/// The face an emotion vector makes at rest (mouth closed, nothing said):
-/// the neutral face (every weight 0) with the emotion's offsets, i.e.
-/// [`emotion_offset_sum`]. Weights in [0, 1]; all 0 for neutral. It is the
-/// label the trainer gives silence and noise-floor windows, so a trained
-/// model's output on silence is close to it.
-pub fn emotion_rest_face(emotion: &[f32; EMOTION_COUNT]) -> [f32; BLENDSHAPE_COUNT] {
-    emotion_offset_sum(emotion)
 }
 
 #[cfg(test)]

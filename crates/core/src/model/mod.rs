@@ -45,7 +45,7 @@ pub use config::{
     OutputCalibration, Prediction,
 };
 pub use denoiser::alpha_bar;
-pub use emotion::{emotion_offset_sum, emotion_offsets, emotion_rest_face};
+pub use emotion::{emotion_offsets, emotion_rest_face};
 
 /// Path of the shipped default model, relative to the crate root.
 pub const DEFAULT_MODEL_PATH: &str = "assets/models/default.safetensors";
@@ -857,12 +857,8 @@ impl TalkingHeadModel {
             // A gated mouth is closed and neutral but for the emotion's own
             // expression (a smile stays a smile between sentences): the
             // emotion's rest face, the label of silence in training.
-            let rest = if gated {
-                emotion_rest_face(&sanitize_emotion(&s.emotion))
-            } else {
-                [0.0; BLENDSHAPE_COUNT]
-            };
-            if gated {
+            let rest = gated.then(|| emotion_rest_face(&sanitize_emotion(&s.emotion)));
+            if let Some(rest) = &rest {
                 for &c in MOUTH_CHANNELS.iter() {
                     w[c] = rest[c];
                 }
@@ -877,7 +873,7 @@ impl TalkingHeadModel {
                 for (c, m) in cal {
                     w[*c] = m.map(w[*c]);
                 }
-                if gated {
+                if let Some(rest) = &rest {
                     for &c in MOUTH_CHANNELS.iter() {
                         w[c] = rest[c];
                     }
